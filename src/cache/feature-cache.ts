@@ -1,0 +1,1038 @@
+/**
+ * The feature cache: one LevelDB per cache directory, a thin adapter over `level`.
+ *
+ * `FeatureCache` validates arguments, encodes and decodes values (with CRC checks, see
+ * `codec.ts`) and builds keys (see `keys.ts`); LevelDB does the I/O. Every write of features
+ * is one atomic batch, so an entry exists only when complete and an interrupted extraction
+ * resumes from what is cached.
+ */
+import { randomUUID } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { AbstractSublevel } from 'abstract-level';
+import { Level } from 'level';
+import { SplitfitError } from '../errors.js';
+import { checkFeatures, decodeFeatures, encodeFeatures, FEATURE_DTYPES, CACHE_FORMAT_VERSION } from './codec.js';
+import type { CorruptReason, DecodedFeatures, FeatureDType } from './codec.js';
+import {
+  assertFingerprint,
+  assertIndex,
+  assertSampleId,
+  augKey,
+  featureKey,
+  featureRange,
+  featuresSublevelName,
+  HOLDER_FILE,
+  META_KEYS,
+  META_SUBLEVEL,
+  NO_AUG,
+  parseFeatureKey,
+  SAMPLES_SUBLEVEL,
+} from './keys.js';
+
+// ---------------------------------------------------------------------------------------
+// Public types.
+
+/** Options of {@link FeatureCache.open}. */
+export interface FeatureCacheOptions {
+  /**
+   * Create the directory and an empty cache when none exists. When `false`, opening a
+   * directory without a cache fails with `SPLITFIT_IO`.
+   * @default true
+   */
+  createIfMissing?: boolean;
+  /**
+   * Refuse every write (`SPLITFIT_USAGE`). LevelDB still takes its exclusive lock: a
+   * read-only cache cannot be opened while another process holds it either.
+   * @default false
+   */
+  readOnly?: boolean;
+  /**
+   * Command recorded as the lock holder, so that a process that finds the cache locked can
+   * say who holds it (e.g. `splitfit cache-features --model mobilenet_v2 …`).
+   * @default process.argv without the node executable, joined by spaces
+   */
+  command?: string;
+}
+
+/** Who holds a cache open: stored in the `meta` key `holder` and in `splitfit-holder.json`. */
+export interface CacheHolder {
+  pid: number;
+  command: string;
+  /** ISO 8601 time the holder opened the cache. */
+  startedAt: string;
+  readOnly: boolean;
+}
+
+/** A sample's record in the `samples` sublevel. */
+export interface SampleRecord {
+  /** Class name or index; absent for unlabelled data. */
+  label?: string | number;
+  /** Where the sample came from (path, `idx:<file>#<index>`, …), for messages. */
+  source: string;
+}
+
+/** A sample to store: its id (content hash of the source bytes) and its record. */
+export interface SampleEntry extends SampleRecord {
+  id: string;
+}
+
+/** Which cached entry of a sample: its augmentation, generation and view. */
+export interface FeatureSelector {
+  /**
+   * Augmentation spec (canonical string); keys hold its short hash.
+   * @default undefined — no augmentation
+   */
+  aug?: string;
+  /**
+   * Generation of augmented views (bumped when a generation is refreshed).
+   * @default 0
+   */
+  generation?: number;
+  /**
+   * View index within the generation.
+   * @default 0
+   */
+  view?: number;
+}
+
+/** One entry to write with {@link FeatureCache.putFeatures}. */
+export interface FeatureEntry extends FeatureSelector {
+  sampleId: string;
+  data: Float32Array;
+  shape: number[];
+}
+
+/** One entry read back by {@link FeatureCache.iterateFeatures}. */
+export interface CachedFeatures {
+  sampleId: string;
+  view: number;
+  generation: number;
+  /** The augmentation spec, or `undefined` for entries without augmentation. */
+  aug: string | undefined;
+  data: Float32Array;
+  shape: number[];
+  dtype: FeatureDType;
+}
+
+/** Options of {@link FeatureCache.missingSampleIds}. */
+export interface MissingOptions extends FeatureSelector {
+  /**
+   * When set, a sample is missing unless all views `0 … views-1` are cached (`view` is then
+   * ignored).
+   * @default undefined — only `view` is checked
+   */
+  views?: number;
+}
+
+/** Options of {@link FeatureCache.iterateFeatures}. */
+export interface IterateOptions {
+  /**
+   * Augmentation spec to read.
+   * @default undefined — entries without augmentation
+   */
+  aug?: string;
+  /**
+   * Generation to read.
+   * @default undefined — every generation of `aug`, in order
+   */
+  generation?: number;
+  /**
+   * Maximum number of entries per yielded array (one `iterator.nextv` call).
+   * @default 256
+   */
+  batchSize?: number;
+}
+
+/** Per-fingerprint numbers of {@link FeatureCache.stats}. */
+export interface FingerprintStats {
+  fingerprint: string;
+  entries: number;
+  /** Views per sample: highest view index + 1 (0 when empty). */
+  views: number;
+  /** Highest generation present (0 when empty). */
+  generation: number;
+  /** Distinct generations present, ascending. */
+  generations: number[];
+  /** Sum of value sizes (header + payload), in bytes. */
+  bytes: number;
+  /** LevelDB's estimate of the space the entries take on disk (excludes unflushed writes). */
+  diskBytes: number;
+}
+
+/** Result of {@link FeatureCache.stats} (the `cache stats --json` contract). */
+export interface CacheStats {
+  samples: number;
+  /** Sum of feature value sizes over all fingerprints, in bytes. */
+  bytes: number;
+  /** LevelDB's estimate of the whole cache on disk (excludes unflushed writes). */
+  diskBytes: number;
+  fingerprints: FingerprintStats[];
+}
+
+/** One bad entry found by {@link FeatureCache.verify}. */
+export interface CorruptEntry {
+  fingerprint: string;
+  key: string;
+  reason: CorruptReason | 'bad key';
+  detail: string;
+}
+
+/** Options of {@link FeatureCache.verify}. */
+export interface VerifyOptions {
+  /**
+   * Verify only this fingerprint.
+   * @default undefined — every registered fingerprint
+   */
+  fingerprint?: string;
+  /**
+   * Delete the corrupt entries (one batch) so that the next extraction re-creates them.
+   * @default false
+   */
+  repair?: boolean;
+}
+
+/** Result of {@link FeatureCache.verify} (the `cache verify --json` contract). */
+export interface VerifyResult {
+  checked: number;
+  corrupt: CorruptEntry[];
+  /** Number of corrupt entries deleted (0 without `repair`). */
+  repaired: number;
+  /** `true` when no corrupt entry remains: none was found, or all were repaired. */
+  ok: boolean;
+}
+
+/** Options of {@link FeatureCache.gc}. */
+export interface GcOptions {
+  /**
+   * Only report what would be dropped.
+   * @default false
+   */
+  dryRun?: boolean;
+}
+
+/** Result of {@link FeatureCache.gc}. */
+export interface GcResult {
+  dryRun: boolean;
+  dropped: { fingerprint: string; entries: number }[];
+  kept: string[];
+}
+
+// ---------------------------------------------------------------------------------------
+// Internals.
+
+type Root = Level<string, string>;
+type FeaturesSublevel = AbstractSublevel<Root, string | Buffer | Uint8Array, string, Uint8Array>;
+type JsonSublevel<V> = AbstractSublevel<Root, string | Buffer | Uint8Array, string, V>;
+type Status = 'closed' | 'opening' | 'open' | 'closing';
+
+interface FormatRecord {
+  version: number;
+  createdAt: string;
+}
+
+interface HolderFile extends CacheHolder {
+  token: string;
+}
+
+/** Methods classic-level adds to abstract-level (`db.supports.additionalMethods`). */
+interface ClassicLevelExtras {
+  approximateSize(start: string, end: string): Promise<number>;
+  compactRange(start: string, end: string): Promise<void>;
+}
+
+const RESERVED_META_KEYS: ReadonlySet<string> = new Set(Object.values(META_KEYS));
+const DEFAULT_BATCH_SIZE = 256;
+const SCAN_BATCH = 1000; // keys per nextv() when only keys are needed
+const VALUE_SCAN_BATCH = 64; // values per nextv() when scanning whole caches (~16 MB at 7×7×1280 float32)
+const HAS_MANY_CHUNK = 1024;
+const noop = (): void => undefined;
+
+function errorCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
+
+function errorCause(err: unknown): unknown {
+  return err instanceof Error ? err.cause : undefined;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function validateOptions(options: FeatureCacheOptions | undefined): Required<FeatureCacheOptions> {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new TypeError(`FeatureCache options must be an object, received ${options === null ? 'null' : typeof options}`);
+  }
+  const merged = { createIfMissing: true, readOnly: false, command: process.argv.slice(1).join(' '), ...options };
+  for (const name of ['createIfMissing', 'readOnly'] as const) {
+    if (typeof merged[name] !== 'boolean') {
+      throw new TypeError(`FeatureCache option \`${name}\` must be a boolean, received ${typeof merged[name]}`);
+    }
+  }
+  if (typeof merged.command !== 'string') {
+    throw new TypeError(`FeatureCache option \`command\` must be a string, received ${typeof merged.command}`);
+  }
+  if (merged.readOnly && merged.createIfMissing && options?.createIfMissing === true) {
+    throw new TypeError('FeatureCache options `readOnly` and `createIfMissing: true` conflict: a read-only cache cannot create one');
+  }
+  // A read-only open never creates a cache, unless asked to (rejected above).
+  if (merged.readOnly) merged.createIfMissing = false;
+  return merged;
+}
+
+function resolveSelector(selector: FeatureSelector | undefined): { aug: string; generation: number; view: number } {
+  const { aug, generation = 0, view = 0 } = selector ?? {};
+  assertIndex('generation', generation);
+  assertIndex('view', view);
+  return { aug: augKey(aug), generation, view };
+}
+
+function isHolder(value: unknown): value is HolderFile {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.pid === 'number' && typeof v.command === 'string' && typeof v.startedAt === 'string';
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errorCode(err) === 'EPERM'; // exists, owned by someone else
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/**
+ * Cached base features in LevelDB. Open with {@link FeatureCache.open}; close with
+ * {@link FeatureCache.close} or `await using`.
+ *
+ * ```ts
+ * await using cache = await FeatureCache.open('./cache', { command: 'my-script' });
+ * await cache.putFeatures(fingerprint, [{ sampleId, data, shape: [1280] }], 'float32');
+ * for await (const batch of cache.iterateFeatures(fingerprint)) { … }
+ * ```
+ */
+export class FeatureCache {
+  readonly #dir: string;
+  readonly #options: Required<FeatureCacheOptions>;
+  #status: Status = 'closed';
+  #transition: Promise<void> | undefined;
+  #db: Root | undefined;
+  #meta: JsonSublevel<unknown> | undefined;
+  #samples: JsonSublevel<SampleRecord> | undefined;
+  readonly #featureSublevels = new Map<string, FeaturesSublevel>();
+  /** Registry mirrors of the `meta` keys `fingerprints` and `augs`; LevelDB's lock makes us the only writer. */
+  #fingerprints = new Set<string>();
+  #augSpecs = new Map<string, string>();
+  #registryQueue: Promise<unknown> = Promise.resolve();
+  #holderToken: string | undefined;
+
+  /** Creates a closed cache handle; prefer {@link FeatureCache.open}. */
+  constructor(dir: string, options?: FeatureCacheOptions) {
+    if (typeof dir !== 'string' || dir === '') {
+      throw new TypeError(`cache directory must be a non-empty string, received ${JSON.stringify(dir)}`);
+    }
+    this.#dir = dir;
+    this.#options = validateOptions(options);
+  }
+
+  /**
+   * Opens (and by default creates) the cache in `dir`.
+   *
+   * @throws SplitfitError `SPLITFIT_CACHE_LOCKED` at once when another process or handle
+   *   holds the directory (the message names the holder's pid and command when known);
+   *   `SPLITFIT_CACHE_CORRUPT` when LevelDB reports corruption; `SPLITFIT_CACHE_MISMATCH`
+   *   when the cache was written by a newer format; `SPLITFIT_IO` for other failures.
+   */
+  static async open(dir: string, options?: FeatureCacheOptions): Promise<FeatureCache> {
+    const cache = new FeatureCache(dir, options);
+    await cache.open();
+    return cache;
+  }
+
+  /** The directory passed to the constructor. */
+  get location(): string {
+    return this.#dir;
+  }
+
+  /** `'closed' | 'opening' | 'open' | 'closing'`. */
+  get status(): Status {
+    return this.#status;
+  }
+
+  get isOpen(): boolean {
+    return this.#status === 'open';
+  }
+
+  get isReadOnly(): boolean {
+    return this.#options.readOnly;
+  }
+
+  /** Opens the cache; resolves at once when already open. Idempotent. */
+  async open(): Promise<void> {
+    if (this.#status === 'open') return;
+    if (this.#status === 'opening') return this.#transition;
+    if (this.#status === 'closing') {
+      await this.#transition?.catch(noop);
+      return this.open(); // re-read the status after the await
+    }
+    this.#status = 'opening';
+    this.#transition = this.#open().then(
+      () => {
+        this.#status = 'open';
+        this.#transition = undefined;
+      },
+      (err: unknown) => {
+        this.#status = 'closed';
+        this.#transition = undefined;
+        throw err;
+      },
+    );
+    return this.#transition;
+  }
+
+  /** Closes the cache and removes the holder file; resolves at once when closed. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#status === 'closed') return;
+    if (this.#status === 'closing') return this.#transition;
+    if (this.#status === 'opening') {
+      await this.#transition?.catch(noop);
+      return this.close(); // re-read the status after the await
+    }
+    this.#status = 'closing';
+    this.#transition = this.#close().finally(() => {
+      this.#status = 'closed';
+      this.#transition = undefined;
+    });
+    return this.#transition;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // meta
+
+  /** A JSON value from the `meta` sublevel, or `undefined`. */
+  async getMeta<T>(key: string): Promise<T | undefined> {
+    assertMetaKey(key, false);
+    const { meta } = await this.#ready();
+    return (await this.#io('read meta', () => meta.get(key))) as T | undefined;
+  }
+
+  /** Stores a JSON value in the `meta` sublevel. Keys the cache owns are refused. */
+  async putMeta(key: string, value: unknown): Promise<void> {
+    assertMetaKey(key, true);
+    if (value === undefined) throw new TypeError(`meta value of "${key}" must be JSON-serializable, received undefined`);
+    const { meta } = await this.#writable('putMeta');
+    await this.#io('write meta', () => meta.put(key, value));
+  }
+
+  // -------------------------------------------------------------------------------------
+  // samples
+
+  /** Stores sample records (one batch). */
+  async putSamples(entries: readonly SampleEntry[]): Promise<void> {
+    if (!Array.isArray(entries)) throw new TypeError(`samples must be an array, received ${typeof entries}`);
+    for (const e of entries) {
+      assertSampleId(e.id);
+      if (typeof e.source !== 'string') throw new TypeError(`sample ${e.id}: source must be a string, received ${typeof e.source}`);
+      if (e.label !== undefined && typeof e.label !== 'string' && typeof e.label !== 'number') {
+        throw new TypeError(`sample ${e.id}: label must be a string or a number, received ${typeof e.label}`);
+      }
+    }
+    const { samples } = await this.#writable('putSamples');
+    if (entries.length === 0) return;
+    await this.#io('write samples', () =>
+      samples.batch(
+        entries.map((e) => ({
+          type: 'put' as const,
+          key: e.id,
+          value: e.label === undefined ? { source: e.source } : { label: e.label, source: e.source },
+        })),
+      ),
+    );
+  }
+
+  /** A sample's record, or `undefined`. */
+  async getSample(id: string): Promise<SampleRecord | undefined> {
+    assertSampleId(id);
+    const { samples } = await this.#ready();
+    return this.#io('read samples', () => samples.get(id));
+  }
+
+  /** Records of many samples, in the order of `ids` (`undefined` where unknown). */
+  async getSamples(ids: readonly string[]): Promise<(SampleRecord | undefined)[]> {
+    ids.forEach(assertSampleId);
+    const { samples } = await this.#ready();
+    return this.#io('read samples', () => samples.getMany([...ids]));
+  }
+
+  // -------------------------------------------------------------------------------------
+  // features
+
+  /** Fingerprints that have (or had) features in this cache, sorted. */
+  async listFingerprints(): Promise<string[]> {
+    await this.#ready();
+    return [...this.#fingerprints].sort();
+  }
+
+  /**
+   * Writes feature entries in one atomic batch: either all are stored or none. The first
+   * write of a fingerprint (or of an augmentation spec) registers it in the same batch.
+   *
+   * @throws TypeError on a malformed entry (bad id, shape not matching the data, …).
+   */
+  async putFeatures(fingerprint: string, entries: readonly FeatureEntry[], dtype: FeatureDType): Promise<void> {
+    assertFingerprint(fingerprint);
+    if (!FEATURE_DTYPES.includes(dtype)) {
+      throw new TypeError(`dtype must be one of ${FEATURE_DTYPES.join(', ')}, received ${String(dtype)}`);
+    }
+    if (!Array.isArray(entries)) throw new TypeError(`feature entries must be an array, received ${typeof entries}`);
+    const ops: { key: string; value: Uint8Array }[] = [];
+    const newAugs = new Map<string, string>();
+    for (const e of entries) {
+      const { aug, generation, view } = resolveSelector(e);
+      const key = featureKey({ augKey: aug, generation, sampleId: e.sampleId, view });
+      if (aug !== NO_AUG && e.aug !== undefined && !this.#augSpecs.has(aug)) newAugs.set(aug, e.aug);
+      ops.push({ key, value: encodeFeatures(e.data, e.shape, dtype) });
+    }
+    const { db } = await this.#writable('putFeatures');
+    if (ops.length === 0) return;
+    const sub = this.#features(fingerprint);
+
+    const write = async (registry: boolean): Promise<void> => {
+      const batch = db.batch();
+      for (const op of ops) batch.put<string, Uint8Array>(op.key, op.value, { sublevel: sub });
+      let fingerprints: string[] | undefined;
+      let augs: Record<string, string> | undefined;
+      if (registry) {
+        const meta = this.#meta!;
+        if (!this.#fingerprints.has(fingerprint)) {
+          fingerprints = [...this.#fingerprints, fingerprint].sort();
+          batch.put<string, unknown>(META_KEYS.fingerprints, fingerprints, { sublevel: meta });
+        }
+        const added = [...newAugs].filter(([hash]) => !this.#augSpecs.has(hash));
+        if (added.length > 0) {
+          augs = Object.fromEntries([...this.#augSpecs, ...added]);
+          batch.put<string, unknown>(META_KEYS.augs, augs, { sublevel: meta });
+        }
+      }
+      await this.#io('write features', () => batch.write()).catch(async (err: unknown) => {
+        await batch.close().catch(noop);
+        throw err;
+      });
+      if (fingerprints) this.#fingerprints = new Set(fingerprints);
+      if (augs) this.#augSpecs = new Map(Object.entries(augs));
+    };
+
+    const needsRegistry = !this.#fingerprints.has(fingerprint) || newAugs.size > 0;
+    // Registry updates read-modify-write two meta keys: serialize them.
+    if (needsRegistry) await this.#withRegistryLock(() => write(true));
+    else await write(false);
+  }
+
+  /** One decoded entry, or `undefined` when it is not cached. */
+  async getFeatures(fingerprint: string, sampleId: string, selector?: FeatureSelector): Promise<DecodedFeatures | undefined> {
+    const key = this.#key(fingerprint, sampleId, selector);
+    await this.#ready();
+    const sub = this.#features(fingerprint);
+    const value = await this.#io('read features', () => sub.get(key));
+    return value === undefined ? undefined : decodeFeatures(value, { fingerprint, key });
+  }
+
+  /** Whether an entry is cached (without reading or checking its value). */
+  async hasFeatures(fingerprint: string, sampleId: string, selector?: FeatureSelector): Promise<boolean> {
+    const key = this.#key(fingerprint, sampleId, selector);
+    await this.#ready();
+    const sub = this.#features(fingerprint);
+    return this.#io('read features', () => sub.has(key));
+  }
+
+  /**
+   * The ids (first-seen order, without duplicates) that lack a cached entry for `options` —
+   * with `views`, that lack any of the views `0 … views-1`. Uses LevelDB's `hasMany`, so
+   * values are not copied out.
+   */
+  async missingSampleIds(fingerprint: string, ids: readonly string[], options?: MissingOptions): Promise<string[]> {
+    assertFingerprint(fingerprint);
+    const { aug, generation, view } = resolveSelector(options);
+    const views = options?.views;
+    if (views !== undefined && (!Number.isInteger(views) || views < 1 || views > 1_000_000)) {
+      throw new TypeError(`views must be an integer in [1, 1000000], received ${String(views)}`);
+    }
+    const unique = [...new Set(ids)];
+    const viewList = views === undefined ? [view] : Array.from({ length: views }, (_, v) => v);
+    const keys: string[] = [];
+    for (const sampleId of unique) {
+      for (const v of viewList) keys.push(featureKey({ augKey: aug, generation, sampleId, view: v }));
+    }
+    await this.#ready();
+    const sub = this.#features(fingerprint);
+    const missing = new Set<string>();
+    for (let start = 0; start < keys.length; start += HAS_MANY_CHUNK) {
+      const chunk = keys.slice(start, start + HAS_MANY_CHUNK);
+      const present = await this.#io('read features', () => sub.hasMany(chunk));
+      present.forEach((has, i) => {
+        if (!has) missing.add(unique[Math.floor((start + i) / viewList.length)]!);
+      });
+    }
+    return unique.filter((id) => missing.has(id));
+  }
+
+  /**
+   * Streams the entries of one augmentation (and generation) in key order — by generation,
+   * then sample id, then view — as arrays of at most `batchSize` decoded entries, one
+   * `iterator.nextv` each. The iterator reads a snapshot: concurrent writes are not seen.
+   *
+   * @throws SplitfitError `SPLITFIT_CACHE_CORRUPT` on the first entry that fails its check.
+   */
+  async *iterateFeatures(fingerprint: string, options?: IterateOptions): AsyncGenerator<CachedFeatures[], void, undefined> {
+    assertFingerprint(fingerprint);
+    const { aug, generation, batchSize = DEFAULT_BATCH_SIZE } = options ?? {};
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new TypeError(`batchSize must be a positive integer, received ${String(batchSize)}`);
+    }
+    const range = featureRange(augKey(aug), generation);
+    await this.#ready();
+    const sub = this.#features(fingerprint);
+    const it = sub.iterator({ ...range });
+    try {
+      for (;;) {
+        const rows = await this.#io('read features', () => it.nextv(batchSize));
+        if (rows.length === 0) return;
+        yield rows.map(([key, value]) => this.#decodeEntry(fingerprint, key, value));
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  /**
+   * Deletes every entry of one (augmentation, generation) — a key-range `clear` — then asks
+   * LevelDB to compact that range so the space is reclaimed.
+   * @returns the number of entries deleted.
+   */
+  async deleteGeneration(fingerprint: string, aug: string | undefined, generation: number): Promise<number> {
+    assertFingerprint(fingerprint);
+    const range = featureRange(augKey(aug), generation);
+    await this.#writable('deleteGeneration');
+    const sub = this.#features(fingerprint);
+    const count = await this.#countRange(sub, range);
+    if (count === 0) return 0;
+    await this.#io('delete generation', () => sub.clear(range));
+    await this.#compact(sub.prefix + range.gte, sub.prefix + range.lt);
+    return count;
+  }
+
+  /** Number of entries of a fingerprint (all augmentations, generations and views). */
+  async countEntries(fingerprint: string): Promise<number> {
+    assertFingerprint(fingerprint);
+    await this.#ready();
+    return this.#countRange(this.#features(fingerprint), {});
+  }
+
+  // -------------------------------------------------------------------------------------
+  // maintenance
+
+  /**
+   * Counts samples and, per registered fingerprint, entries, views, generations and bytes
+   * (exact sum of value sizes, read by one scan) plus LevelDB's on-disk estimate.
+   */
+  async stats(): Promise<CacheStats> {
+    const { samples, db } = await this.#ready();
+    const fingerprints: FingerprintStats[] = [];
+    for (const fingerprint of [...this.#fingerprints].sort()) {
+      const sub = this.#features(fingerprint);
+      let entries = 0;
+      let bytes = 0;
+      let maxView = -1;
+      const generations = new Set<number>();
+      const it = sub.iterator({});
+      try {
+        for (;;) {
+          const rows = await this.#io('scan features', () => it.nextv(VALUE_SCAN_BATCH));
+          if (rows.length === 0) break;
+          for (const [key, value] of rows) {
+            entries++;
+            bytes += value.byteLength;
+            const parts = parseFeatureKey(key);
+            if (parts === undefined) continue;
+            maxView = Math.max(maxView, parts.view);
+            generations.add(parts.generation);
+          }
+        }
+      } finally {
+        await it.close();
+      }
+      const sorted = [...generations].sort((a, b) => a - b);
+      fingerprints.push({
+        fingerprint,
+        entries,
+        views: maxView + 1,
+        generation: sorted.at(-1) ?? 0,
+        generations: sorted,
+        bytes,
+        diskBytes: await this.#approximateSize(db, sub.prefix, upperBound(sub.prefix)),
+      });
+    }
+    return {
+      samples: await this.#countRange(samples, {}),
+      bytes: fingerprints.reduce((sum, f) => sum + f.bytes, 0),
+      diskBytes: await this.#approximateSize(db, '!', '"'),
+      fingerprints,
+    };
+  }
+
+  /**
+   * Reads every entry (of one fingerprint, or of all) and checks key, header, length and
+   * CRC. With `repair`, deletes the corrupt entries in one batch.
+   */
+  async verify(options?: VerifyOptions): Promise<VerifyResult> {
+    const { fingerprint, repair = false } = options ?? {};
+    if (fingerprint !== undefined) assertFingerprint(fingerprint);
+    if (typeof repair !== 'boolean') throw new TypeError(`verify option \`repair\` must be a boolean, received ${typeof repair}`);
+    const { db } = repair ? await this.#writable('verify --repair') : await this.#ready();
+    const targets = fingerprint !== undefined ? [fingerprint] : [...this.#fingerprints].sort();
+    let checked = 0;
+    const corrupt: CorruptEntry[] = [];
+    for (const fp of targets) {
+      const it = this.#features(fp).iterator({});
+      try {
+        for (;;) {
+          const rows = await this.#io('scan features', () => it.nextv(VALUE_SCAN_BATCH));
+          if (rows.length === 0) break;
+          for (const [key, value] of rows) {
+            checked++;
+            if (parseFeatureKey(key) === undefined) {
+              corrupt.push({ fingerprint: fp, key, reason: 'bad key', detail: 'does not follow aug!generation!sampleId!view' });
+              continue;
+            }
+            const bad = checkFeatures(value);
+            if (bad) corrupt.push({ fingerprint: fp, key, ...bad });
+          }
+        }
+      } finally {
+        await it.close();
+      }
+    }
+    let repaired = 0;
+    if (repair && corrupt.length > 0) {
+      const batch = db.batch();
+      for (const c of corrupt) batch.del(c.key, { sublevel: this.#features(c.fingerprint) });
+      await this.#io('repair', () => batch.write());
+      repaired = corrupt.length;
+    }
+    return { checked, corrupt, repaired, ok: corrupt.length === repaired };
+  }
+
+  /**
+   * Drops every fingerprint not in `inUse` (its entries, then its registry entry) and
+   * compacts the freed ranges. With `dryRun`, only reports what it would drop.
+   */
+  async gc(inUse: readonly string[], options?: GcOptions): Promise<GcResult> {
+    if (!Array.isArray(inUse)) throw new TypeError(`gc: inUse must be an array of fingerprints, received ${typeof inUse}`);
+    inUse.forEach(assertFingerprint);
+    const dryRun = options?.dryRun ?? false;
+    if (typeof dryRun !== 'boolean') throw new TypeError(`gc option \`dryRun\` must be a boolean, received ${typeof dryRun}`);
+    if (dryRun) await this.#ready();
+    else await this.#writable('gc');
+    const keep = new Set(inUse);
+    const all = [...this.#fingerprints].sort();
+    const dropped: GcResult['dropped'] = [];
+    for (const fp of all.filter((f) => !keep.has(f))) {
+      const sub = this.#features(fp);
+      const entries = await this.#countRange(sub, {});
+      dropped.push({ fingerprint: fp, entries });
+      if (dryRun) continue;
+      // Entries first, registry second: a crash in between leaves an empty, registered namespace.
+      await this.#io('gc', () => sub.clear());
+      await this.#withRegistryLock(async () => {
+        const next = [...this.#fingerprints].filter((f) => f !== fp).sort();
+        await this.#io('gc', () => this.#meta!.put(META_KEYS.fingerprints, next));
+        this.#fingerprints = new Set(next);
+      });
+      this.#featureSublevels.delete(fp);
+      await this.#compact(sub.prefix, upperBound(sub.prefix));
+    }
+    return { dryRun, dropped, kept: all.filter((f) => keep.has(f)) };
+  }
+
+  /** Deletes everything (features, samples, meta), keeping the format record and holder. */
+  async clear(): Promise<void> {
+    const { db } = await this.#writable('clear');
+    await this.#withRegistryLock(async () => {
+      await this.#io('clear', () => db.clear());
+      this.#fingerprints = new Set();
+      this.#augSpecs = new Map();
+      this.#featureSublevels.clear();
+      await this.#writeHeaderMeta();
+    });
+    await this.#compact('!', '"');
+  }
+
+  // -------------------------------------------------------------------------------------
+  // private
+
+  async #open(): Promise<void> {
+    const { createIfMissing, readOnly } = this.#options;
+    if (!createIfMissing && !(await exists(path.join(this.#dir, 'CURRENT')))) {
+      throw new SplitfitError(
+        'SPLITFIT_IO',
+        `no feature cache in ${this.#dir} (no LevelDB files there). Run \`splitfit cache-features --cache ${this.#dir}\` first, or check the path.`,
+      );
+    }
+    const db = new Level<string, string>(this.#dir, { createIfMissing, errorIfExists: false });
+    try {
+      await db.open();
+    } catch (err) {
+      throw await this.#openError(err);
+    }
+    try {
+      this.#db = db;
+      this.#meta = db.sublevel<string, unknown>(META_SUBLEVEL, { valueEncoding: 'json' });
+      this.#samples = db.sublevel<string, SampleRecord>(SAMPLES_SUBLEVEL, { valueEncoding: 'json' });
+      const format = (await this.#meta.get(META_KEYS.format)) as FormatRecord | undefined;
+      if (format !== undefined && format.version > CACHE_FORMAT_VERSION) {
+        throw new SplitfitError(
+          'SPLITFIT_CACHE_MISMATCH',
+          `cache ${this.#dir} was written by cache format ${format.version}; this splitfit reads format ${CACHE_FORMAT_VERSION}. ` +
+            'Upgrade splitfit or use another --cache directory.',
+        );
+      }
+      const [fingerprints, augs] = await this.#meta.getMany([META_KEYS.fingerprints, META_KEYS.augs]);
+      this.#fingerprints = new Set(Array.isArray(fingerprints) ? fingerprints.filter((f): f is string => typeof f === 'string') : []);
+      this.#augSpecs = new Map(
+        typeof augs === 'object' && augs !== null
+          ? Object.entries(augs).filter((e): e is [string, string] => typeof e[1] === 'string')
+          : [],
+      );
+      if (!readOnly) await this.#writeHeaderMeta(format);
+      await this.#writeHolderFile();
+    } catch (err) {
+      this.#db = undefined;
+      await db.close().catch(noop);
+      if (err instanceof SplitfitError) throw err;
+      throw new SplitfitError('SPLITFIT_IO', `could not initialise cache ${this.#dir}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  async #close(): Promise<void> {
+    const db = this.#db;
+    await this.#removeHolderFile();
+    this.#db = undefined;
+    this.#meta = undefined;
+    this.#samples = undefined;
+    this.#featureSublevels.clear();
+    if (db) await this.#io('close', () => db.close());
+  }
+
+  async #writeHeaderMeta(format?: FormatRecord): Promise<void> {
+    const meta = this.#meta!;
+    const holder: CacheHolder = {
+      pid: process.pid,
+      command: this.#options.command,
+      startedAt: new Date().toISOString(),
+      readOnly: this.#options.readOnly,
+    };
+    await meta.batch([
+      { type: 'put', key: META_KEYS.format, value: format ?? { version: CACHE_FORMAT_VERSION, createdAt: holder.startedAt } },
+      { type: 'put', key: META_KEYS.holder, value: holder },
+    ]);
+  }
+
+  /** Sidecar naming the holder: the DB itself cannot be read by whoever finds it locked. */
+  async #writeHolderFile(): Promise<void> {
+    const token = randomUUID();
+    const holder: HolderFile = {
+      pid: process.pid,
+      command: this.#options.command,
+      startedAt: new Date().toISOString(),
+      readOnly: this.#options.readOnly,
+      token,
+    };
+    const file = path.join(this.#dir, HOLDER_FILE);
+    const tmp = `${file}.${process.pid}.${token.slice(0, 8)}.tmp`;
+    await fsp.writeFile(tmp, JSON.stringify(holder) + '\n');
+    await fsp.rename(tmp, file);
+    this.#holderToken = token;
+  }
+
+  async #removeHolderFile(): Promise<void> {
+    const token = this.#holderToken;
+    this.#holderToken = undefined;
+    if (token === undefined) return;
+    const file = path.join(this.#dir, HOLDER_FILE);
+    const holder = await readHolderFile(file);
+    if (holder?.token === token) await fsp.rm(file, { force: true }).catch(noop);
+  }
+
+  async #openError(err: unknown): Promise<SplitfitError> {
+    const code = errorCode(err);
+    const causeCode = errorCode(errorCause(err));
+    const detail = errorMessage(errorCause(err) ?? err);
+    if (code === 'LEVEL_LOCKED' || causeCode === 'LEVEL_LOCKED') {
+      const holder = await readHolderFile(path.join(this.#dir, HOLDER_FILE));
+      const elsewhere = 'A cache can be open in one process at a time: wait for it to finish, stop it, or use another --cache directory.';
+      let message: string;
+      if (holder === undefined) {
+        message = `cache ${this.#dir} is locked by another process (it left no ${HOLDER_FILE}). ${elsewhere}`;
+      } else {
+        const opened = `opened ${holder.readOnly ? 'read-only' : 'for writing'} at ${holder.startedAt}`;
+        if (holder.pid === process.pid) {
+          message =
+            `cache ${this.#dir} is already open in this process (pid ${holder.pid}, "${holder.command}", ${opened}). ` +
+            'Use that FeatureCache or close it first: a cache can be open once at a time.';
+        } else if (!isProcessAlive(holder.pid)) {
+          message =
+            `cache ${this.#dir} is locked by another process; its ${HOLDER_FILE} names pid ${holder.pid} ("${holder.command}"), ` +
+            `which is no longer running, so the holder is unknown. ${elsewhere}`;
+        } else {
+          message = `cache ${this.#dir} is locked by pid ${holder.pid} running "${holder.command}" (${opened}). ${elsewhere}`;
+        }
+      }
+      return new SplitfitError('SPLITFIT_CACHE_LOCKED', message, { cause: err });
+    }
+    if (code === 'LEVEL_CORRUPTION' || causeCode === 'LEVEL_CORRUPTION') {
+      return new SplitfitError(
+        'SPLITFIT_CACHE_CORRUPT',
+        `LevelDB reports corruption in cache ${this.#dir}: ${detail}. Remove the directory (or run ClassicLevel.repair) and re-run cache-features.`,
+        { cause: err },
+      );
+    }
+    return new SplitfitError('SPLITFIT_IO', `could not open cache ${this.#dir}: ${detail}`, { cause: err });
+  }
+
+  async #ready(): Promise<{ db: Root; meta: JsonSublevel<unknown>; samples: JsonSublevel<SampleRecord> }> {
+    if (this.#status === 'opening') await this.#transition;
+    if (this.#status !== 'open' || !this.#db || !this.#meta || !this.#samples) {
+      throw new SplitfitError('SPLITFIT_IO', `cache ${this.#dir} is ${this.#status}; call open() first`);
+    }
+    return { db: this.#db, meta: this.#meta, samples: this.#samples };
+  }
+
+  async #writable(op: string): Promise<{ db: Root; meta: JsonSublevel<unknown>; samples: JsonSublevel<SampleRecord> }> {
+    const ready = await this.#ready();
+    if (this.#options.readOnly) {
+      throw new SplitfitError('SPLITFIT_USAGE', `${op}: cache ${this.#dir} is open read-only; open it without \`readOnly\` to write`);
+    }
+    return ready;
+  }
+
+  #features(fingerprint: string): FeaturesSublevel {
+    let sub = this.#featureSublevels.get(fingerprint);
+    if (sub === undefined) {
+      sub = this.#db!.sublevel<string, Uint8Array>(featuresSublevelName(fingerprint), { valueEncoding: 'view' });
+      this.#featureSublevels.set(fingerprint, sub);
+    }
+    return sub;
+  }
+
+  #key(fingerprint: string, sampleId: string, selector: FeatureSelector | undefined): string {
+    assertFingerprint(fingerprint);
+    const { aug, generation, view } = resolveSelector(selector);
+    return featureKey({ augKey: aug, generation, sampleId, view });
+  }
+
+  #decodeEntry(fingerprint: string, key: string, value: Uint8Array): CachedFeatures {
+    const parts = parseFeatureKey(key);
+    if (parts === undefined) {
+      throw new SplitfitError(
+        'SPLITFIT_CACHE_CORRUPT',
+        `malformed feature key "${key}" in cache namespace ${fingerprint}. Run \`splitfit cache verify --repair\`.`,
+      );
+    }
+    const { data, shape, dtype } = decodeFeatures(value, { fingerprint, key });
+    const aug = parts.augKey === NO_AUG ? undefined : (this.#augSpecs.get(parts.augKey) ?? parts.augKey);
+    return { sampleId: parts.sampleId, view: parts.view, generation: parts.generation, aug, data, shape, dtype };
+  }
+
+  async #countRange<V>(sub: JsonSublevel<V>, range: { gte?: string; lt?: string }): Promise<number> {
+    const it = sub.keys({ ...range });
+    let n = 0;
+    try {
+      for (;;) {
+        const keys = await this.#io('scan keys', () => it.nextv(SCAN_BATCH));
+        if (keys.length === 0) return n;
+        n += keys.length;
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  async #compact(start: string, end: string): Promise<void> {
+    const db = this.#db!;
+    if (!db.supports.additionalMethods.compactRange) return;
+    const extras = db as unknown as ClassicLevelExtras;
+    await this.#io('compact', () => extras.compactRange(start, end));
+  }
+
+  async #approximateSize(db: Root, start: string, end: string): Promise<number> {
+    if (!db.supports.additionalMethods.approximateSize) return 0;
+    const extras = db as unknown as ClassicLevelExtras;
+    return this.#io('approximate size', () => extras.approximateSize(start, end));
+  }
+
+  #withRegistryLock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#registryQueue.then(fn, fn);
+    this.#registryQueue = run.catch(noop);
+    return run;
+  }
+
+  /** Runs a LevelDB call, turning its errors into coded SplitfitErrors (keeping the cause). */
+  async #io<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof SplitfitError || err instanceof TypeError) throw err;
+      const code = errorCode(err);
+      if (code === 'LEVEL_CORRUPTION' || errorCode(errorCause(err)) === 'LEVEL_CORRUPTION') {
+        throw new SplitfitError(
+          'SPLITFIT_CACHE_CORRUPT',
+          `${op}: LevelDB reports corruption in cache ${this.#dir}: ${errorMessage(err)}`,
+          { cause: err },
+        );
+      }
+      throw new SplitfitError('SPLITFIT_IO', `${op} failed on cache ${this.#dir}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+}
+
+function assertMetaKey(key: string, forWrite: boolean): void {
+  if (typeof key !== 'string' || key === '') throw new TypeError(`meta key must be a non-empty string, received ${JSON.stringify(key)}`);
+  if (forWrite && RESERVED_META_KEYS.has(key)) {
+    throw new TypeError(`meta key "${key}" is owned by the cache; reserved keys: ${[...RESERVED_META_KEYS].join(', ')}`);
+  }
+}
+
+/** The smallest string above every key that starts with `prefix` (prefixes end in `!`). */
+function upperBound(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fsp.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readHolderFile(file: string): Promise<HolderFile | undefined> {
+  try {
+    const parsed: unknown = JSON.parse(await fsp.readFile(file, 'utf8'));
+    return isHolder(parsed) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,71 @@
+import type { Command } from 'commander';
+import type { BackendChoice } from '../backend/resolve.js';
+import type { FeatureDType } from '../cache/codec.js';
+import { SplitfitError } from '../errors.js';
+import { extractFeatures } from '../extract/extract.js';
+import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
+import { choice, positiveInt, size } from './parse.js';
+
+interface Flags extends CommonFlags {
+  model?: string;
+  boundary?: string;
+  data?: string;
+  cache: string;
+  inputSize?: [number, number];
+  preprocess?: string;
+  batchSize: number;
+  concurrency: number;
+  dtype: FeatureDType;
+  classNames?: string;
+  skipBad?: boolean;
+  backend: BackendChoice;
+}
+
+export function registerCacheFeatures(program: Command): void {
+  const cmd = defineCommand<Flags>(program, 'cache-features', 'run the frozen base once (inference mode) and cache its features in LevelDB', async (out, f) => {
+    const started = performance.now();
+    if (!f.model) throw new SplitfitError('SPLITFIT_USAGE', 'missing --model <model.json|bundled name>');
+    if (!f.data) throw new SplitfitError('SPLITFIT_USAGE', 'missing --data <folder|manifest.csv|images-idx3-ubyte[.gz]>');
+    const backend = await useBackend(out, f.backend);
+    const result = await extractFeatures({
+      model: f.model,
+      data: f.data,
+      cache: f.cache,
+      batchSize: f.batchSize,
+      concurrency: f.concurrency,
+      dtype: f.dtype,
+      skipBad: f.skipBad === true,
+      ...(f.boundary === undefined ? {} : { boundary: f.boundary }),
+      ...(f.inputSize === undefined ? {} : { inputSize: f.inputSize }),
+      ...(f.preprocess === undefined ? {} : { preprocess: f.preprocess }),
+      ...(f.classNames === undefined ? {} : { classNames: f.classNames.split(',') }),
+      onProgress: (e) => {
+        if (e.type === 'start') out.info(`fingerprint ${e.fingerprint.slice(0, 16)}: ${e.total} samples, ${e.total - e.toExtract} cached, ${e.toExtract} to extract (${backend})`);
+        else if (e.type === 'extract') out.progress('extract', e.done, e.total);
+        else out.warn(`skipped ${e.source}: ${e.reason}`);
+      },
+    });
+    const { failures, ...rest } = result;
+    const summary = { ...rest, failures, seconds: (performance.now() - started) / 1000 };
+    out.result(summary, () =>
+      [
+        `extracted ${result.extracted}, skipped ${result.skipped} (cached), failed ${result.failed}; ${result.entries} entries for fingerprint ${result.fingerprint.slice(0, 16)}`,
+        `features ${JSON.stringify(result.featureShape)} on ${result.backend}; extraction ${result.extractSeconds.toFixed(1)} s, total ${summary.seconds.toFixed(1)} s`,
+        ...failures.map((x) => `  failed: ${x.source}: ${x.reason}`),
+      ].join('\n'),
+    );
+  });
+  cmd
+    .option('--model <model>', 'model.json path or bundled model name (see `splitfit models`)')
+    .option('--boundary <layer>', 'freeze boundary: a layer name or index that is a graph cut')
+    .option('--data <spec>', 'class folders, a .csv/.jsonl manifest (path,label), or an IDX images file')
+    .option('--cache <dir>', 'cache directory', './cache')
+    .option('--input-size <HxW>', "resize images to HxW (must match the model's input)", size('--input-size'))
+    .option('--preprocess <name>', 'unit ([0,1]) | symmetric ([-1,1]) | caffe')
+    .option('--batch-size <n>', 'samples per base forward pass', positiveInt('--batch-size'), 32)
+    .option('--concurrency <n>', 'images decoded at once', positiveInt('--concurrency'), 4)
+    .option('--dtype <dtype>', 'float32 | float16 storage', choice('--dtype', ['float32', 'float16'] as const), 'float32')
+    .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels 0,1,…')
+    .option('--skip-bad', 'count undecodable images as failed instead of stopping');
+  backendOption(cmd);
+}

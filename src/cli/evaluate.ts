@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import type { BackendChoice } from '../backend/resolve.js';
+import { SplitfitError } from '../errors.js';
+import { evaluate } from '../train/evaluate.js';
+import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
+import { positiveInt } from './parse.js';
+
+interface Flags extends CommonFlags {
+  model?: string;
+  data?: string;
+  compareModes?: boolean;
+  batchSize: number;
+  preprocess?: string;
+  classNames?: string;
+  backend: BackendChoice;
+}
+
+export function registerEvaluate(program: Command): void {
+  const cmd = defineCommand<Flags>(program, 'evaluate', 'loss, accuracy and AUC of a model on labeled data; --compare-modes detects the BatchNorm gap', async (out, f) => {
+    if (!f.model) throw new SplitfitError('SPLITFIT_USAGE', 'missing --model <model.json>');
+    if (!f.data) throw new SplitfitError('SPLITFIT_USAGE', 'missing --data <folder|manifest|idx>');
+    await useBackend(out, f.backend);
+    const r = await evaluate({
+      model: f.model,
+      data: f.data,
+      batchSize: f.batchSize,
+      compareModes: f.compareModes === true,
+      ...(f.preprocess === undefined ? {} : { preprocess: f.preprocess }),
+      ...(f.classNames === undefined ? {} : { classNames: f.classNames.split(',') }),
+    });
+    out.result(r, () => {
+      const lines = [`n ${r.n}: loss ${r.loss.toFixed(4)}, accuracy ${r.accuracy.toFixed(4)}${r.auc === undefined ? '' : `, AUC ${r.auc.toFixed(4)}`}`];
+      if (r.modes) {
+        const m = r.modes;
+        lines.push(
+          `training mode:  loss ${m.training.loss.toFixed(4)}, accuracy ${m.training.accuracy.toFixed(4)}`,
+          `inference mode: loss ${m.inference.loss.toFixed(4)}, accuracy ${m.inference.accuracy.toFixed(4)}`,
+          `accuracy gap ${m.accuracyGap.toFixed(4)}${Math.abs(m.accuracyGap) > 0.02 ? ' — training and inference disagree: frozen BatchNorm layers (or dropout) behave differently under fit' : ''}`,
+        );
+      }
+      return lines.join('\n');
+    });
+  });
+  cmd
+    .option('--model <model.json>', 'stitched model (or any tfjs LayersModel)')
+    .option('--data <spec>', 'class folders, a manifest, or an IDX images file')
+    .option('--compare-modes', 'also run in training mode on a copy and report the gap')
+    .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32)
+    .option('--preprocess <name>', 'when the model has no splitfit.json: unit | symmetric | caffe')
+    .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels');
+  backendOption(cmd);
+}

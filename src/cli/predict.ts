@@ -1,0 +1,36 @@
+import type { Command } from 'commander';
+import type { BackendChoice } from '../backend/resolve.js';
+import { openFiles } from '../data/sources.js';
+import { SplitfitError } from '../errors.js';
+import { loadPredictor, predictSamples } from '../infer/predictor.js';
+import { argmaxRows } from '../train/metrics.js';
+import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
+import { positiveInt } from './parse.js';
+
+interface Flags extends CommonFlags {
+  model?: string;
+  batchSize: number;
+  backend: BackendChoice;
+}
+
+export function registerPredict(program: Command): void {
+  const cmd = defineCommand<Flags>(program, 'predict [files...]', 'classify image files with a stitched model', async (out, f, files) => {
+    if (!f.model) throw new SplitfitError('SPLITFIT_USAGE', 'missing --model <model.json>');
+    if (files.length === 0) throw new SplitfitError('SPLITFIT_USAGE', 'no image files given');
+    await useBackend(out, f.backend);
+    const p = await loadPredictor(f.model);
+    const source = await openFiles(files);
+    const { probs, k } = await predictSamples(p, source.samples, f.batchSize);
+    const labels = p.labels ?? Array.from({ length: k }, (_, i) => String(i));
+    const best = argmaxRows(probs, k);
+    const predictions = source.samples.map((s, i) => ({
+      file: s.source,
+      label: labels[best[i]!]!,
+      probability: probs[i * k + best[i]!]!,
+      probabilities: Object.fromEntries(labels.map((l, j) => [l, probs[i * k + j]!])),
+    }));
+    out.result({ predictions }, () => predictions.map((x) => `${x.file}\t${x.label}\t${x.probability.toFixed(4)}`).join('\n'));
+  });
+  cmd.option('--model <model.json>', 'stitched model').option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32);
+  backendOption(cmd);
+}

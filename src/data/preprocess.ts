@@ -1,0 +1,83 @@
+import { closestMatches, SplitfitError } from '../errors.js';
+
+/**
+ * Pixel scaling presets, named for what the base model was trained with:
+ * - `unit`: x / 255 → [0, 1] (nsfwjs MobileNetV2, many tfjs models);
+ * - `symmetric`: x / 127.5 − 1 → [−1, 1] (Keras `mobilenet_v2.preprocess_input`, "tf" mode);
+ * - `caffe`: RGB → BGR, then minus the ImageNet channel means, no scaling (Keras ResNet50/VGG, "caffe" mode).
+ */
+export const PREPROCESS_PRESETS = ['unit', 'symmetric', 'caffe'] as const;
+export type PreprocessPreset = (typeof PREPROCESS_PRESETS)[number];
+
+/** Other spellings accepted by {@link parsePreprocess} (compared without spaces, case-insensitive). */
+const ALIASES: Record<string, PreprocessPreset> = {
+  '[0,1]': 'unit',
+  '0,1': 'unit',
+  '[-1,1]': 'symmetric',
+  '-1,1': 'symmetric',
+};
+
+/** ImageNet means in BGR order, as Keras' `imagenet_utils.preprocess_input(mode='caffe')`. */
+const CAFFE_BGR_MEANS = [103.939, 116.779, 123.68] as const;
+
+/** Normalises a preset name (`Unit`, `[0, 1]`, `[-1,1]` …); unknown names throw `SPLITFIT_USAGE` listing the choices. */
+export function parsePreprocess(name: string): PreprocessPreset {
+  const key = String(name).replace(/\s+/g, '').toLowerCase();
+  if ((PREPROCESS_PRESETS as readonly string[]).includes(key)) return key as PreprocessPreset;
+  const alias = ALIASES[key];
+  if (alias) return alias;
+  const near = closestMatches(String(name), PREPROCESS_PRESETS);
+  throw new SplitfitError(
+    'SPLITFIT_USAGE',
+    `unknown preprocessing ${JSON.stringify(name)}${near.length > 0 ? ` (did you mean ${near.join(', ')}?)` : ''}; ` +
+      `valid choices: ${PREPROCESS_PRESETS.join(', ')} (aliases: [0,1] = unit, [-1,1] = symmetric)`,
+  );
+}
+
+/**
+ * Scales HWC uint8 pixels to float32 for the base. `caffe` needs 3 channels (it reorders RGB → BGR).
+ * @param channels Channels per pixel in `pixels` (1 or 3).
+ */
+export function preprocess(pixels: Uint8Array, channels: 1 | 3, preset: PreprocessPreset): Float32Array {
+  if (channels !== 1 && channels !== 3) throw new TypeError(`channels must be 1 or 3, got ${String(channels)}`);
+  if (pixels.length % channels !== 0) {
+    throw new TypeError(`pixel buffer length ${pixels.length} is not a multiple of ${channels} channels`);
+  }
+  const out = new Float32Array(pixels.length);
+  switch (preset) {
+    case 'unit':
+      for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! / 255;
+      return out;
+    case 'symmetric':
+      for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! / 127.5 - 1;
+      return out;
+    case 'caffe': {
+      if (channels !== 3) {
+        throw new SplitfitError('SPLITFIT_USAGE', 'preprocessing "caffe" needs 3-channel (RGB) input; use unit or symmetric for grayscale');
+      }
+      const [b, g, r] = CAFFE_BGR_MEANS;
+      for (let i = 0; i < pixels.length; i += 3) {
+        out[i] = pixels[i + 2]! - b;
+        out[i + 1] = pixels[i + 1]! - g;
+        out[i + 2] = pixels[i]! - r;
+      }
+      return out;
+    }
+    default:
+      throw new TypeError(`unknown preprocessing preset ${JSON.stringify(preset)}; call parsePreprocess first`);
+  }
+}
+
+/** A stable description of the preset's arithmetic, for the features fingerprint. */
+export function describePreprocess(preset: PreprocessPreset): string {
+  switch (preset) {
+    case 'unit':
+      return 'preprocess/v1:unit:x/255';
+    case 'symmetric':
+      return 'preprocess/v1:symmetric:x/127.5-1';
+    case 'caffe':
+      return `preprocess/v1:caffe:rgb-to-bgr,minus[${CAFFE_BGR_MEANS.join(',')}]`;
+    default:
+      throw new TypeError(`unknown preprocessing preset ${JSON.stringify(preset)}; call parsePreprocess first`);
+  }
+}

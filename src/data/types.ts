@@ -1,0 +1,51 @@
+/** Raw 8-bit pixels, row-major HWC (as stored in IDX files). */
+export interface RawImage {
+  raw: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3 | 4;
+}
+
+/** One input image of a data source. Listing never keeps the image in memory; `load()` reads it. */
+export interface Sample {
+  /**
+   * SHA-256 hex of the source bytes, so renamed files hit the feature cache and changed files miss.
+   * For IDX images: of `idx:<height>x<width>x<channels>\n` followed by the raw pixel bytes.
+   */
+  id: string;
+  /** Class name; `undefined` for unlabeled samples. */
+  label?: string;
+  /** Absolute file path, or `${idxImagesPath}#${index}` for an IDX image. */
+  source: string;
+  /** Encoded file bytes, or raw pixels for IDX. Throws `SPLITFIT_DATA_DECODE` when the file is gone or changed. */
+  load(): Promise<Buffer | RawImage>;
+}
+
+export type DataSourceKind = 'folder' | 'manifest' | 'idx' | 'files';
+
+export interface DataSource {
+  kind: DataSourceKind;
+  /** The resolved spec: the class folder root, the manifest file, the IDX images file, or the cwd for `files`. */
+  root: string;
+  /**
+   * Class names; the class index of a label is its position here. Sorted by name for folders and
+   * manifests; in numeric label order for IDX (so the index equals the IDX label value). Empty when unlabeled.
+   */
+  labels: string[];
+  samples: Sample[];
+}
+
+export interface OpenDataSourceOptions {
+  /**
+   * `infer`: labels come from class folders, the manifest's `label` column or the IDX labels file.
+   * `none`: samples are unlabeled (a folder is then searched recursively; an IDX labels file is not needed).
+   * @default 'infer'
+   */
+  labels?: 'infer' | 'none';
+  /**
+   * IDX only: names for the numeric labels, `classNames[i]` for label `i`
+   * (e.g. `FASHION_MNIST_CLASSES`). Without it IDX labels are the digits `'0'`, `'1'`, ….
+   * @default undefined
+   */
+  classNames?: readonly string[];
+}

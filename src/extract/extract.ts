@@ -1,0 +1,179 @@
+import * as tf from '@tensorflow/tfjs';
+import PQueue from 'p-queue';
+import type { FeatureDType } from '../cache/codec.js';
+import { FeatureCache } from '../cache/feature-cache.js';
+import { decodeImage } from '../data/decode.js';
+import { preprocess } from '../data/preprocess.js';
+import { openDataSource } from '../data/sources.js';
+import type { DataSource, Sample } from '../data/types.js';
+import { isSplitfitError, SplitfitError } from '../errors.js';
+import { Batcher } from './batcher.js';
+import { type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
+import { CURRENT_RUN_KEY, type RunMeta, runKey } from './run-meta.js';
+
+export interface ExtractOptions extends PrepareOptions {
+  /** Data set: a class-folder directory, a `.csv`/`.jsonl` manifest, an IDX images file, or an opened source. */
+  data: string | DataSource;
+  /** Cache directory or an open cache. @default './cache' */
+  cache?: string | FeatureCache;
+  /** Samples per base forward pass. @default 32 */
+  batchSize?: number;
+  /** Images read and decoded at once (sharp runs them on libuv threads). @default 4 */
+  concurrency?: number;
+  /** Count undecodable images as failed instead of stopping. @default false */
+  skipBad?: boolean;
+  /** IDX only: names for numeric labels. */
+  classNames?: readonly string[];
+  /** Reuse a prepared base (its fingerprint) instead of loading `model`. */
+  prepared?: PreparedBase;
+  onProgress?: (event: ExtractEvent) => void;
+}
+
+export type ExtractEvent =
+  | { type: 'start'; total: number; toExtract: number; fingerprint: string }
+  | { type: 'extract'; done: number; total: number }
+  | { type: 'failed'; source: string; reason: string };
+
+export interface ExtractResult {
+  fingerprint: string;
+  /** Samples in the data set. */
+  total: number;
+  /** Base forward passes of samples in this run (0 when everything was cached). */
+  extracted: number;
+  /** Samples whose features were already cached. */
+  skipped: number;
+  failed: number;
+  failures: { source: string; reason: string }[];
+  /** Feature entries stored for this fingerprint after the run. */
+  entries: number;
+  featureShape: number[];
+  backend: string;
+  /** Time spent extracting, after the model was loaded. */
+  extractSeconds: number;
+}
+
+/**
+ * Runs the frozen base once, in inference mode, over every sample not yet cached, and stores
+ * the features in LevelDB under the base's fingerprint. Resumable: cached samples are skipped,
+ * and each batch is written atomically, so an interrupted run loses at most one batch of work.
+ */
+export async function extractFeatures(options: ExtractOptions): Promise<ExtractResult> {
+  const prepared = options.prepared ?? (await prepareBase(options));
+  const source = typeof options.data === 'string' ? await openDataSource(options.data, { classNames: options.classNames }) : options.data;
+  const cache = typeof options.cache === 'object' ? options.cache : await FeatureCache.open(options.cache ?? './cache', { command: 'cache-features' });
+  try {
+    return await extractInto(cache, prepared, source, options);
+  } finally {
+    if (typeof options.cache !== 'object') await cache.close();
+  }
+}
+
+async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSource, options: ExtractOptions): Promise<ExtractResult> {
+  const started = performance.now();
+  const batchSize = options.batchSize ?? 32;
+  const concurrency = options.concurrency ?? 4;
+  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new SplitfitError('SPLITFIT_USAGE', `--batch-size must be a positive integer, got ${batchSize}`);
+  if (source.samples.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `no samples in ${source.root}`);
+
+  await cache.putSamples(source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) })));
+  const meta: RunMeta = {
+    model: p.modelRef,
+    boundary: p.boundary,
+    fingerprint: p.fingerprint,
+    inputSize: p.inputSize,
+    channels: p.channels,
+    preprocess: p.preset,
+    dtype: p.dtype,
+    featureShape: p.featureShape,
+    labels: source.labels,
+    data: source.root,
+    samples: source.samples.map((s) => ({ id: s.id, label: s.label === undefined ? -1 : source.labels.indexOf(s.label) })),
+    createdAt: new Date().toISOString(),
+  };
+  await cache.putMeta(runKey(p.fingerprint), meta);
+  await cache.putMeta(CURRENT_RUN_KEY, meta);
+
+  const unique = [...new Map(source.samples.map((s) => [s.id, s])).values()];
+  const missing = new Set(await cache.missingSampleIds(p.fingerprint, unique.map((s) => s.id)));
+  const todo = unique.filter((s) => missing.has(s.id));
+  options.onProgress?.({ type: 'start', total: source.samples.length, toExtract: todo.length, fingerprint: p.fingerprint });
+
+  const failures: { source: string; reason: string }[] = [];
+  const fail = (sample: Sample, err: unknown): void => {
+    const decodeError = isSplitfitError(err, 'SPLITFIT_DATA_DECODE') || isSplitfitError(err, 'SPLITFIT_NUMERIC');
+    if (!options.skipBad || !decodeError) throw err;
+    const reason = err.message;
+    failures.push({ source: sample.source, reason });
+    options.onProgress?.({ type: 'failed', source: sample.source, reason });
+  };
+
+  let extracted = 0;
+  const runBatch = async (items: { sample: Sample; pixels: Float32Array }[]): Promise<void> => {
+    const features = forward(p, items.map((i) => i.pixels));
+    const per = p.featureShape.reduce((a, b) => a * b, 1);
+    const entries: { sampleId: string; data: Float32Array; shape: number[] }[] = [];
+    items.forEach((item, i) => {
+      const data = features.subarray(i * per, (i + 1) * per);
+      if (!data.every(Number.isFinite)) {
+        fail(item.sample, new SplitfitError('SPLITFIT_NUMERIC', `the base produced NaN/Inf features for ${item.sample.source}; check the model and preprocessing`));
+        return;
+      }
+      entries.push({ sampleId: item.sample.id, data, shape: p.featureShape });
+    });
+    await cache.putFeatures(p.fingerprint, entries, p.dtype);
+    extracted += items.length;
+    options.onProgress?.({ type: 'extract', done: extracted + failures.length, total: todo.length });
+  };
+
+  // Decoding runs on sharp's threads while the backend computes the previous batch; the queue
+  // holds at most one batch of decoded images beyond those in flight, so memory stays flat.
+  const queue = new PQueue({ concurrency });
+  const batcher = new Batcher<{ sample: Sample; pixels: Float32Array }>(batchSize);
+  let firstError: unknown;
+  const target = { height: p.inputSize[0], width: p.inputSize[1], channels: p.channels };
+  for (const sample of todo) {
+    if (firstError !== undefined) break;
+    await queue.onSizeLessThan(batchSize);
+    void queue.add(async () => {
+      try {
+        const pixels = await decodeImage(await sample.load(), target, sample.source);
+        batcher.push({ sample, pixels: preprocess(pixels, p.channels, p.preset) });
+      } catch (err) {
+        try {
+          fail(sample, err);
+        } catch (fatal) {
+          firstError ??= fatal;
+        }
+      }
+    });
+    while (batcher.isFull && firstError === undefined) await runBatch(batcher.take());
+  }
+  await queue.onIdle();
+  while (batcher.length > 0 && firstError === undefined) await runBatch(batcher.take());
+  if (firstError !== undefined) throw firstError;
+
+  return {
+    fingerprint: p.fingerprint,
+    total: source.samples.length,
+    extracted,
+    skipped: source.samples.length - todo.length,
+    failed: failures.length,
+    failures,
+    entries: await cache.countEntries(p.fingerprint),
+    featureShape: p.featureShape,
+    backend: tf.getBackend(),
+    extractSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** One inference-mode forward pass of the base over a batch of preprocessed images. */
+function forward(p: PreparedBase, images: Float32Array[]): Float32Array {
+  const [h, w] = p.inputSize;
+  const per = h * w * p.channels;
+  const flat = new Float32Array(images.length * per);
+  images.forEach((img, i) => flat.set(img, i * per));
+  return tf.tidy(() => {
+    const x = tf.tensor4d(flat, [images.length, h, w, p.channels]);
+    return (p.base.predict(x) as tf.Tensor).dataSync() as Float32Array;
+  });
+}

@@ -1,0 +1,64 @@
+import type * as tf from '@tensorflow/tfjs';
+import { resolve } from 'node:path';
+import type { FeatureDType } from '../cache/codec.js';
+import { describePreprocess, parsePreprocess, type PreprocessPreset } from '../data/preprocess.js';
+import { SplitfitError } from '../errors.js';
+import { bundledModel, isBundledModel } from '../model/bundled.js';
+import { fingerprint } from '../model/fingerprint.js';
+import { loadModel } from '../model/io.js';
+import { type Base, splitBase } from '../model/split.js';
+
+export interface PrepareOptions {
+  /** A `model.json` path or a bundled model name, or a model already in memory. */
+  model: string | tf.LayersModel;
+  /** Freeze boundary: a layer name or index that is a graph cut. @default the bundled model's suggestion */
+  boundary?: string | number;
+  /** [height, width] images are resized to. @default the model's input size */
+  inputSize?: [number, number];
+  /** Preprocessing preset. @default the bundled model's preset, else 'unit' */
+  preprocess?: string;
+  /** How features are stored. @default 'float32' */
+  dtype?: FeatureDType;
+}
+
+export interface PreparedBase extends Base {
+  source: tf.LayersModel;
+  /** Model reference recorded in the cache: absolute path or bundled name; `<memory>` for in-memory models. */
+  modelRef: string;
+  fingerprint: string;
+  inputSize: [number, number];
+  channels: 1 | 3;
+  preset: PreprocessPreset;
+  dtype: FeatureDType;
+}
+
+/** Loads the model, cuts it at the boundary and fingerprints the base with everything that shapes its features. */
+export async function prepareBase(options: PrepareOptions): Promise<PreparedBase> {
+  const ref = typeof options.model === 'string' ? options.model : undefined;
+  const bundled = ref !== undefined ? bundledModel(ref) : undefined;
+  const source = typeof options.model === 'string' ? await loadModel(options.model) : options.model;
+  const boundary = options.boundary ?? bundled?.boundary;
+  if (boundary === undefined) throw new SplitfitError('SPLITFIT_USAGE', 'missing --boundary <layer>; `splitfit inspect <model>` lists the valid cuts');
+  const b = splitBase(source, boundary);
+  const [h, w, c] = b.inputShape;
+  if (b.inputShape.length !== 3 || (c !== 1 && c !== 3)) {
+    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `the model's input is [${b.inputShape.join(', ')}]; splitfit needs images [height, width, 1 or 3]`);
+  }
+  const inputSize = options.inputSize ?? [h!, w!];
+  if (inputSize[0] !== h || inputSize[1] !== w) {
+    throw new SplitfitError('SPLITFIT_USAGE', `--input-size ${inputSize.join('x')} does not match the model's fixed input ${h}x${w}`);
+  }
+  const preset = parsePreprocess(options.preprocess ?? bundled?.preprocess ?? 'unit');
+  const dtype = options.dtype ?? 'float32';
+  const channels = c;
+  return {
+    ...b,
+    source,
+    modelRef: ref === undefined ? '<memory>' : isBundledModel(ref) ? ref : resolve(ref),
+    fingerprint: fingerprint(b.base, { boundary: b.boundary, inputSize, channels, preprocess: describePreprocess(preset), dtype }),
+    inputSize,
+    channels,
+    preset,
+    dtype,
+  };
+}

@@ -1,0 +1,82 @@
+import * as tf from '@tensorflow/tfjs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import PQueue from 'p-queue';
+import { decodeImage } from '../data/decode.js';
+import { parsePreprocess, preprocess, type PreprocessPreset } from '../data/preprocess.js';
+import type { Sample } from '../data/types.js';
+import { SplitfitError } from '../errors.js';
+import { bundledModel, isBundledModel } from '../model/bundled.js';
+import { loadModel } from '../model/io.js';
+import type { SplitfitManifest } from '../train/train-head.js';
+
+/** A model plus how to feed it: from the `splitfit.json` beside a stitched model, or defaults. */
+export interface Predictor {
+  model: tf.LayersModel;
+  labels?: string[];
+  preset: PreprocessPreset;
+  inputSize: [number, number];
+  channels: 1 | 3;
+}
+
+export async function loadPredictor(ref: string | tf.LayersModel, overrides: { preprocess?: string } = {}): Promise<Predictor> {
+  const model = typeof ref === 'string' ? await loadModel(ref) : ref;
+  const manifest = typeof ref === 'string' && !isBundledModel(ref) ? await readManifest(ref) : undefined;
+  const shape = model.inputs[0]!.shape;
+  const [h, w, c] = shape.slice(1);
+  if (shape.length !== 4 || typeof h !== 'number' || typeof w !== 'number' || (c !== 1 && c !== 3)) {
+    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `the model's input is ${JSON.stringify(shape)}; splitfit needs fixed-size images [h, w, 1 or 3]`);
+  }
+  const preset = parsePreprocess(overrides.preprocess ?? manifest?.preprocess ?? (typeof ref === 'string' ? bundledModel(ref)?.preprocess : undefined) ?? 'unit');
+  return { model, preset, inputSize: [h, w], channels: c, ...(manifest ? { labels: manifest.labels } : {}) };
+}
+
+async function readManifest(ref: string): Promise<SplitfitManifest | undefined> {
+  const file = join(ref.endsWith('.json') ? dirname(ref) : ref, 'splitfit.json');
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as SplitfitManifest;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+/** Decodes and preprocesses samples into one [n, h, w, c] batch (decodes run concurrently). */
+export async function loadImages(samples: readonly Sample[], p: Predictor, concurrency = 4): Promise<Float32Array> {
+  const [h, w] = p.inputSize;
+  const per = h * w * p.channels;
+  const out = new Float32Array(samples.length * per);
+  const queue = new PQueue({ concurrency });
+  await Promise.all(
+    samples.map((s, i) =>
+      queue.add(async () => {
+        const pixels = await decodeImage(await s.load(), { height: h, width: w, channels: p.channels }, s.source);
+        out.set(preprocess(pixels, p.channels, p.preset), i * per);
+      }),
+    ),
+  );
+  return out;
+}
+
+/** Softmax outputs for samples, `batchSize` images at a time, in inference mode. */
+export async function predictSamples(p: Predictor, samples: readonly Sample[], batchSize = 32): Promise<{ probs: Float32Array; k: number }> {
+  const chunks: Float32Array[] = [];
+  let k = 0;
+  for (let i = 0; i < samples.length; i += batchSize) {
+    const part = samples.slice(i, i + batchSize);
+    const pixels = await loadImages(part, p);
+    const probs = tf.tidy(() => {
+      const y = p.model.predict(tf.tensor4d(pixels, [part.length, p.inputSize[0], p.inputSize[1], p.channels])) as tf.Tensor;
+      k = y.shape.at(-1)!;
+      return y.dataSync() as Float32Array;
+    });
+    chunks.push(probs);
+  }
+  const all = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.length;
+  }
+  return { probs: all, k };
+}

@@ -1,0 +1,60 @@
+import * as tf from '@tensorflow/tfjs';
+import { openDataSource } from '../data/sources.js';
+import type { DataSource } from '../data/types.js';
+import { SplitfitError } from '../errors.js';
+import { loadImages, loadPredictor, type Predictor, predictSamples } from '../infer/predictor.js';
+import { type CompareModesResult, compareModes } from './compare-modes.js';
+import { classificationMetrics, type Metrics } from './metrics.js';
+
+export interface EvaluateOptions {
+  /** A stitched model (`model.json`, with `splitfit.json` beside it) or any tfjs LayersModel. */
+  model: string | tf.LayersModel;
+  data: string | DataSource;
+  /** @default 32 */
+  batchSize?: number;
+  /** Also run the model in training mode on the same data (on a copy) and report the gap. */
+  compareModes?: boolean;
+  /** Preprocessing when the model has no splitfit.json. @default 'unit' */
+  preprocess?: string;
+  /** IDX only: names for numeric labels. */
+  classNames?: readonly string[];
+}
+
+export interface EvaluateResult extends Metrics {
+  n: number;
+  labels: string[];
+  modes?: CompareModesResult;
+}
+
+export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult> {
+  const predictor = await loadPredictor(options.model, options.preprocess === undefined ? {} : { preprocess: options.preprocess });
+  const source = typeof options.data === 'string' ? await openDataSource(options.data, options.classNames ? { classNames: options.classNames } : {}) : options.data;
+  const labels = predictor.labels ?? source.labels;
+  const samples = source.samples.filter((s) => s.label !== undefined);
+  if (samples.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `no labeled samples in ${source.root}`);
+  const y = samples.map((s) => {
+    const i = labels.indexOf(s.label!);
+    if (i < 0) throw new SplitfitError('SPLITFIT_USAGE', `class "${s.label}" in ${source.root} is not one the model knows (${labels.join(', ')})`);
+    return i;
+  });
+  const { probs, k } = await predictSamples(predictor, samples, options.batchSize ?? 32);
+  if (k !== labels.length) {
+    throw new SplitfitError('SPLITFIT_USAGE', `the model has ${k} outputs but the data has ${labels.length} classes (${labels.join(', ')})`);
+  }
+  const metrics = classificationMetrics(probs, y, k);
+  const result: EvaluateResult = { n: samples.length, labels, ...metrics };
+  if (options.compareModes) result.modes = await modesOn(predictor, samples, y, k, options.batchSize ?? 32);
+  return result;
+}
+
+async function modesOn(p: Predictor, samples: DataSource['samples'], y: number[], k: number, batchSize: number): Promise<CompareModesResult> {
+  const pixels = await loadImages(samples, p);
+  const x = tf.tensor4d(pixels, [samples.length, p.inputSize[0], p.inputSize[1], p.channels]);
+  const labels = tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), k).toFloat());
+  try {
+    return await compareModes(p.model, x, labels, { batchSize });
+  } finally {
+    x.dispose();
+    labels.dispose();
+  }
+}

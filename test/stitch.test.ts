@@ -1,0 +1,92 @@
+import * as tf from '@tensorflow/tfjs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildHead, parseHeadSpec } from '../src/model/head-spec.js';
+import { loadModel, saveModel } from '../src/model/io.js';
+import { splitBase } from '../src/model/split.js';
+import { stitch } from '../src/model/stitch.js';
+import { isSplitfitError } from '../src/errors.js';
+import { maxAbsDiff, randomizeBatchNorm, residualToyModel } from './helpers/models.js';
+
+async function parityAfterDiskRoundTrip(source: tf.LayersModel, boundary: string, spec: string, k: number, x: tf.Tensor): Promise<number> {
+  const { base, featureShape } = splitBase(source, boundary);
+  const head = await buildHead(source, boundary, featureShape, { spec, numClasses: k, seed: 3 });
+  const stitched = await stitch(base, head);
+  const dir = await mkdtemp(join(tmpdir(), 'splitfit-stitch-'));
+  await saveModel(stitched, dir);
+  // Stock tfjs loader, through the file:// handler of the native backend when present.
+  const reloaded = tf.getBackend() === 'tensorflow' ? await tf.loadLayersModel(`file://${join(dir, 'model.json')}`) : await loadModel(join(dir, 'model.json'));
+  const direct = tf.tidy(() => head.predict(base.predict(x) as tf.Tensor) as tf.Tensor);
+  const viaStitch = reloaded.predict(x) as tf.Tensor;
+  const diff = maxAbsDiff(direct, viaStitch);
+  tf.dispose([direct, viaStitch]);
+  return diff;
+}
+
+describe('stitch', () => {
+  it('toy model: stitched predict equals head(base(x)) within 1e-5 after save → load', async () => {
+    const model = residualToyModel();
+    randomizeBatchNorm(model);
+    const x = tf.randomUniform([4, 16, 16, 3], 0, 1, 'float32', 11);
+    expect(await parityAfterDiskRoundTrip(model, 'block1_add', 'original:block2_add,gap,dense:16:relu,dense:N:softmax', 3, x)).toBeLessThanOrEqual(1e-5);
+    x.dispose();
+  });
+
+  it('mobilenet_v2 cut at out_relu: parity within 1e-5 after save → load', async () => {
+    const mobilenet = await loadModel('mobilenet_v2');
+    const x = tf.randomUniform([2, 224, 224, 3], 0, 1, 'float32', 12);
+    const diff = await parityAfterDiskRoundTrip(mobilenet, 'out_relu', 'gap,dense:N:softmax', 4, x);
+    expect(diff).toBeLessThanOrEqual(1e-5);
+    x.dispose();
+  });
+
+  it('does not leak tensors across split, head, stitch and predict', async () => {
+    const model = residualToyModel();
+    const x = tf.randomUniform([2, 16, 16, 3]);
+    // Warm up once: tfjs caches a few tensors on first use of some ops.
+    const warm = await stitch(splitBase(model, 'block2_add').base, await buildHead(model, 'block2_add', [16, 16, 8], { numClasses: 3 }));
+    tf.dispose(warm.predict(x) as tf.Tensor);
+    warm.dispose();
+    const before = tf.memory().numTensors;
+    const { base, featureShape } = splitBase(model, 'block2_add');
+    const head = await buildHead(model, 'block2_add', featureShape, { numClasses: 3 });
+    const stitched = await stitch(base, head);
+    tf.dispose(stitched.predict(x) as tf.Tensor);
+    stitched.dispose();
+    head.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+  });
+});
+
+describe('head spec', () => {
+  it('parses every element', () => {
+    expect(parseHeadSpec('original:block_16_project,gap,dense:256:relu,dropout:0.5,bn,flatten,dense:N:softmax')).toEqual([
+      { kind: 'original', upTo: 'block_16_project' },
+      { kind: 'gap' },
+      { kind: 'dense', units: 256, activation: 'relu' },
+      { kind: 'dropout', rate: 0.5 },
+      { kind: 'bn' },
+      { kind: 'flatten' },
+      { kind: 'dense', units: 'N', activation: 'softmax' },
+    ]);
+  });
+
+  it.each(['', 'gap,,dense:N:softmax', 'dense:0:relu', 'dense:N:swishy', 'dropout:1.5', 'conv:3', 'gap,original:x', 'gap:2'])('rejects %j with SPLITFIT_HEAD_SPEC', (spec) => {
+    try {
+      parseHeadSpec(spec);
+      expect.unreachable();
+    } catch (err) {
+      expect(isSplitfitError(err, 'SPLITFIT_HEAD_SPEC')).toBe(true);
+    }
+  });
+
+  it('rejects a head whose width does not match the classes, or dense on a feature map', async () => {
+    const model = residualToyModel();
+    for (const spec of ['gap,dense:5:softmax', 'dense:N:softmax', 'original:nonexistent,gap,dense:N:softmax']) {
+      await expect(buildHead(model, 'block2_add', [16, 16, 8], { spec, numClasses: 3 })).rejects.toMatchObject({ code: 'SPLITFIT_HEAD_SPEC' });
+    }
+  });
+});
