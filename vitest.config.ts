@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // The memory tests collect garbage before they sample the heap.
+    execArgv: ['--expose-gc'],
     maxWorkers: 2,
     setupFiles: ['test/setup.ts'],
   },

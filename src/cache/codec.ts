@@ -114,7 +114,11 @@ const u32Scratch = new Uint32Array(f32Scratch.buffer);
 /** binary16 bits of the float32 nearest to `value`, rounding half to even. */
 export function float32ToFloat16Bits(value: number): number {
   f32Scratch[0] = value;
-  const x = u32Scratch[0]!;
+  return halfFromFloatBits(u32Scratch[0]!);
+}
+
+/** binary16 bits nearest to the float32 with bit pattern `x`, rounding half to even. */
+function halfFromFloatBits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -164,7 +168,9 @@ function float16Table(): Float32Array {
 
 /** Converts float32 values to binary16 bits (round-to-nearest-even). */
 export function float32ToFloat16(data: Float32Array, out = new Uint16Array(data.length)): Uint16Array {
-  for (let i = 0; i < data.length; i++) out[i] = float32ToFloat16Bits(data[i]!);
+  // Read the bit patterns directly (a Float32Array is always 4-byte aligned).
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < bits.length; i++) out[i] = halfFromFloatBits(bits[i]!);
   return out;
 }
 

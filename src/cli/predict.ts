@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import type { BackendChoice } from '../backend/resolve.js';
-import { openFiles } from '../data/sources.js';
+import { stat } from 'node:fs/promises';
+import { openDataSource, openFiles } from '../data/sources.js';
+import type { Sample } from '../data/types.js';
 import { SplitfitError } from '../errors.js';
 import { loadPredictor, predictSamples } from '../infer/predictor.js';
 import { argmaxRows } from '../train/metrics.js';
@@ -19,11 +21,11 @@ export function registerPredict(program: Command): void {
     if (files.length === 0) throw new SplitfitError('SPLITFIT_USAGE', 'no image files given');
     await useBackend(out, f.backend);
     const p = await loadPredictor(f.model);
-    const source = await openFiles(files);
-    const { probs, k } = await predictSamples(p, source.samples, f.batchSize);
+    const samples = await expand(files);
+    const { probs, k } = await predictSamples(p, samples, f.batchSize);
     const labels = p.labels ?? Array.from({ length: k }, (_, i) => String(i));
     const best = argmaxRows(probs, k);
-    const predictions = source.samples.map((s, i) => ({
+    const predictions = samples.map((s, i) => ({
       file: s.source,
       label: labels[best[i]!]!,
       probability: probs[i * k + best[i]!]!,
@@ -33,4 +35,14 @@ export function registerPredict(program: Command): void {
   });
   cmd.option('--model <model.json>', 'stitched model').option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32);
   backendOption(cmd);
+}
+
+/** Files as given; folders contribute every image below them. */
+async function expand(paths: readonly string[]): Promise<Sample[]> {
+  const out: Sample[] = [];
+  for (const path of paths) {
+    const isDir = await stat(path).then((s) => s.isDirectory(), () => false);
+    out.push(...(isDir ? await openDataSource(path, { labels: 'none' }) : await openFiles([path])).samples);
+  }
+  return out;
 }

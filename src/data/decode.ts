@@ -21,7 +21,7 @@ sharp.cache(false);
  * the preprocessing preset, and on the libvips version that resamples.
  */
 export function describeDecode(): string {
-  return `decode/v1:sharp-${sharp.versions.sharp}/vips-${sharp.versions.vips}:auto-orient,flatten-white,fill-lanczos3,uint8`;
+  return `decode/v1:sharp-${sharp.versions.sharp}/vips-${sharp.versions.vips}:auto-orient,flatten-white,fill-lanczos3,srgb-uint8,gray-luma601`;
 }
 
 /**

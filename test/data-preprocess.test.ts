@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { describePreprocess, parsePreprocess, preprocess, PREPROCESS_PRESETS } from '../src/data/preprocess.js';
+
+const pixels = new Uint8Array([0, 51, 255, 127, 128, 10]);
+
+describe('preprocess presets', () => {
+  it('unit scales to [0, 1]', () => {
+    const out = preprocess(pixels, 3, 'unit');
+    expect(out).toBeInstanceOf(Float32Array);
+    expect(Array.from(out)).toEqual(Array.from(pixels, (v) => Math.fround(v / 255)));
+    expect(out[0]).toBe(0);
+    expect(out[2]).toBe(1);
+  });
+
+  it('symmetric scales to [-1, 1]', () => {
+    const out = preprocess(pixels, 1, 'symmetric');
+    expect(Array.from(out)).toEqual(Array.from(pixels, (v) => Math.fround(v / 127.5 - 1)));
+    expect(out[0]).toBe(-1);
+    expect(out[2]).toBe(1);
+  });
+
+  it('caffe reorders RGB to BGR and subtracts the ImageNet BGR means, without scaling', () => {
+    const out = preprocess(pixels, 3, 'caffe');
+    const expected = [255 - 103.939, 51 - 116.779, 0 - 123.68, 10 - 103.939, 128 - 116.779, 127 - 123.68];
+    expect(Array.from(out)).toEqual(expected.map(Math.fround));
+  });
+
+  it('caffe needs 3 channels; a length that does not fit the channels is a TypeError', () => {
+    expect(() => preprocess(pixels, 1, 'caffe')).toThrow(expect.objectContaining({ code: 'SPLITFIT_USAGE' }));
+    expect(() => preprocess(new Uint8Array(4), 3, 'unit')).toThrow(TypeError);
+  });
+});
+
+describe('parsePreprocess / describePreprocess', () => {
+  it('accepts the presets and the range aliases, case- and space-insensitively', () => {
+    expect(PREPROCESS_PRESETS).toEqual(['unit', 'symmetric', 'caffe']);
+    expect(['unit', 'Unit', '[0,1]', '[0, 1]', '0,1'].map(parsePreprocess)).toEqual(new Array(5).fill('unit'));
+    expect(['symmetric', '[-1,1]', ' [-1, 1] ', '-1,1'].map(parsePreprocess)).toEqual(new Array(4).fill('symmetric'));
+    expect(parsePreprocess('CAFFE')).toBe('caffe');
+  });
+
+  it('an unknown name is SPLITFIT_USAGE listing the valid choices', () => {
+    expect(() => parsePreprocess('symetric')).toThrow(
+      expect.objectContaining({
+        code: 'SPLITFIT_USAGE',
+        message: expect.stringMatching(/did you mean symmetric\?.*valid choices: unit, symmetric, caffe/),
+      }),
+    );
+  });
+
+  it('describes each preset with a distinct, stable string', () => {
+    expect(PREPROCESS_PRESETS.map(describePreprocess)).toEqual([
+      'preprocess/v1:unit:x/255',
+      'preprocess/v1:symmetric:x/127.5-1',
+      'preprocess/v1:caffe:rgb-to-bgr,minus[103.939,116.779,123.68]',
+    ]);
+  });
+});
