@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { resolve } from 'node:path';
 import type { FeatureDType } from '../cache/codec.js';
+import { describeDecode } from '../data/decode.js';
 import { describePreprocess, parsePreprocess, type PreprocessPreset } from '../data/preprocess.js';
 import { SplitfitError } from '../errors.js';
 import { bundledModel, isBundledModel } from '../model/bundled.js';
@@ -55,7 +56,7 @@ export async function prepareBase(options: PrepareOptions): Promise<PreparedBase
     ...b,
     source,
     modelRef: ref === undefined ? '<memory>' : isBundledModel(ref) ? ref : resolve(ref),
-    fingerprint: fingerprint(b.base, { boundary: b.boundary, inputSize, channels, preprocess: describePreprocess(preset), dtype }),
+    fingerprint: fingerprint(b.base, { boundary: b.boundary, inputSize, channels, preprocess: `${describeDecode()}|${describePreprocess(preset)}`, dtype }),
     inputSize,
     channels,
     preset,

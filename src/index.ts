@@ -1,0 +1,33 @@
+// Public API of splitfit. Only re-exports live here.
+export { BACKEND_NAMES, type BackendChoice, type BackendName, fallbackNotice, probeBackend, resolveBackend } from './backend/resolve.js';
+export { doctor, type DoctorReport } from './backend/doctor.js';
+export { ERROR_CODES, type ErrorCode, isSplitfitError, SplitfitError } from './errors.js';
+
+export { BUNDLED_MODELS, type BundledModel } from './model/bundled.js';
+export { loadModel, saveModel } from './model/io.js';
+export { isCut, modelGraph, validCuts } from './model/graph.js';
+export { type Base, type Split, split, splitBase } from './model/split.js';
+export { buildHead, type BuildHeadOptions, defaultHeadSpec, type HeadOp, parseHeadSpec } from './model/head-spec.js';
+export { stitch } from './model/stitch.js';
+export { fingerprint, type FingerprintInput } from './model/fingerprint.js';
+export { inspectModel, type LayerInfo, type ModelInfo } from './model/inspect.js';
+export { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from './model/lock-batchnorm.js';
+
+export { openDataSource, openFiles } from './data/sources.js';
+export { selectSamples, type SelectSamplesOptions } from './data/select.js';
+export { FASHION_MNIST_CLASSES } from './data/idx.js';
+export { decodeImage } from './data/decode.js';
+export { PREPROCESS_PRESETS, parsePreprocess, preprocess } from './data/preprocess.js';
+export type { DataSource, RawImage, Sample } from './data/types.js';
+
+export { FeatureCache } from './cache/feature-cache.js';
+export { CACHE_FORMAT_VERSION, type FeatureDType } from './cache/codec.js';
+
+export { type ExtractEvent, type ExtractOptions, type ExtractResult, extractFeatures } from './extract/extract.js';
+export { prepareBase, type PreparedBase, type PrepareOptions } from './extract/prepare.js';
+
+export { type History, type SplitfitManifest, type TrainEvent, trainHead, type TrainHeadOptions, type TrainHeadResult } from './train/train-head.js';
+export { evaluate, type EvaluateOptions, type EvaluateResult } from './train/evaluate.js';
+export { compareModes, type CompareModesOptions, type CompareModesResult } from './train/compare-modes.js';
+export { classificationMetrics, type Metrics, rocAuc } from './train/metrics.js';
+export { loadPredictor, type Predictor, predictSamples } from './infer/predictor.js';
