@@ -60,6 +60,7 @@ async function main(): Promise<void> {
   const lr = values.lr === undefined ? 1e-3 : Number(values.lr);
   if (!(lr > 0)) usage(`--lr must be a positive number, got ${values.lr}`);
   const classes = values.classes === undefined ? DEFAULT_CLASSES : values.classes.split(',').map((c) => c.trim());
+  if (classes.length !== 2) usage(`--classes needs exactly two Fashion-MNIST classes (the head is dense:2), got ${classes.length}: ${classes.join(',')}`);
 
   const backend = await resolveBackend(values.backend as BackendChoice);
   const json = values.json!;

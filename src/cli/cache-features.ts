@@ -4,7 +4,7 @@ import type { FeatureDType } from '../cache/codec.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
 import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
-import { choice, positiveInt, size } from './parse.js';
+import { choice, nonNegativeInt, positiveInt, size } from './parse.js';
 
 interface Flags extends CommonFlags {
   model?: string;
@@ -18,6 +18,10 @@ interface Flags extends CommonFlags {
   dtype: FeatureDType;
   classNames?: string;
   skipBad?: boolean;
+  augment?: string;
+  views?: number;
+  seed: number;
+  plainView0?: boolean;
   backend: BackendChoice;
 }
 
@@ -26,6 +30,7 @@ export function registerCacheFeatures(program: Command): void {
     const started = performance.now();
     if (!f.model) throw new SplitfitError('SPLITFIT_USAGE', 'missing --model <model.json|bundled name>');
     if (!f.data) throw new SplitfitError('SPLITFIT_USAGE', 'missing --data <folder|manifest.csv|images-idx3-ubyte[.gz]>');
+    if (f.views !== undefined && f.augment === undefined) throw new SplitfitError('SPLITFIT_USAGE', '--views needs --augment <spec>');
     const backend = await useBackend(out, f.backend);
     const result = await extractFeatures({
       model: f.model,
@@ -39,6 +44,7 @@ export function registerCacheFeatures(program: Command): void {
       ...(f.inputSize === undefined ? {} : { inputSize: f.inputSize }),
       ...(f.preprocess === undefined ? {} : { preprocess: f.preprocess }),
       ...(f.classNames === undefined ? {} : { classNames: f.classNames.split(',') }),
+      ...(f.augment === undefined ? {} : { augment: f.augment, views: f.views ?? 1, seed: f.seed, plainView0: f.plainView0 === true }),
       onProgress: (e) => {
         if (e.type === 'start') out.info(`fingerprint ${e.fingerprint.slice(0, 16)}: ${e.total} samples, ${e.total - e.toExtract} cached, ${e.toExtract} to extract (${backend})`);
         else if (e.type === 'extract') out.progress('extract', e.done, e.total);
@@ -66,6 +72,10 @@ export function registerCacheFeatures(program: Command): void {
     .option('--concurrency <n>', 'images decoded at once', positiveInt('--concurrency'), 4)
     .option('--dtype <dtype>', 'float32 | float16 storage', choice('--dtype', ['float32', 'float16'] as const), 'float32')
     .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels 0,1,…')
-    .option('--skip-bad', 'count undecodable images as failed instead of stopping');
+    .option('--skip-bad', 'count undecodable images as failed instead of stopping')
+    .option('--augment <spec>', 'cache augmented views: flip:h|v|hv, crop:F, rotate:DEG, brightness:F, contrast:F, noise:F')
+    .option('--views <K>', 'augmented views per sample (needs --augment)', positiveInt('--views'))
+    .option('--seed <n>', 'seed of the augmented views', nonNegativeInt('--seed'), 0)
+    .option('--plain-view0', 'view 0 is the un-augmented image');
   backendOption(cmd);
 }

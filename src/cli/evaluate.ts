@@ -35,7 +35,7 @@ export function registerEvaluate(program: Command): void {
         lines.push(
           `training mode:  loss ${m.training.loss.toFixed(4)}, accuracy ${m.training.accuracy.toFixed(4)}`,
           `inference mode: loss ${m.inference.loss.toFixed(4)}, accuracy ${m.inference.accuracy.toFixed(4)}`,
-          `accuracy gap ${m.accuracyGap.toFixed(4)}${Math.abs(m.accuracyGap) > 0.02 ? ' — training and inference disagree: frozen BatchNorm layers (or dropout) behave differently under fit' : ''}`,
+          `accuracy gap ${m.accuracyGap.toFixed(4)} — ${verdict(m.accuracyGap)}`,
         );
       }
       return lines.join('\n');
@@ -49,4 +49,16 @@ export function registerEvaluate(program: Command): void {
     .option('--preprocess <name>', 'when the model has no splitfit.json: unit | symmetric | caffe')
     .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels');
   backendOption(cmd);
+}
+
+/**
+ * The sign matters: a positive gap is the frozen-BN `fit` signature (fit reported more than predict
+ * delivers); a negative one means inference is right but the model's frozen BN layers would use batch
+ * statistics under a further `fit` (as every stitched pretrained base does): lock them first.
+ */
+export function verdict(gap: number): string {
+  if (Math.abs(gap) <= 0.02) return 'training and inference mode agree';
+  if (gap > 0)
+    return 'training mode scores higher than inference: the BatchNorm/`fit` discrepancy (moving statistics drifted or frozen BN trained on batch statistics); retrain with splitfit or lockBatchNorm';
+  return 'inference scores higher than training mode: predictions are fine, but frozen BatchNorm layers would see batch statistics under a further `fit`; call lockBatchNorm(model) before fine-tuning it';
 }

@@ -21,6 +21,7 @@ interface Flags extends CommonFlags {
   seed: number;
   fingerprint?: string;
   memoryBudgetMb?: number;
+  refreshEvery?: number;
   backend: BackendChoice;
 }
 
@@ -44,11 +45,14 @@ export function registerTrainHead(program: Command): void {
       ...(f.classWeights === undefined ? {} : { classWeights: f.classWeights }),
       ...(f.fingerprint === undefined ? {} : { fingerprint: f.fingerprint }),
       ...(f.memoryBudgetMb === undefined ? {} : { memoryBudget: f.memoryBudgetMb * 2 ** 20 }),
+      ...(f.refreshEvery === undefined ? {} : { refreshEvery: f.refreshEvery }),
       onProgress: (e) => {
         if (e.type === 'start') out.info(`training on ${e.samples} samples (${e.mode}), validating on ${e.validation}, ${e.epochs} epochs`);
-        else {
-          const { type: _t, epoch, ...log } = e;
+        else if (e.type === 'epoch') {
+          const { type: _t, epoch, viewsRead: _v, ...log } = e;
           out.progress('epoch', epoch, f.epochs, log);
+        } else if (e.type === 'generation') {
+          out.info(`epoch ${e.epoch}: now on generation ${e.generation} (extracted in ${e.extractSeconds.toFixed(1)} s; training waited ${e.waitedSeconds.toFixed(1)} s)`);
         }
       },
     });
@@ -56,6 +60,7 @@ export function registerTrainHead(program: Command): void {
       epochs: result.epochs,
       history: result.history,
       generations: result.generations,
+      waitedSeconds: result.history.generations.reduce((t, g) => t + g.waitedSeconds, 0),
       out: result.out,
       backend: result.backend,
       fingerprint: result.fingerprint,
@@ -84,6 +89,7 @@ export function registerTrainHead(program: Command): void {
     .option('--class-weights <w>', '"balanced" or a comma list, one weight per class', classWeights)
     .option('--seed <n>', 'seed for init, split and shuffles', nonNegativeInt('--seed'), 0)
     .option('--fingerprint <fp>', 'train on this cached run instead of the last one')
+    .option('--refresh-every <R>', 'augmented caches: new generation of views every R epochs, extracted while training', positiveInt('--refresh-every'))
     .option('--memory-budget-mb <n>', 'hold features in memory up to this size, else stream from LevelDB', positiveInt('--memory-budget-mb'));
   backendOption(cmd);
 }

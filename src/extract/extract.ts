@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import PQueue from 'p-queue';
 import type { FeatureDType } from '../cache/codec.js';
 import { FeatureCache } from '../cache/feature-cache.js';
+import { type AugmentSpec, augmentPixels, canonicalAugmentSpec, parseAugmentSpec } from '../data/augment.js';
 import { decodeImage } from '../data/decode.js';
 import { preprocess } from '../data/preprocess.js';
 import { openDataSource } from '../data/sources.js';
@@ -26,19 +27,31 @@ export interface ExtractOptions extends PrepareOptions {
   classNames?: readonly string[];
   /** Reuse a prepared base (its fingerprint) instead of loading `model`. */
   prepared?: PreparedBase;
+  /** Augmentation applied before the base, e.g. `flip:h,crop:0.9,rotate:10`. @default none */
+  augment?: string;
+  /** Augmented views cached per sample; needs `augment`. @default 1 */
+  views?: number;
+  /** Generation of the views (each has new random draws). @default 0 */
+  generation?: number;
+  /** Seed of the augmented views. @default 0 */
+  seed?: number;
+  /** Make view 0 the un-augmented image. @default false */
+  plainView0?: boolean;
+  /** Record this run as the cache's current one (train-head's refresh turns it off). @default true */
+  recordRun?: boolean;
   onProgress?: (event: ExtractEvent) => void;
 }
 
 export type ExtractEvent =
   | { type: 'start'; total: number; toExtract: number; fingerprint: string }
-  | { type: 'extract'; done: number; total: number }
+  | { type: 'extract'; done: number; total: number; generation: number }
   | { type: 'failed'; source: string; reason: string };
 
 export interface ExtractResult {
   fingerprint: string;
   /** Samples in the data set. */
   total: number;
-  /** Base forward passes of samples in this run (0 when everything was cached). */
+  /** Base forward passes in this run, one per sample and view (0 when everything was cached). */
   extracted: number;
   /** Samples whose features were already cached. */
   skipped: number;
@@ -48,8 +61,34 @@ export interface ExtractResult {
   entries: number;
   featureShape: number[];
   backend: string;
+  /** Canonical augmentation spec, views per sample and generation of this run. */
+  augment?: string;
+  views: number;
+  generation: number;
   /** Time spent extracting, after the model was loaded. */
   extractSeconds: number;
+}
+
+interface ViewPlan {
+  spec: AugmentSpec | undefined;
+  aug: string | undefined;
+  views: number;
+  generation: number;
+  seed: number;
+  plainView0: boolean;
+}
+
+function planViews(options: ExtractOptions): ViewPlan {
+  const views = options.views ?? 1;
+  const generation = options.generation ?? 0;
+  if (!Number.isInteger(views) || views < 1) throw new SplitfitError('SPLITFIT_USAGE', `--views must be a positive integer, got ${views}`);
+  if (!Number.isInteger(generation) || generation < 0) throw new TypeError(`generation must be a whole number, got ${generation}`);
+  if (options.augment === undefined) {
+    if (views !== 1) throw new SplitfitError('SPLITFIT_USAGE', '--views needs --augment <spec>: without augmentation every view would be the same image');
+    return { spec: undefined, aug: undefined, views: 1, generation: 0, seed: 0, plainView0: false };
+  }
+  const spec = parseAugmentSpec(options.augment);
+  return { spec, aug: canonicalAugmentSpec(spec), views, generation, seed: options.seed ?? 0, plainView0: options.plainView0 ?? false };
 }
 
 /**
@@ -73,30 +112,23 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   const batchSize = options.batchSize ?? 32;
   const concurrency = options.concurrency ?? 4;
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new SplitfitError('SPLITFIT_USAGE', `--batch-size must be a positive integer, got ${batchSize}`);
+  const plan = planViews(options);
   if (source.samples.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `no samples in ${source.root}`);
 
-  await cache.putSamples(source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) })));
-  const meta: RunMeta = {
-    model: p.modelRef,
-    boundary: p.boundary,
-    fingerprint: p.fingerprint,
-    inputSize: p.inputSize,
-    channels: p.channels,
-    preprocess: p.preset,
-    dtype: p.dtype,
-    featureShape: p.featureShape,
-    labels: source.labels,
-    data: source.root,
-    samples: source.samples.map((s) => ({ id: s.id, label: s.label === undefined ? -1 : source.labels.indexOf(s.label) })),
-    createdAt: new Date().toISOString(),
-  };
-  await cache.putMeta(runKey(p.fingerprint), meta);
-  await cache.putMeta(CURRENT_RUN_KEY, meta);
+  if (options.recordRun !== false) await recordRun(cache, p, source, plan, options);
+  const selector = { ...(plan.aug === undefined ? {} : { aug: plan.aug }), generation: plan.generation };
 
+  // Work items: every (sample, view) without an entry; a sample is decoded once for all its views.
   const unique = [...new Map(source.samples.map((s) => [s.id, s])).values()];
-  const missing = new Set(await cache.missingSampleIds(p.fingerprint, unique.map((s) => s.id)));
-  const todo = unique.filter((s) => missing.has(s.id));
-  options.onProgress?.({ type: 'start', total: source.samples.length, toExtract: todo.length, fingerprint: p.fingerprint });
+  const missingViews = new Map<string, number[]>();
+  for (let v = 0; v < plan.views; v++) {
+    for (const id of await cache.missingSampleIds(p.fingerprint, unique.map((s) => s.id), { ...selector, view: v })) {
+      missingViews.set(id, [...(missingViews.get(id) ?? []), v]);
+    }
+  }
+  const todo = unique.filter((s) => missingViews.has(s.id));
+  const toExtract = todo.reduce((n, s) => n + missingViews.get(s.id)!.length, 0);
+  options.onProgress?.({ type: 'start', total: source.samples.length, toExtract, fingerprint: p.fingerprint });
 
   const failures: { source: string; reason: string }[] = [];
   const fail = (sample: Sample, err: unknown): void => {
@@ -107,37 +139,49 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
     options.onProgress?.({ type: 'failed', source: sample.source, reason });
   };
 
+  interface Item {
+    sample: Sample;
+    view: number;
+    pixels: Float32Array;
+  }
   let extracted = 0;
-  const runBatch = async (items: { sample: Sample; pixels: Float32Array }[]): Promise<void> => {
+  const runBatch = async (items: Item[]): Promise<void> => {
     const features = forward(p, items.map((i) => i.pixels));
     const per = p.featureShape.reduce((a, b) => a * b, 1);
-    const entries: { sampleId: string; data: Float32Array; shape: number[] }[] = [];
+    const entries: { sampleId: string; view: number; generation: number; aug?: string; data: Float32Array; shape: number[] }[] = [];
     items.forEach((item, i) => {
       const data = features.subarray(i * per, (i + 1) * per);
       if (!data.every(Number.isFinite)) {
         fail(item.sample, new SplitfitError('SPLITFIT_NUMERIC', `the base produced NaN/Inf features for ${item.sample.source}; check the model and preprocessing`));
         return;
       }
-      entries.push({ sampleId: item.sample.id, data, shape: p.featureShape });
+      entries.push({ sampleId: item.sample.id, view: item.view, ...selector, data, shape: p.featureShape });
     });
     await cache.putFeatures(p.fingerprint, entries, p.dtype);
     extracted += items.length;
-    options.onProgress?.({ type: 'extract', done: extracted + failures.length, total: todo.length });
+    options.onProgress?.({ type: 'extract', done: extracted, total: toExtract, generation: plan.generation });
   };
 
   // Decoding runs on sharp's threads while the backend computes the previous batch; the queue
-  // holds at most one batch of decoded images beyond those in flight, so memory stays flat.
+  // holds at most one batch of decoded samples beyond those in flight, so memory stays flat.
   const queue = new PQueue({ concurrency });
-  const batcher = new Batcher<{ sample: Sample; pixels: Float32Array }>(batchSize);
+  const batcher = new Batcher<Item>(batchSize);
   let firstError: unknown;
-  const target = { height: p.inputSize[0], width: p.inputSize[1], channels: p.channels };
+  const [height, width] = p.inputSize;
+  const target = { height, width, channels: p.channels };
   for (const sample of todo) {
     if (firstError !== undefined) break;
     await queue.onSizeLessThan(batchSize);
     void queue.add(async () => {
       try {
         const pixels = await decodeImage(await sample.load(), target, sample.source);
-        batcher.push({ sample, pixels: preprocess(pixels, p.channels, p.preset) });
+        for (const view of missingViews.get(sample.id)!) {
+          const plain = plan.spec === undefined || (plan.plainView0 && view === 0);
+          const viewPixels = plain
+            ? pixels
+            : augmentPixels(pixels, height, width, p.channels, plan.spec!, { seed: plan.seed, generation: plan.generation, sampleId: sample.id, view });
+          batcher.push({ sample, view, pixels: preprocess(viewPixels, p.channels, p.preset) });
+        }
       } catch (err) {
         try {
           fail(sample, err);
@@ -162,8 +206,38 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
     entries: await cache.countEntries(p.fingerprint),
     featureShape: p.featureShape,
     backend: tf.getBackend(),
+    ...(plan.aug === undefined ? {} : { augment: plan.aug }),
+    views: plan.views,
+    generation: plan.generation,
     extractSeconds: (performance.now() - started) / 1000,
   };
+}
+
+/** Records samples and the run in the cache, so train-head needs no model or data flags. */
+async function recordRun(cache: FeatureCache, p: PreparedBase, source: DataSource, plan: ViewPlan, options: ExtractOptions): Promise<void> {
+  await cache.putSamples(source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) })));
+  const meta: RunMeta = {
+    model: p.modelRef,
+    boundary: p.boundary,
+    fingerprint: p.fingerprint,
+    inputSize: p.inputSize,
+    channels: p.channels,
+    preprocess: p.preset,
+    dtype: p.dtype,
+    featureShape: p.featureShape,
+    labels: source.labels,
+    data: source.root,
+    ...(options.classNames === undefined ? {} : { classNames: [...options.classNames] }),
+    samples: source.samples.map((s) => ({ id: s.id, label: s.label === undefined ? -1 : source.labels.indexOf(s.label) })),
+    ...(plan.aug === undefined ? {} : { augment: plan.aug }),
+    views: plan.views,
+    generation: plan.generation,
+    seed: plan.seed,
+    plainView0: plan.plainView0,
+    createdAt: new Date().toISOString(),
+  };
+  await cache.putMeta(runKey(p.fingerprint), meta);
+  await cache.putMeta(CURRENT_RUN_KEY, meta);
 }
 
 /** One inference-mode forward pass of the base over a batch of preprocessed images. */

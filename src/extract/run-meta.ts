@@ -18,8 +18,20 @@ export interface RunMeta {
   labels: string[];
   /** The data source spec, resolved. */
   data: string;
+  /** IDX label names used to open `data`, if any. */
+  classNames?: string[];
   /** Sample ids of the data set with their label index, in data-source order. */
   samples: { id: string; label: number }[];
+  /** Canonical augmentation spec (see `canonicalAugmentSpec`); absent for plain caching. */
+  augment?: string;
+  /** Views cached per sample. */
+  views: number;
+  /** The complete generation training reads; bumped only after the next one is fully cached. */
+  generation: number;
+  /** Seed of the augmented views. */
+  seed: number;
+  /** View 0 is the un-augmented image. */
+  plainView0: boolean;
   createdAt: string;
 }
 

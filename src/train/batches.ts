@@ -1,10 +1,12 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
-import { type FeatureSet, featureSize, gatherRows } from './feature-set.js';
+import { type EntrySelector, type FeatureSet, featureSize, gatherRows } from './feature-set.js';
 import { epochSeed, rng, shuffled } from './rng.js';
 
 export interface Batch {
   x: Float32Array;
   labels: number[];
+  /** The view each row came from. */
+  views: number[];
 }
 
 /** Where an epoch's training batches come from. */
@@ -14,7 +16,18 @@ export interface BatchSource {
   batches(epoch: number): AsyncIterable<Batch>;
 }
 
-/** All features in memory; a fresh seeded permutation each epoch. */
+/**
+ * The view of a sample trained on in an epoch: a seeded draw, the same in memory and
+ * streaming modes (it depends on the sample id, not on its position).
+ */
+export function viewFor(seed: number, epoch: number, sampleId: string, views: number): number {
+  if (views === 1) return 0;
+  let h = epochSeed(seed, epoch) ^ 0x811c9dc5;
+  for (let i = 0; i < sampleId.length; i++) h = Math.imul(h ^ sampleId.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % views;
+}
+
+/** All features in memory; a fresh seeded permutation (and view draw) each epoch. */
 export function memoryBatches(set: FeatureSet, batchSize: number, seed: number): BatchSource {
   return {
     size: set.ids.length,
@@ -26,7 +39,8 @@ export function memoryBatches(set: FeatureSet, batchSize: number, seed: number):
       );
       for (let i = 0; i < order.length; i += batchSize) {
         const rows = order.slice(i, i + batchSize);
-        yield { x: gatherRows(set, rows), labels: rows.map((r) => set.labels[r]!) };
+        const views = rows.map((r) => viewFor(seed, epoch, set.ids[r]!, set.views));
+        yield { x: gatherRows(set, rows, views), labels: rows.map((r) => set.labels[r]!), views };
       }
     },
   };
@@ -49,27 +63,31 @@ export function streamBatches(
   fingerprint: string,
   train: ReadonlyMap<string, number>,
   featureShape: number[],
+  selector: EntrySelector,
   options: StreamOptions,
 ): BatchSource {
   const per = featureSize(featureShape);
   const window = options.window ?? 4096;
+  const range = { ...(selector.aug === undefined ? {} : { aug: selector.aug }), generation: selector.generation, batchSize: window };
   return {
     size: train.size,
     mode: 'stream',
     async *batches(epoch) {
       const random = rng(epochSeed(options.seed, epoch));
-      let pending: { data: Float32Array; label: number }[] = [];
+      let pending: { data: Float32Array; label: number; view: number }[] = [];
       const flush = function* (all: boolean): Generator<Batch> {
         while (pending.length >= options.batchSize || (all && pending.length > 0)) {
           const take = pending.slice(0, options.batchSize);
           pending = pending.slice(options.batchSize);
           const x = new Float32Array(take.length * per);
           take.forEach((t, i) => x.set(t.data, i * per));
-          yield { x, labels: take.map((t) => t.label) };
+          yield { x, labels: take.map((t) => t.label), views: take.map((t) => t.view) };
         }
       };
-      for await (const chunk of cache.iterateFeatures(fingerprint, { batchSize: window })) {
-        const rows = chunk.filter((e) => e.view === 0 && train.has(e.sampleId)).map((e) => ({ data: e.data, label: train.get(e.sampleId)! }));
+      for await (const chunk of cache.iterateFeatures(fingerprint, range)) {
+        const rows = chunk
+          .filter((e) => train.has(e.sampleId) && e.view === viewFor(options.seed, epoch, e.sampleId, selector.views))
+          .map((e) => ({ data: e.data, label: train.get(e.sampleId)!, view: e.view }));
         pending.push(...shuffled(rows, random));
         yield* flush(false);
       }

@@ -5,11 +5,13 @@ import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
 import { prepareBase } from '../extract/prepare.js';
 import { CURRENT_RUN_KEY, type RunMeta, runKey } from '../extract/run-meta.js';
+import { openDataSource } from '../data/sources.js';
+import type { DataSource } from '../data/types.js';
 import { buildHead, defaultHeadSpec } from '../model/head-spec.js';
 import { saveModel, writeAtomic } from '../model/io.js';
 import { stitch } from '../model/stitch.js';
 import { type BatchSource, memoryBatches, streamBatches } from './batches.js';
-import { type FeatureSet, featureSize, loadFeatureSet } from './feature-set.js';
+import { type EntrySelector, type FeatureSet, featureSize, loadFeatureSet, PLAIN } from './feature-set.js';
 import { classificationMetrics } from './metrics.js';
 import { epochSeed, rng, shuffled } from './rng.js';
 import { makeOptimizer, OPTIMIZERS, type OptimizerName, trainStep } from './step.js';
@@ -43,6 +45,10 @@ export interface TrainHeadOptions {
   seed?: number;
   /** Hold features in memory when they fit this many bytes, else stream them from LevelDB. @default 1 GiB */
   memoryBudget?: number;
+  /** With an augmented cache: every R epochs, replace the views by a new generation (extracted while training). */
+  refreshEvery?: number;
+  /** Batch size of the base during refresh extractions. @default 32 */
+  extractBatchSize?: number;
   /** The source model, when `cache-features` ran on an in-memory model. */
   model?: tf.LayersModel;
   onProgress?: (event: TrainEvent) => void;
@@ -50,7 +56,9 @@ export interface TrainHeadOptions {
 
 export type TrainEvent =
   | { type: 'start'; samples: number; validation: number; mode: 'memory' | 'stream'; epochs: number }
-  | ({ type: 'epoch'; epoch: number } & EpochLog);
+  | ({ type: 'epoch'; epoch: number } & EpochLog)
+  | { type: 'extract'; generation: number; done: number; total: number }
+  | { type: 'generation'; generation: number; epoch: number; waitedSeconds: number; extractSeconds: number };
 
 export interface EpochLog {
   loss: number;
@@ -59,6 +67,10 @@ export interface EpochLog {
   valAcc?: number;
   valAuc?: number;
   seconds: number;
+  /** Generation of the features trained on in this epoch. */
+  generation: number;
+  /** How many samples were read from each view index in this epoch. */
+  viewsRead: number[];
 }
 
 export interface History {
@@ -68,6 +80,9 @@ export interface History {
   valAcc?: number[];
   valAuc?: number[];
   seconds: number[];
+  viewsRead: number[][];
+  /** Generations trained on: from which epoch (1-based), and how long training waited for its extraction. */
+  generations: { generation: number; startEpoch: number; waitedSeconds: number; extractSeconds?: number }[];
 }
 
 export interface TrainHeadResult {
@@ -126,6 +141,7 @@ export function validateTrainHeadOptions(options: TrainHeadOptions): void {
     throw new SplitfitError('SPLITFIT_USAGE', `unknown optimizer "${o.optimizer}"; choose one of: ${OPTIMIZERS.join(', ')}`);
   }
   if (o.earlyStopping) positiveInt('early stopping patience', o.earlyStopping.patience);
+  if (o.refreshEvery !== undefined) positiveInt('--refresh-every', o.refreshEvery);
   if (!o.out) throw new SplitfitError('SPLITFIT_USAGE', 'missing --out <dir>');
 }
 
@@ -159,13 +175,17 @@ async function readRun(cache: FeatureCache, fingerprint: string | undefined): Pr
 }
 
 async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHeadResult> {
-  const run = await readRun(cache, o.fingerprint);
+  let run = await readRun(cache, o.fingerprint);
   const labeled = run.samples.filter((s) => s.label >= 0);
   const k = run.labels.length;
   if (k < 2) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `training needs at least 2 classes; the cached data set ${run.data} has ${k}`);
-  const cachedIds = new Set(labeled.map((s) => s.id));
-  const missing = new Set(await cache.missingSampleIds(run.fingerprint, [...cachedIds]));
-  if (missing.size === cachedIds.size) {
+  if (o.refreshEvery !== undefined && run.augment === undefined) {
+    throw new SplitfitError('SPLITFIT_USAGE', '--refresh-every needs a cache built with `cache-features --augment <spec>`');
+  }
+  const selector = (generation: number): EntrySelector => ({ ...(run.augment === undefined ? {} : { aug: run.augment }), generation, views: run.views });
+  const cachedIds = [...new Set(labeled.map((s) => s.id))];
+  const missing = new Set(await cache.missingSampleIds(run.fingerprint, cachedIds, selector(run.generation)));
+  if (missing.size === cachedIds.length) {
     throw new SplitfitError('SPLITFIT_CACHE_MISMATCH', `the cache has no feature entries for fingerprint ${run.fingerprint.slice(0, 12)}; rerun \`splitfit cache-features\``);
   }
   const usable = labeled.filter((s) => !missing.has(s.id)); // samples that failed to decode have no entry
@@ -182,13 +202,6 @@ async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHe
     validation = await extractValidation(cache, run, o);
   }
 
-  const bytes = train.length * featureSize(run.featureShape) * 4;
-  const source: BatchSource =
-    bytes <= o.memoryBudget
-      ? memoryBatches(await loadFeatureSet(cache, run.fingerprint, train, run.featureShape), o.batchSize, o.seed)
-      : streamBatches(cache, run.fingerprint, new Map(train.map((s) => [s.id, s.label])), run.featureShape, { batchSize: o.batchSize, seed: o.seed });
-  const valSet = validation.length > 0 ? await loadFeatureSet(cache, run.fingerprint, validation, run.featureShape) : undefined;
-
   const base = await prepareBase({
     model: o.model ?? run.model,
     boundary: run.boundary,
@@ -202,12 +215,65 @@ async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHe
       `model ${run.model} no longer matches the cached features (fingerprint ${base.fingerprint.slice(0, 12)} ≠ ${run.fingerprint.slice(0, 12)}); rerun \`splitfit cache-features\``,
     );
   }
+
+  // A crash after a refresh was committed may have left the previous generation behind.
+  if (run.augment !== undefined && run.generation > 0) await cache.deleteGeneration(run.fingerprint, run.augment, run.generation - 1);
+
+  const feed = async (generation: number): Promise<Feed> => {
+    const sel = selector(generation);
+    const bytes = train.length * run.views * featureSize(run.featureShape) * 4;
+    const source: BatchSource =
+      bytes <= o.memoryBudget
+        ? memoryBatches(await loadFeatureSet(cache, run.fingerprint, train, run.featureShape, sel), o.batchSize, o.seed)
+        : streamBatches(cache, run.fingerprint, new Map(train.map((s) => [s.id, s.label])), run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed });
+    // Validation reads view 0 (the plain image when cached with plainView0) of the current generation.
+    const valSel = o.validationData ? PLAIN : { ...sel, views: 1 };
+    const valSet = validation.length > 0 ? await loadFeatureSet(cache, run.fingerprint, validation, run.featureShape, valSel) : undefined;
+    return { source, valSet };
+  };
+
+  const refresher: Refresher | undefined =
+    o.refreshEvery === undefined
+      ? undefined
+      : {
+          every: o.refreshEvery,
+          extract: async (generation) => {
+            const data = await reopenData(run);
+            const r = await extractFeatures({
+              model: base.source,
+              prepared: base,
+              data,
+              cache,
+              augment: run.augment!,
+              views: run.views,
+              generation,
+              seed: run.seed,
+              plainView0: run.plainView0,
+              recordRun: false,
+              batchSize: o.extractBatchSize ?? 32,
+              onProgress: (e) => {
+                if (e.type === 'extract') o.onProgress?.({ type: 'extract', generation, done: e.done, total: e.total });
+              },
+            });
+            return r.extractSeconds;
+          },
+          commit: async (generation) => {
+            // The new generation is complete: make it the one training reads, then drop the old one.
+            run = { ...run, generation };
+            await cache.putMeta(runKey(run.fingerprint), run);
+            await cache.putMeta(CURRENT_RUN_KEY, run);
+            await cache.deleteGeneration(run.fingerprint, run.augment!, generation - 1);
+          },
+          feed,
+        };
+
   const headSpec = o.head ?? defaultHeadSpec(run.featureShape);
   const head = await buildHead(base.source, run.boundary, run.featureShape, { spec: headSpec, numClasses: k, seed: o.seed });
   const weights = classWeights(o.classWeights, train, k);
-  o.onProgress?.({ type: 'start', samples: source.size, validation: validation.length, mode: source.mode, epochs: o.epochs });
+  const first = await feed(run.generation);
+  o.onProgress?.({ type: 'start', samples: first.source.size, validation: validation.length, mode: first.source.mode, epochs: o.epochs });
 
-  const history = await fitEpochs(head, source, valSet, k, weights, o);
+  const history = await fitEpochs(head, first, run.generation, refresher, k, weights, o);
   const model = await stitch(base.base, head);
   const manifest: SplitfitManifest = {
     format: 'splitfit/1',
@@ -231,20 +297,26 @@ async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHe
   return {
     epochs: history.loss.length,
     history,
-    generations: 1,
+    generations: history.generations.length,
     out: resolve(o.out),
     backend: tf.getBackend(),
     fingerprint: run.fingerprint,
     labels: run.labels,
-    mode: source.mode,
+    mode: first.source.mode,
     head,
     model,
   };
 }
 
+/** The data set of a run, reopened to extract new generations; only the run's samples. */
+async function reopenData(run: RunMeta): Promise<DataSource> {
+  const source = await openDataSource(run.data, run.classNames ? { classNames: run.classNames } : {});
+  const ids = new Set(run.samples.map((s) => s.id));
+  return { ...source, samples: source.samples.filter((s) => ids.has(s.id)) };
+}
+
 async function extractValidation(cache: FeatureCache, run: RunMeta, o: Resolved): Promise<{ id: string; label: number }[]> {
   const prepared = await prepareBase({ model: o.model ?? run.model, boundary: run.boundary, inputSize: run.inputSize, preprocess: run.preprocess, dtype: run.dtype });
-  const { openDataSource } = await import('../data/sources.js');
   const source = await openDataSource(o.validationData!);
   const unknown = source.labels.filter((l) => !run.labels.includes(l));
   if (unknown.length > 0) {
@@ -270,33 +342,79 @@ function classWeights(spec: TrainHeadOptions['classWeights'], train: readonly { 
   return [...spec];
 }
 
+interface Feed {
+  source: BatchSource;
+  valSet: FeatureSet | undefined;
+}
+
+/** How train-head refreshes augmented views: extract the next generation, commit it, read it. */
+interface Refresher {
+  every: number;
+  extract(generation: number): Promise<number>;
+  commit(generation: number): Promise<void>;
+  feed(generation: number): Promise<Feed>;
+}
+
+/** Lets timers and I/O callbacks (a background extraction) run between training steps. */
+const yieldToEventLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 async function fitEpochs(
   head: tf.LayersModel,
-  source: BatchSource,
-  valSet: FeatureSet | undefined,
+  firstFeed: Feed,
+  firstGeneration: number,
+  refresher: Refresher | undefined,
   k: number,
   weights: number[] | undefined,
   o: Resolved,
 ): Promise<History> {
   const optimizer = makeOptimizer(o.optimizer, o.learningRate);
-  const history: History = { loss: [], acc: [], seconds: [], ...(valSet ? { valLoss: [], valAcc: [], valAuc: [] } : {}) };
+  const history: History = {
+    loss: [],
+    acc: [],
+    seconds: [],
+    viewsRead: [],
+    generations: [{ generation: firstGeneration, startEpoch: 1, waitedSeconds: 0 }],
+    ...(firstFeed.valSet ? { valLoss: [], valAcc: [], valAuc: [] } : {}),
+  };
+  let feed = firstFeed;
+  let generation = firstGeneration;
+  let next: Promise<number> | undefined;
   let best = Infinity;
   let sinceBest = 0;
   try {
     for (let epoch = 0; epoch < o.epochs; epoch++) {
+      if (refresher && epoch > 0 && epoch % refresher.every === 0) {
+        const t = performance.now();
+        const extractSeconds = await next!;
+        next = undefined;
+        const waitedSeconds = (performance.now() - t) / 1000;
+        generation++;
+        await refresher.commit(generation);
+        feed = await refresher.feed(generation);
+        history.generations.push({ generation, startEpoch: epoch + 1, waitedSeconds, extractSeconds });
+        o.onProgress?.({ type: 'generation', generation, epoch: epoch + 1, waitedSeconds, extractSeconds });
+      }
+      if (refresher && epoch % refresher.every === 0 && epoch + refresher.every < o.epochs) {
+        // Extract the next generation while this one trains; a failure surfaces when it is awaited.
+        next = refresher.extract(generation + 1);
+        next.catch(() => undefined);
+      }
       const t0 = performance.now();
       let lossSum = 0;
       let correct = 0;
       let n = 0;
-      for await (const batch of source.batches(epoch)) {
+      const viewsRead: number[] = [];
+      for await (const batch of feed.source.batches(epoch)) {
         const r = trainStep(head, optimizer, batch, k, weights);
         lossSum += r.loss * batch.labels.length;
         correct += r.correct;
         n += batch.labels.length;
+        for (const v of batch.views) viewsRead[v] = (viewsRead[v] ?? 0) + 1;
+        if (next) await yieldToEventLoop();
       }
-      const log: EpochLog = { loss: lossSum / n, acc: correct / n, seconds: 0 };
-      if (valSet) {
-        const m = evaluateHead(head, valSet, k, o.batchSize);
+      const log: EpochLog = { loss: lossSum / n, acc: correct / n, seconds: 0, generation, viewsRead: Array.from(viewsRead, (c) => c ?? 0) };
+      if (feed.valSet) {
+        const m = evaluateHead(head, feed.valSet, k, o.batchSize);
         log.valLoss = m.loss;
         log.valAcc = m.accuracy;
         if (m.auc !== undefined) log.valAuc = m.auc;
@@ -308,6 +426,7 @@ async function fitEpochs(
       history.loss.push(log.loss);
       history.acc.push(log.acc);
       history.seconds.push(log.seconds);
+      history.viewsRead.push(log.viewsRead);
       o.onProgress?.({ type: 'epoch', epoch: epoch + 1, ...log });
       if (o.earlyStopping) {
         const monitored = log.valLoss ?? log.loss;
@@ -319,6 +438,8 @@ async function fitEpochs(
         }
       }
     }
+    // Early stopping may leave an extraction running: let it finish so the cache closes cleanly.
+    if (next) await next;
   } finally {
     optimizer.dispose();
   }
