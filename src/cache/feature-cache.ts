@@ -264,6 +264,16 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** The fix for the usual I/O failures, appended to SPLITFIT_IO messages. */
+function ioHint(message: string): string {
+  if (/no space left on device|ENOSPC|disk quota exceeded|EDQUOT/i.test(message)) {
+    return '. The disk is full: free space (or use another --cache) and rerun; entries already written are kept and are not extracted again';
+  }
+  if (/read-only file system|EROFS/i.test(message)) return '. The cache is on a read-only file system: use another --cache';
+  if (/permission denied|EACCES|EPERM/i.test(message)) return '. Check the permissions of the cache directory, or use another --cache';
+  return '';
+}
+
 function validateOptions(options: FeatureCacheOptions | undefined): Required<FeatureCacheOptions> {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
     throw new TypeError(`FeatureCache options must be an object, received ${options === null ? 'null' : typeof options}`);
@@ -546,7 +556,12 @@ export class FeatureCache {
     await this.#ready();
     const sub = this.#features(fingerprint);
     const value = await this.#io('read features', () => sub.get(key));
-    return value === undefined ? undefined : decodeFeatures(value, { fingerprint, key });
+    if (value === undefined) return undefined;
+    try {
+      return decodeFeatures(value, { fingerprint, key });
+    } catch (err) {
+      throw await this.#namingSample(err, key);
+    }
   }
 
   /** Whether an entry is cached (without reading or checking its value). */
@@ -609,7 +624,18 @@ export class FeatureCache {
       for (;;) {
         const rows = await this.#io('read features', () => it.nextv(batchSize));
         if (rows.length === 0) return;
-        yield rows.map(([key, value]) => this.#decodeEntry(fingerprint, key, value));
+        const decoded: CachedFeatures[] = [];
+        let bad: { err: unknown; key: string } | undefined;
+        for (const [key, value] of rows) {
+          try {
+            decoded.push(this.#decodeEntry(fingerprint, key, value));
+          } catch (err) {
+            bad = { err, key };
+            break;
+          }
+        }
+        if (bad) throw await this.#namingSample(bad.err, bad.key);
+        yield decoded;
       }
     } finally {
       await it.close();
@@ -821,7 +847,7 @@ export class FeatureCache {
       this.#db = undefined;
       await db.close().catch(noop);
       if (err instanceof SplitfitError) throw err;
-      throw new SplitfitError('SPLITFIT_IO', `could not initialise cache ${this.#dir}: ${errorMessage(err)}`, { cause: err });
+      throw new SplitfitError('SPLITFIT_IO', `could not initialise cache ${this.#dir}: ${errorMessage(err)}${ioHint(errorMessage(err))}`, { cause: err });
     }
   }
 
@@ -908,7 +934,7 @@ export class FeatureCache {
         { cause: err },
       );
     }
-    return new SplitfitError('SPLITFIT_IO', `could not open cache ${this.#dir}: ${detail}`, { cause: err });
+    return new SplitfitError('SPLITFIT_IO', `could not open cache ${this.#dir}: ${detail}${ioHint(detail)}`, { cause: err });
   }
 
   async #ready(): Promise<{ db: Root; meta: JsonSublevel<unknown>; samples: JsonSublevel<SampleRecord> }> {
@@ -953,6 +979,15 @@ export class FeatureCache {
     const { data, shape, dtype } = decodeFeatures(value, { fingerprint, key });
     const aug = parts.augKey === NO_AUG ? undefined : (this.#augSpecs.get(parts.augKey) ?? parts.augKey);
     return { sampleId: parts.sampleId, view: parts.view, generation: parts.generation, aug, data, shape, dtype };
+  }
+
+  /** A corrupt-entry error that also names the sample's source file, when the cache knows it. */
+  async #namingSample(err: unknown, key: string): Promise<unknown> {
+    if (!(err instanceof SplitfitError) || err.code !== 'SPLITFIT_CACHE_CORRUPT') return err;
+    const sampleId = parseFeatureKey(key)?.sampleId;
+    const record = sampleId === undefined ? undefined : await this.#samples?.get(sampleId).catch(() => undefined);
+    if (record === undefined) return err;
+    return new SplitfitError('SPLITFIT_CACHE_CORRUPT', `sample ${record.source}: ${err.message}`, { cause: err });
   }
 
   async #countRange<V>(sub: JsonSublevel<V>, range: { gte?: string; lt?: string }): Promise<number> {
@@ -1002,7 +1037,7 @@ export class FeatureCache {
           { cause: err },
         );
       }
-      throw new SplitfitError('SPLITFIT_IO', `${op} failed on cache ${this.#dir}: ${errorMessage(err)}`, { cause: err });
+      throw new SplitfitError('SPLITFIT_IO', `${op} failed on cache ${this.#dir}: ${errorMessage(err)}${ioHint(errorMessage(err))}`, { cause: err });
     }
   }
 }

@@ -3,7 +3,7 @@ import type { BackendChoice } from '../backend/resolve.js';
 import type { FeatureDType } from '../cache/codec.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
-import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
+import { backendOption, type CommonFlags, defineCommand, openExistingCache, useBackend } from './command.js';
 import { choice, nonNegativeInt, positiveInt, size } from './parse.js';
 
 interface Flags extends CommonFlags {
@@ -31,11 +31,13 @@ export function registerCacheFeatures(program: Command): void {
     if (!f.model) throw new SplitfitError('SPLITFIT_USAGE', 'missing --model <model.json|bundled name>');
     if (!f.data) throw new SplitfitError('SPLITFIT_USAGE', 'missing --data <folder|manifest.csv|images-idx3-ubyte[.gz]>');
     if (f.views !== undefined && f.augment === undefined) throw new SplitfitError('SPLITFIT_USAGE', '--views needs --augment <spec>');
+    // An existing cache is opened first, so a cache in use elsewhere fails before the model loads.
+    await using held = await openExistingCache(f.cache);
     const backend = await useBackend(out, f.backend);
     const result = await extractFeatures({
       model: f.model,
       data: f.data,
-      cache: f.cache,
+      cache: held ?? f.cache,
       batchSize: f.batchSize,
       concurrency: f.concurrency,
       dtype: f.dtype,

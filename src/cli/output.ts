@@ -59,9 +59,15 @@ export function makeOutput(flags: { json?: boolean; verbose?: boolean }): Output
 export function reportError(err: unknown, flags: { json?: boolean; verbose?: boolean }): 1 | 2 {
   const coded = isSplitfitError(err)
     ? err
-    : new SplitfitError('SPLITFIT_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
-  if (flags.json) process.stdout.write(`${JSON.stringify({ error: { code: coded.code, message: coded.message } })}\n`);
-  process.stderr.write(`splitfit: ${coded.code}: ${coded.message}\n`);
+    : new SplitfitError(
+        'SPLITFIT_INTERNAL',
+        `${err instanceof Error ? err.message : String(err)} (unexpected: rerun with --verbose for the stack trace and report it)`,
+        { cause: err },
+      );
+  // One line, whatever the lower layers put in the message (commander's "Did you mean" comes on a new line).
+  const message = coded.message.replace(/\s*\n\s*/g, ' ').trim();
+  if (flags.json) process.stdout.write(`${JSON.stringify({ error: { code: coded.code, message } })}\n`);
+  process.stderr.write(`splitfit: ${coded.code}: ${message}\n`);
   if (flags.verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return exitCodeFor(coded);
 }

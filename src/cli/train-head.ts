@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import type { BackendChoice } from '../backend/resolve.js';
+import { FeatureCache } from '../cache/feature-cache.js';
 import { SplitfitError } from '../errors.js';
 import { OPTIMIZERS, type OptimizerName } from '../train/step.js';
 import { trainHead } from '../train/train-head.js';
-import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
+import { assertWritableFolder, backendOption, commandLine, type CommonFlags, defineCommand, useBackend } from './command.js';
 import { choice, classWeights, fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.js';
 
 interface Flags extends CommonFlags {
@@ -29,9 +30,13 @@ export function registerTrainHead(program: Command): void {
   const cmd = defineCommand<Flags>(program, 'train-head', 'train a head on cached features, then write the stitched model', async (out, f) => {
     const started = performance.now();
     if (!f.out) throw new SplitfitError('SPLITFIT_USAGE', 'missing --out <dir>');
+    // Checked before training, so a bad --out does not cost the training run.
+    await assertWritableFolder(f.out, '--out');
+    // Never creates a cache: a wrong --cache is an error, not a new empty cache.
+    await using cache = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
     await useBackend(out, f.backend);
     const result = await trainHead({
-      cache: f.cache,
+      cache,
       out: f.out,
       epochs: f.epochs,
       batchSize: f.batchSize,

@@ -47,6 +47,10 @@ export async function decodeImage(input: Buffer | RawImage, target: DecodeTarget
     if (input.width === width && input.height === height && input.channels === channels) return new Uint8Array(input.raw);
   } else if (input.length === 0) {
     throw decodeError(source, 'the file is empty (0 bytes)');
+  } else if (isSvg(input)) {
+    // libvips renders SVG with whatever fonts are installed: the pixels, and so the features, would
+    // depend on the machine.
+    throw decodeError(source, 'SVG is not supported (its rendering depends on the installed fonts); convert it to PNG');
   }
 
   let result: { data: Buffer; info: sharp.OutputInfo };
@@ -116,10 +120,16 @@ function reasonOf(err: unknown): string {
   return message.trim();
 }
 
+/** SVG text: markup (`<` the first non-blank character) with an `<svg` tag near the start. */
+function isSvg(bytes: Buffer): boolean {
+  const head = bytes.subarray(0, 1024).toString('latin1').replace(/^\uFEFF|^\xEF\xBB\xBF/, '').trimStart();
+  return head.startsWith('<') && /<svg[\s>]/i.test(head);
+}
+
 function decodeError(source: string, reason: string, cause?: unknown): SplitfitError {
   return new SplitfitError(
     'SPLITFIT_DATA_DECODE',
-    `cannot decode ${source}: ${reason}`,
+    `cannot decode ${source}: ${reason}. Fix or remove the file, or pass --skip-bad (cache-features) to count it as failed`,
     cause === undefined ? undefined : { cause },
   );
 }

@@ -75,7 +75,8 @@ function readError(path: string, where: string, err: unknown): SplitfitError {
   const reason =
     code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory, not an image file' : String(err);
   const place = where === path ? path : `${path} (${where})`;
-  return new SplitfitError('SPLITFIT_DATA_DECODE', `cannot read ${place}: ${reason}`, { cause: err });
+  const fix = where === path ? '' : '; correct the path or remove that line';
+  return new SplitfitError('SPLITFIT_DATA_DECODE', `cannot read ${place}: ${reason}${fix}`, { cause: err });
 }
 
 /** `Promise.all(items.map(fn))` with at most `limit` calls in flight; results keep the input order. */

@@ -13,9 +13,19 @@ export const IMAGE_EXTENSIONS: readonly string[] = [
 ];
 
 /**
+ * Extensions of images splitfit cannot use. They are listed as samples all the same, so that they
+ * fail loudly when decoded (`SPLITFIT_DATA_DECODE`, or counted as failed with `--skip-bad`) instead of
+ * silently vanishing from the data set.
+ */
+export const UNSUPPORTED_IMAGE_EXTENSIONS: readonly string[] = ['.bmp', '.dib', '.svg', '.heic', '.heif', '.ico', '.jp2', '.psd'];
+
+const LISTED_EXTENSIONS: ReadonlySet<string> = new Set([...IMAGE_EXTENSIONS, ...UNSUPPORTED_IMAGE_EXTENSIONS]);
+
+/**
  * A folder with one subfolder per class (nested folders inside a class folder belong to that class,
  * as in Keras' `image_dataset_from_directory`). With `labels: 'none'` every image below `root` is an
- * unlabeled sample. Hidden files and folders are ignored, and so are files that are not images.
+ * unlabeled sample. Hidden files and folders are ignored, and so are files that are not images; images in
+ * a format splitfit cannot decode (see {@link UNSUPPORTED_IMAGE_EXTENSIONS}) are listed so that they fail loudly.
  */
 export async function openFolder(root: string, labels: 'infer' | 'none'): Promise<DataSource> {
   if (labels === 'none') {
@@ -56,7 +66,7 @@ async function listImages(dir: string, recursive = true): Promise<string[]> {
     const path = join(dir, entry.name);
     if (entry.isDirectory) {
       if (recursive) found.push(...(await listImages(path)));
-    } else if (IMAGE_EXTENSIONS.includes(extname(entry.name).toLowerCase())) {
+    } else if (LISTED_EXTENSIONS.has(extname(entry.name).toLowerCase())) {
       found.push(path);
     }
   }

@@ -10,7 +10,7 @@ import type { DataSource, OpenDataSourceOptions } from './types.js';
 
 export type { DataSource, DataSourceKind, OpenDataSourceOptions, RawImage, Sample } from './types.js';
 export { FASHION_MNIST_CLASSES } from './idx.js';
-export { IMAGE_EXTENSIONS } from './folder.js';
+export { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS } from './folder.js';
 export { selectSamples, type SelectSamplesOptions } from './select.js';
 
 const LABEL_MODES = ['infer', 'none'] as const;

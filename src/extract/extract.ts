@@ -17,7 +17,7 @@ export interface ExtractOptions extends PrepareOptions {
   data: string | DataSource;
   /** Cache directory or an open cache. @default './cache' */
   cache?: string | FeatureCache;
-  /** Samples per base forward pass. @default 32 */
+  /** Samples per base forward pass. @default the prepared base's `batchSize` (4 for MobileNetV2 at 224×224) */
   batchSize?: number;
   /** Images read and decoded at once (sharp runs them on libuv threads). @default 4 */
   concurrency?: number;
@@ -99,7 +99,7 @@ function planViews(options: ExtractOptions): ViewPlan {
 export async function extractFeatures(options: ExtractOptions): Promise<ExtractResult> {
   const prepared = options.prepared ?? (await prepareBase(options));
   const source = typeof options.data === 'string' ? await openDataSource(options.data, { classNames: options.classNames }) : options.data;
-  const cache = typeof options.cache === 'object' ? options.cache : await FeatureCache.open(options.cache ?? './cache', { command: 'cache-features' });
+  const cache = typeof options.cache === 'object' ? options.cache : await FeatureCache.open(options.cache ?? './cache');
   try {
     return await extractInto(cache, prepared, source, options);
   } finally {
@@ -109,13 +109,12 @@ export async function extractFeatures(options: ExtractOptions): Promise<ExtractR
 
 async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSource, options: ExtractOptions): Promise<ExtractResult> {
   const started = performance.now();
-  const batchSize = options.batchSize ?? 32;
+  const batchSize = options.batchSize ?? p.batchSize;
   const concurrency = options.concurrency ?? 4;
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new SplitfitError('SPLITFIT_USAGE', `--batch-size must be a positive integer, got ${batchSize}`);
   const plan = planViews(options);
   if (source.samples.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `no samples in ${source.root}`);
 
-  if (options.recordRun !== false) await recordRun(cache, p, source, plan, options);
   const selector = { ...(plan.aug === undefined ? {} : { aug: plan.aug }), generation: plan.generation };
 
   // Work items: every (sample, view) without an entry; a sample is decoded once for all its views.
@@ -195,6 +194,8 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   await queue.onIdle();
   while (batcher.length > 0 && firstError === undefined) await runBatch(batcher.take());
   if (firstError !== undefined) throw firstError;
+  // Only a completed run becomes the cache's run: a failed one must not redirect train-head.
+  if (options.recordRun !== false) await recordRun(cache, p, source, plan, options);
 
   return {
     fingerprint: p.fingerprint,
@@ -248,6 +249,6 @@ function forward(p: PreparedBase, images: Float32Array[]): Float32Array {
   images.forEach((img, i) => flat.set(img, i * per));
   return tf.tidy(() => {
     const x = tf.tensor4d(flat, [images.length, h, w, p.channels]);
-    return (p.base.predict(x) as tf.Tensor).dataSync() as Float32Array;
+    return p.run(x).dataSync() as Float32Array;
   });
 }

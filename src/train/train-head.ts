@@ -151,7 +151,7 @@ export function validateTrainHeadOptions(options: TrainHeadOptions): void {
  */
 export async function trainHead(options: TrainHeadOptions): Promise<TrainHeadResult> {
   validateTrainHeadOptions(options);
-  const cache = typeof options.cache === 'object' ? options.cache : await FeatureCache.open(options.cache ?? './cache', { command: 'train-head' });
+  const cache = typeof options.cache === 'object' ? options.cache : await FeatureCache.open(options.cache ?? './cache');
   try {
     return await trainFromCache(cache, { ...DEFAULTS, ...options });
   } finally {
@@ -171,7 +171,8 @@ async function readRun(cache: FeatureCache, fingerprint: string | undefined): Pr
         : 'the cache holds no features recorded by `splitfit cache-features`; run that first with the same --cache',
     );
   }
-  return meta;
+  // Caches written before augmentation runs existed lack these fields.
+  return { ...meta, views: meta.views ?? 1, generation: meta.generation ?? 0, seed: meta.seed ?? 0, plainView0: meta.plainView0 ?? false };
 }
 
 async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHeadResult> {
