@@ -109,45 +109,54 @@ export function augmentPixels(pixels: Uint8Array, height: number, width: number,
   const sin = Math.sin(angle);
   const cy = (height - 1) / 2;
   const cx = (width - 1) / 2;
+  const scaleY = (cropH - 1) / Math.max(1, height - 1);
+  const scaleX = (cropW - 1) / Math.max(1, width - 1);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       // Output pixel → rotated about the centre → position in the crop window → source pixel.
-      const ry = cos * (y - cy) - sin * (x - cx) + cy;
-      const rx = sin * (y - cy) + cos * (x - cx) + cx;
-      let sy = y0 + (ry / Math.max(1, height - 1)) * (cropH - 1);
-      let sx = x0 + (rx / Math.max(1, width - 1)) * (cropW - 1);
+      let sy = y0 + (cos * (y - cy) - sin * (x - cx) + cy) * scaleY;
+      let sx = x0 + (sin * (y - cy) + cos * (x - cx) + cx) * scaleX;
       if (flipV) sy = height - 1 - sy;
       if (flipH) sx = width - 1 - sx;
-      for (let c = 0; c < channels; c++) out[(y * width + x) * channels + c] = sample(pixels, height, width, channels, sy, sx, c);
+      const o = (y * width + x) * channels;
+      if (sy < -0.5 || sx < -0.5 || sy > height - 0.5 || sx > width - 0.5) {
+        out.fill(255, o, o + channels); // outside the image is white, as transparent areas are
+        continue;
+      }
+      // Bilinear weights once per pixel, then every channel.
+      const yc = Math.min(height - 1, Math.max(0, sy));
+      const xc = Math.min(width - 1, Math.max(0, sx));
+      const y1 = Math.floor(yc);
+      const x1 = Math.floor(xc);
+      const y2 = Math.min(height - 1, y1 + 1);
+      const x2 = Math.min(width - 1, x1 + 1);
+      const fy = yc - y1;
+      const fx = xc - x1;
+      const w11 = (1 - fx) * (1 - fy);
+      const w12 = fx * (1 - fy);
+      const w21 = (1 - fx) * fy;
+      const w22 = fx * fy;
+      const p11 = (y1 * width + x1) * channels;
+      const p12 = (y1 * width + x2) * channels;
+      const p21 = (y2 * width + x1) * channels;
+      const p22 = (y2 * width + x2) * channels;
+      for (let c = 0; c < channels; c++) {
+        out[o + c] = pixels[p11 + c]! * w11 + pixels[p12 + c]! * w12 + pixels[p21 + c]! * w21 + pixels[p22 + c]! * w22;
+      }
     }
   }
   let mean = 0;
   if (contrast !== 1) {
-    for (const v of out) mean += v;
+    for (let i = 0; i < out.length; i++) mean += out[i]!;
     mean /= out.length;
   }
   const result = new Uint8Array(out.length);
   for (let i = 0; i < out.length; i++) {
     let v = (out[i]! - mean) * contrast + mean + brightness;
     if (noise > 0) v += noise * gaussian(random);
-    result[i] = Math.max(0, Math.min(255, Math.round(v)));
+    result[i] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
   }
   return result;
-}
-
-/** Bilinear sample; outside the image is white (as transparent areas are). */
-function sample(p: Uint8Array, h: number, w: number, ch: number, y: number, x: number, c: number): number {
-  if (y < -0.5 || x < -0.5 || y > h - 0.5 || x > w - 0.5) return 255;
-  const yc = Math.min(h - 1, Math.max(0, y));
-  const xc = Math.min(w - 1, Math.max(0, x));
-  const y1 = Math.floor(yc);
-  const x1 = Math.floor(xc);
-  const y2 = Math.min(h - 1, y1 + 1);
-  const x2 = Math.min(w - 1, x1 + 1);
-  const fy = yc - y1;
-  const fx = xc - x1;
-  const at = (yy: number, xx: number): number => p[(yy * w + xx) * ch + c]!;
-  return (at(y1, x1) * (1 - fx) + at(y1, x2) * fx) * (1 - fy) + (at(y2, x1) * (1 - fx) + at(y2, x2) * fx) * fy;
 }
 
 function gaussian(random: () => number): number {
