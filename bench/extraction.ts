@@ -2,21 +2,28 @@
  * Extraction benchmark: how fast the frozen base runs, side by side.
  *
  *   npm run bench:extraction [-- --quick] [--backends tensorflow,wasm,cpu] [--batch 32] [--batches N]
- *                            [--images N] [--python /tmp/tfpy/bin/python | --no-python] [--no-rss] [--json]
+ *                            [--images N] [--rounds N] [--python /tmp/tfpy/bin/python | --no-python]
+ *                            [--no-rss] [--json]
  *
  * Per available backend, on the bundled MobileNetV2 cut at `out_relu` (224×224×3 → 7×7×1280):
  *   - `predict`       the plain base, `base.predict(x)` (tfjs-layers, op by op)
- *   - `compiled ops`  `compileBase(base, {graph: false})`: BN folded, fused ops, op by op
- *   - `compiled`      `compileBase(base)`: on tensorflow one native TF graph per batch
+ *   - `compiled-ops`  `compileBase(base, {graph: false})`: BN folded, fused ops, op by op
+ *   - `compiled`      `compileBase(base)`: on tensorflow one native TF graph per batch; at batch 32
+ *                     and at the batch extraction picks by default (`suggestBatchSize`)
  *   - `extract`       splitfit's whole `extractFeatures` on real PNGs (Twemoji 64×64, decoded and
  *                     resized to 224×224 by sharp, preprocessed, cache writes to LevelDB included),
- *                     compiled (the default) and plain
- * then the same MobileNetV2 in Python TensorFlow when a Python with tensorflow is found, and the
- * peak RSS of `trainHead` on 1k / 10k / 50k synthetic cached 1280-d samples (child processes).
+ *                     compiled at both batch sizes, and plain at batch 32
+ * then the same MobileNetV2 in Python TensorFlow (bench/python/mobilenet_predict.py) when a Python
+ * with tensorflow is found, and the peak RSS of `trainHead` on 1k / 10k / 50k synthetic cached
+ * 1280-d samples, streamed and in memory.
  *
- * Random input for the raw rows (throughput does not depend on the values). Images/s are the median
- * over the timed batches. Progress goes to stderr; stdout gets the tables and, with --json, one JSON
- * object as the last line. See docs/BENCHMARKS.md for a measured run and what limits each number.
+ * Every measurement runs in a fresh child process, and the list runs `--rounds` times interleaved
+ * (3 by default, 1 with --quick; the JS backends once): the tables give the best round and the
+ * median. The machine's vCPUs are shared with other VMs, so the script also prints how many cores
+ * it delivers (a busy loop on 2 threads vs 1) and, per row, the CPU other processes used. Random
+ * input for the raw rows (throughput does not depend on the values). Progress goes to stderr;
+ * stdout gets the tables and, with --json, one JSON object as the last line. See docs/BENCHMARKS.md
+ * for a measured run and what limits each number.
  */
 import * as tf from '@tensorflow/tfjs';
 import { execFile, spawn } from 'node:child_process';
@@ -26,10 +33,10 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { type BackendName, probeBackend, resolveBackend } from '../src/backend/resolve.js';
 import { FeatureCache } from '../src/cache/feature-cache.js';
-import { openDataSource } from '../src/data/sources.js';
 import { extractFeatures } from '../src/extract/extract.js';
 import { prepareBase } from '../src/extract/prepare.js';
 import { CURRENT_RUN_KEY, type RunMeta, runKey } from '../src/extract/run-meta.js';
@@ -104,6 +111,28 @@ async function busySeconds(): Promise<number | undefined> {
   }
 }
 
+/**
+ * Cores this machine delivers right now: the same busy loop on 1 and then on 2 worker threads;
+ * 2 means both vCPUs are ours, ~1 means the host gives us about one core's worth. Contention
+ * from other virtual machines on the host does not show in /proc/stat here, only in this ratio.
+ */
+async function effectiveCores(): Promise<number> {
+  const code = `const { parentPort } = require('node:worker_threads'); let x = 0; for (let i = 0; i < 3e8; i++) x = (x * 31 + i) >>> 0; parentPort.postMessage(x);`;
+  const spin = (): Promise<void> =>
+    new Promise((res, rej) => {
+      const w = new Worker(code, { eval: true });
+      w.once('message', () => void w.terminate().then(() => res()));
+      w.once('error', rej);
+    });
+  let t0 = performance.now();
+  await spin();
+  const one = performance.now() - t0;
+  t0 = performance.now();
+  await Promise.all([spin(), spin()]);
+  const two = performance.now() - t0;
+  return (2 * one) / two;
+}
+
 /** This process's CPU time so far, in core-seconds. */
 const cpuSeconds = (): number => {
   const u = process.cpuUsage();
@@ -113,12 +142,18 @@ const cpuSeconds = (): number => {
 /** Images/s of `run` on one batch of `batch` images: warm-up calls, then the median of timed ones. */
 function throughput(run: (x: tf.Tensor4D) => tf.Tensor, batch: number, batches: number, warmup: number): number {
   const x = tf.randomUniform([batch, SIZE, SIZE, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+  // Features are read outside tf.tidy: tidy walks a returned typed array element by element.
+  const once = (): void => {
+    const y = tf.tidy(() => run(x));
+    y.dataSync();
+    y.dispose();
+  };
   try {
-    for (let i = 0; i < warmup; i++) tf.tidy(() => run(x).dataSync());
+    for (let i = 0; i < warmup; i++) once();
     const seconds: number[] = [];
     for (let i = 0; i < batches; i++) {
       const t0 = performance.now();
-      tf.tidy(() => run(x).dataSync());
+      once();
       seconds.push((performance.now() - t0) / 1000);
     }
     return batch / median(seconds);
@@ -189,7 +224,7 @@ async function childRaw(backend: BackendName, kind: Kind, batch: number, batches
   const t0 = performance.now();
   const compiled = compileBase(base, { graph: kind === 'compiled' });
   // The first batch runs TensorFlow's graph optimizer: it counts as compile time.
-  tf.tidy(() => compiled.predict(tf.zeros([batch, SIZE, SIZE, 3]) as tf.Tensor4D).dataSync());
+  tf.dispose(tf.tidy(() => compiled.predict(tf.zeros([batch, SIZE, SIZE, 3]) as tf.Tensor4D)));
   const compileSeconds = (performance.now() - t0) / 1000;
   const imagesPerSecond = throughput((x) => compiled.predict(x), batch, batches, warmup);
   return { imagesPerSecond, mode: compiled.mode, compileSeconds, cpuSeconds: cpuSeconds() };
@@ -429,7 +464,11 @@ async function benchRss(work: string): Promise<RssRow[]> {
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'splitfit-bench-extraction-'));
   const started = loadavg();
-  log(`work dir ${work}; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB; load average ${started.map((l) => l.toFixed(2)).join(' ')}`);
+  const coresStart = await effectiveCores();
+  log(
+    `work dir ${work}; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB; ` +
+      `load average ${started.map((l) => l.toFixed(2)).join(' ')}; effective cores ${coresStart.toFixed(2)}`,
+  );
   const rounds = int('rounds', argv.rounds, quick ? 1 : 3);
   const batch = int('batch', argv.batch, 32);
   const wanted = argv.backends.split(',').map((b) => b.trim()).filter((b) => b !== '') as BackendName[];
@@ -586,10 +625,13 @@ async function main(): Promise<void> {
     }
     out.push('');
     for (const [k, v] of Object.entries(ratios)) out.push(`${k}: ${v.toFixed(2)}×`);
+    const coresEnd = await effectiveCores();
     out.push(`load average at start ${started.map((l) => l.toFixed(2)).join(' ')}, at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    out.push(`effective cores (same busy loop on 2 threads vs 1; 2.00 = both vCPUs free) at start ${coresStart.toFixed(2)}, at end ${coresEnd.toFixed(2)}`);
     process.stdout.write(`${out.join('\n')}\n`);
     if (argv.json) {
-      process.stdout.write(`${JSON.stringify({ measures: plan.map((p) => p.m), pythonPredict: Object.fromEntries(pyPredict), ratios, rss, autoBatch, loadavg: { start: started, end: loadavg() } })}\n`);
+      const json = { measures: plan.map((p) => p.m), pythonPredict: Object.fromEntries(pyPredict), ratios, rss, autoBatch, loadavg: { start: started, end: loadavg() }, effectiveCores: { start: coresStart, end: coresEnd } };
+      process.stdout.write(`${JSON.stringify(json)}\n`);
     }
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -10,9 +10,12 @@
  * See docs/BENCHMARKS.md for a measured run and what limits each number.
  */
 import * as tf from '@tensorflow/tfjs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import PQueue from 'p-queue';
 import { type BackendChoice, resolveBackend } from '../src/backend/resolve.js';
@@ -24,6 +27,8 @@ import { openDataSource } from '../src/data/sources.js';
 import type { DataSource } from '../src/data/types.js';
 import { FeatureCache } from '../src/cache/feature-cache.js';
 import { extractFeatures } from '../src/extract/extract.js';
+import { prepareBase } from '../src/extract/prepare.js';
+import { compileBase } from '../src/model/compile.js';
 import { loadModel } from '../src/model/io.js';
 import { classificationMetrics } from '../src/train/metrics.js';
 import { trainHead } from '../src/train/train-head.js';
@@ -49,6 +54,7 @@ const { values: argv } = parseArgs({
     n: { type: 'string' },
     epochs: { type: 'string' },
     'test-per-class': { type: 'string' },
+    'extract-batch': { type: 'string' },
     rounds: { type: 'string' },
     backend: { type: 'string', default: 'auto' },
     keep: { type: 'boolean', default: false },
@@ -69,9 +75,23 @@ const nTrain = int('n', argv.n, quick ? 100 : 1000);
 const epochs = int('epochs', argv.epochs, quick ? 2 : 10);
 const testPerClass = int('test-per-class', argv['test-per-class'], quick ? 5 : 50);
 const rounds = int('rounds', argv.rounds, quick ? 1 : 2);
+/** Extraction batch size; undefined = the library's default for the base. */
+const extractBatch = argv['extract-batch'] === undefined ? undefined : int('extract-batch', argv['extract-batch'], 1);
 const k = FASHION_MNIST_CLASSES.length;
 if (nTrain % k !== 0) throw new Error(`--n must be a multiple of ${k} (classes), got ${nTrain}`);
 const perClass = nTrain / k;
+
+/** SHA-256 over src/**: the working tree has no commit to name, so this identifies the code measured. */
+function srcDigest(): string {
+  const root = fileURLToPath(new URL('../src', import.meta.url));
+  const files = (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+    .filter((d) => d.isFile())
+    .map((d) => join(d.parentPath, d.name))
+    .sort();
+  const h = createHash('sha256');
+  for (const f of files) h.update(relative(root, f)).update('\0').update(readFileSync(f)).update('\0');
+  return `${h.digest('hex').slice(0, 16)} (${files.length} files)`;
+}
 
 const log = (msg: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -90,9 +110,9 @@ interface Phase {
   cpuOthers?: number;
 }
 
-async function procBusySeconds(): Promise<number | undefined> {
+function procBusySeconds(): number | undefined {
   try {
-    const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!;
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
     const f = line.trim().split(/\s+/).slice(1).map(Number);
     const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
     return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ = 100 on Linux
@@ -104,7 +124,7 @@ async function procBusySeconds(): Promise<number | undefined> {
 const phases: Phase[] = [];
 
 async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
-  const busy0 = await procBusySeconds();
+  const busy0 = procBusySeconds();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   log(`${name} …`);
@@ -112,12 +132,51 @@ async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const cpuOurs = (cpu.user + cpu.system) / 1e6;
-  const busy1 = await procBusySeconds();
+  const busy1 = procBusySeconds();
   const phase: Phase = { name, seconds, cpuOurs };
   if (busy0 !== undefined && busy1 !== undefined) phase.cpuOthers = Math.max(0, busy1 - busy0 - cpuOurs);
   phases.push(phase);
   log(`${name}: ${seconds.toFixed(1)} s (cpu ours ${cpuOurs.toFixed(1)} core·s${phase.cpuOthers === undefined ? '' : `, others ${phase.cpuOthers.toFixed(1)} core·s`})`);
   return result;
+}
+
+/** A point in time for per-epoch accounting: wall clock, our CPU time, the machine's busy time. */
+interface Mark {
+  t: number;
+  cpu: NodeJS.CpuUsage;
+  busy: number | undefined;
+}
+const mark = (): Mark => ({ t: performance.now(), cpu: process.cpuUsage(), busy: procBusySeconds() });
+
+/** Average number of cores other processes kept busy since `m` (undefined off Linux). */
+function othersCoresSince(m: Mark): number | undefined {
+  const seconds = (performance.now() - m.t) / 1000;
+  const cpu = process.cpuUsage(m.cpu);
+  const busy = procBusySeconds();
+  if (m.busy === undefined || busy === undefined || seconds <= 0) return undefined;
+  return Math.max(0, busy - m.busy - (cpu.user + cpu.system) / 1e6) / seconds;
+}
+
+/** An epoch counts as quiet when other processes averaged less than this many cores during it. */
+const QUIET_CORES = 0.1;
+
+interface EpochTime {
+  seconds: number;
+  othersCores: number | undefined;
+}
+
+function epochStats(xs: EpochTime[]): { mean: number; median: number; n: number; quietMean: number | undefined; quietMedian: number | undefined; quietN: number; othersCores: (number | null)[] } {
+  const secs = xs.map((x) => x.seconds);
+  const quiet = xs.filter((x) => x.othersCores !== undefined && x.othersCores < QUIET_CORES).map((x) => x.seconds);
+  return {
+    mean: mean(secs),
+    median: median(secs),
+    n: secs.length,
+    quietMean: quiet.length > 0 ? mean(quiet) : undefined,
+    quietMedian: quiet.length > 0 ? median(quiet) : undefined,
+    quietN: quiet.length,
+    othersCores: xs.map((x) => (x.othersCores === undefined ? null : Math.round(x.othersCores * 100) / 100)),
+  };
 }
 
 function phaseSeconds(...names: string[]): number {
@@ -158,6 +217,7 @@ const median = (xs: number[]): number => {
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  const digest = srcDigest();
   const backend = await resolveBackend(argv.backend as BackendChoice);
   const work = await mkdtemp(join(tmpdir(), 'splitfit-whole-job-'));
   const cacheDir = join(work, 'cache');
@@ -180,7 +240,7 @@ async function main(): Promise<void> {
     // 1. Whole job, splitfit: extract into a fresh cache, then train the head (which reloads the
     //    model, trains, stitches and saves) — exactly what `cache-features` + `train-head` do.
     const extract = await timed('splitfit: extract', () =>
-      extractFeatures({ model: MODEL, boundary: BOUNDARY, data: train, cache: cacheDir, batchSize: BATCH }),
+      extractFeatures({ model: MODEL, boundary: BOUNDARY, data: train, cache: cacheDir, ...(extractBatch === undefined ? {} : { batchSize: extractBatch }) }),
     );
     if (extract.extracted !== nTrain || extract.failed !== 0) throw new Error(`extraction: ${JSON.stringify({ ...extract, failures: undefined })}`);
     const sf = await timed('splitfit: train head + stitch + save', () =>
@@ -214,8 +274,8 @@ async function main(): Promise<void> {
     const trainX = tf.tensor4d(trainData.x, [nTrain, SIZE, SIZE, CHANNELS]);
     trainData.x = new Float32Array(0); // the tensor holds its own copy
     const trainY = tf.tidy(() => tf.oneHot(tf.tensor1d(trainData.labels, 'int32'), k).toFloat());
-    const naiveEpochs: { seconds: number; loss: number; acc: number }[] = [];
-    let epochStart = 0;
+    const naiveEpochs: { seconds: number; othersCores: number | undefined; loss: number; acc: number }[] = [];
+    let epochStart = mark();
     await timed('naive: fit', async () => {
       await naive.fit(trainX, trainY, {
         epochs,
@@ -224,12 +284,17 @@ async function main(): Promise<void> {
         verbose: 0,
         callbacks: {
           onEpochBegin: async () => {
-            epochStart = performance.now();
+            epochStart = mark();
           },
           onEpochEnd: async (epoch, logs) => {
-            const e = { seconds: (performance.now() - epochStart) / 1000, loss: logs?.['loss'] ?? NaN, acc: logs?.['acc'] ?? logs?.['accuracy'] ?? NaN };
+            const e = {
+              seconds: (performance.now() - epochStart.t) / 1000,
+              othersCores: othersCoresSince(epochStart),
+              loss: logs?.['loss'] ?? NaN,
+              acc: logs?.['acc'] ?? logs?.['accuracy'] ?? NaN,
+            };
             naiveEpochs.push(e);
-            log(`  naive epoch ${epoch + 1}/${epochs}: ${e.seconds.toFixed(1)} s, loss ${e.loss.toFixed(4)}, acc ${e.acc.toFixed(4)}`);
+            log(`  naive epoch ${epoch + 1}/${epochs}: ${e.seconds.toFixed(1)} s, loss ${e.loss.toFixed(4)}, acc ${e.acc.toFixed(4)}, others ${e.othersCores?.toFixed(2) ?? '?'} cores`);
           },
         },
       });
@@ -241,9 +306,10 @@ async function main(): Promise<void> {
 
     // 4. Head epochs from LevelDB (stream) vs in memory, on the features cached in step 1.
     //    Alternating rounds, so drifting load on the machine hits both modes alike.
-    const modeEpochs: Record<'memory' | 'stream', number[]> = { memory: [], stream: [] };
+    const modeEpochs: Record<'memory' | 'stream', EpochTime[]> = { memory: [], stream: [] };
     for (let r = 0; r < rounds; r++) {
       for (const mode of ['memory', 'stream'] as const) {
+        let m = mark();
         const res = await timed(`head epochs, ${mode} (round ${r + 1})`, () =>
           trainHead({
             cache: cacheDir,
@@ -254,10 +320,15 @@ async function main(): Promise<void> {
             learningRate: LR,
             seed: 0,
             memoryBudget: mode === 'memory' ? Number.MAX_SAFE_INTEGER : 1,
+            onProgress: (e) => {
+              if (e.type === 'epoch') {
+                modeEpochs[mode].push({ seconds: e.seconds, othersCores: othersCoresSince(m) });
+              }
+              m = mark();
+            },
           }),
         );
         if (res.mode !== mode) throw new Error(`asked for ${mode} mode, trainHead ran in ${res.mode} mode`);
-        modeEpochs[mode].push(...res.history.seconds);
         res.model.dispose();
         res.head.dispose();
       }
@@ -281,12 +352,29 @@ async function main(): Promise<void> {
       }
     });
 
+    // Untimed diagnostics: which extraction batch size and which base path (compiled graph, op by
+    // op, or plain predict) the library uses here, so the numbers above can be attributed.
+    const diag = await (async () => {
+      const p = await prepareBase({ model: MODEL, boundary: BOUNDARY });
+      try {
+        const c = compileBase(p.base);
+        const d = { extractBatch: extractBatch ?? p.batchSize, compiled: { mode: c.mode, folded: c.folded, fallbacks: c.fallbacks.length, ...(c.graphError ? { graphError: c.graphError } : {}) } };
+        c.dispose();
+        return d;
+      } catch (err) {
+        return { extractBatch: extractBatch ?? p.batchSize, compiled: { error: err instanceof Error ? err.message : String(err) } };
+      } finally {
+        p.source.dispose();
+      }
+    })();
+
     // ---- Report
     const sfTotal = phaseSeconds('splitfit: extract', 'splitfit: train head + stitch + save');
     const naiveFitTotal = phaseSeconds('naive: decode train images', 'naive: fit');
     const naiveTotal = naiveFitTotal + phaseSeconds('naive: load + build + compile');
-    const mem = { mean: mean(modeEpochs.memory), median: median(modeEpochs.memory), n: modeEpochs.memory.length };
-    const str = { mean: mean(modeEpochs.stream), median: median(modeEpochs.stream), n: modeEpochs.stream.length };
+    const mem = epochStats(modeEpochs.memory);
+    const str = epochStats(modeEpochs.stream);
+    const nv = epochStats(naiveEpochs);
     const loadEnd = loadavg();
     const result = {
       bench: 'whole-job',
@@ -297,6 +385,8 @@ async function main(): Promise<void> {
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model ?? 'unknown',
       ramGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+      srcDigest: digest,
+      extraction: diag,
       data: { train: nTrain, test: test.samples.length, perClass, testPerClass, classes: k, input: `${SIZE}x${SIZE}x${CHANNELS}`, preprocess: PRESET },
       config: { model: MODEL, boundary: BOUNDARY, head: HEAD, epochs, batchSize: BATCH, optimizer: 'adam', learningRate: LR },
       splitfit: {
@@ -318,6 +408,7 @@ async function main(): Promise<void> {
         decodeSeconds: phaseSeconds('naive: decode train images'),
         fitSeconds: phaseSeconds('naive: fit'),
         epochSeconds: naiveEpochs.map((e) => e.seconds),
+        epochs: nv,
         lastFitAcc: naiveEpochs.at(-1)?.acc,
         lastFitLoss: naiveEpochs.at(-1)?.loss,
         testAccuracy: naiveTest.accuracy,
@@ -336,6 +427,7 @@ async function main(): Promise<void> {
         memoryOverStreamMean: mem.mean / str.mean,
         streamOverMemoryMedian: str.median / mem.median,
         memoryOverStreamMedian: mem.median / str.median,
+        memoryOverStreamQuietMean: mem.quietMean !== undefined && str.quietMean !== undefined ? mem.quietMean / str.quietMean : undefined,
         readPassSeconds: readPasses,
       },
       phases,
@@ -345,23 +437,27 @@ async function main(): Promise<void> {
     const f1 = (x: number | undefined): string => (x === undefined ? '—' : x.toFixed(1));
     const f2 = (x: number | undefined): string => (x === undefined ? '—' : x.toFixed(2));
     const f3 = (x: number | undefined): string => (x === undefined ? '—' : x.toFixed(3));
+    const quietCell = (e: ReturnType<typeof epochStats>, f: (x: number | undefined) => string): string => `${f(e.quietMean)} (${e.quietN})`;
     const lines = [
       `whole-job bench: ${backend} backend, tfjs ${tf.version.tfjs}, ${cpus().length} × ${result.cpuModel}; ${nTrain} train / ${test.samples.length} test Fashion-MNIST images, ${epochs} epochs, batch ${BATCH}`,
+      `src ${digest}; extraction batch ${diag.extractBatch}, base ${JSON.stringify(diag.compiled)}`,
       '',
       '| job | total s | of which | last train acc | held-out acc (predict) |',
       '|---|---:|---|---:|---:|',
-      `| splitfit | ${f1(sfTotal)} | extract ${f1(result.splitfit.extractPhaseSeconds)} (base forward ${f1(extract.extractSeconds)}), train+stitch+save ${f1(result.splitfit.trainPhaseSeconds)} (epochs ${f2(sfEpochSeconds)}) | ${f3(result.splitfit.lastTrainAcc)} | ${f3(sfTest.accuracy)} |`,
-      `| naive TF.js | ${f1(naiveTotal)} | load+build ${f1(result.naive.buildSeconds)}, decode ${f1(result.naive.decodeSeconds)}, fit ${f1(result.naive.fitSeconds)} (${f1(mean(result.naive.epochSeconds))} s/epoch) | ${f3(result.naive.lastFitAcc)} | ${f3(naiveTest.accuracy)} |`,
+      `| splitfit | ${f1(sfTotal)} | extract ${f1(result.splitfit.extractPhaseSeconds)} (after model load ${f1(extract.extractSeconds)}), train+stitch+save ${f1(result.splitfit.trainPhaseSeconds)} (epochs ${f2(sfEpochSeconds)}) | ${f3(result.splitfit.lastTrainAcc)} | ${f3(sfTest.accuracy)} |`,
+      `| naive TF.js | ${f1(naiveTotal)} | load+build ${f1(result.naive.buildSeconds)}, decode ${f1(result.naive.decodeSeconds)}, fit ${f1(result.naive.fitSeconds)} | ${f3(result.naive.lastFitAcc)} | ${f3(naiveTest.accuracy)} |`,
       '',
       `ratios: naive (decode+fit) / splitfit total = ${f2(result.ratios.naiveDecodeFitOverSplitfitTotal)}×; naive total / splitfit total = ${f2(result.ratios.naiveTotalOverSplitfitTotal)}×; naive epoch / splitfit head epoch = ${f1(result.ratios.naiveEpochOverSplitfitEpoch)}×`,
       '',
-      `| head epoch (${nTrain} cached features) | mean s | median s | epochs (passes) |`,
-      '|---|---:|---:|---:|',
-      `| in memory | ${f3(mem.mean)} | ${f3(mem.median)} | ${mem.n} |`,
-      `| streamed from LevelDB | ${f3(str.mean)} | ${f3(str.median)} | ${str.n} |`,
-      `| read-only pass over the cache (no training) | ${f3(mean(readPasses))} | ${f3(median(readPasses))} | ${readPasses.length} |`,
+      `| epoch | mean s | median s | epochs | quiet epochs: mean s (n) |`,
+      '|---|---:|---:|---:|---:|',
+      `| naive fit (${nTrain} images) | ${f2(nv.mean)} | ${f2(nv.median)} | ${nv.n} | ${quietCell(nv, f2)} |`,
+      `| head, features in memory | ${f3(mem.mean)} | ${f3(mem.median)} | ${mem.n} | ${quietCell(mem, f3)} |`,
+      `| head, streamed from LevelDB | ${f3(str.mean)} | ${f3(str.median)} | ${str.n} | ${quietCell(str, f3)} |`,
+      `| read-only pass over the cache (no training) | ${f3(mean(readPasses))} | ${f3(median(readPasses))} | ${readPasses.length} | — |`,
       '',
-      `memory/stream = ${f2(result.headEpochs.memoryOverStreamMean)} (mean), ${f2(result.headEpochs.memoryOverStreamMedian)} (median); stream/memory = ${f2(result.headEpochs.streamOverMemoryMean)}× (mean), ${f2(result.headEpochs.streamOverMemoryMedian)}× (median)`,
+      `quiet = other processes averaged < ${QUIET_CORES} cores during the epoch. naive epochs, others' cores: ${nv.othersCores.map((c) => (c === null ? '?' : c.toFixed(2))).join(' ')}`,
+      `memory/stream = ${f2(result.headEpochs.memoryOverStreamMean)} (mean), ${f2(result.headEpochs.memoryOverStreamMedian)} (median), ${f2(result.headEpochs.memoryOverStreamQuietMean)} (quiet means); stream/memory = ${f2(result.headEpochs.streamOverMemoryMean)}× (mean)`,
       '',
       '| phase | wall s | cpu ours (core·s) | cpu others (core·s) |',
       '|---|---:|---:|---:|',

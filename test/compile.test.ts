@@ -95,6 +95,29 @@ describe('compileBase on a residual toy model', () => {
     expect(weightBytes(model)).toEqual(before);
   });
 
+  it('refuses non-finite weights (a fused ReLU could turn NaN features into zeros), and prepareBase then runs the plain base', async () => {
+    const broken = residualToyModel();
+    const [kernel, bias] = broken.getLayer('stem').getWeights();
+    const k = kernel!.dataSync().slice();
+    k[0] = Number.NaN;
+    broken.getLayer('stem').setWeights([tf.tensor(k, kernel!.shape), bias!]);
+    expect(() => compileBase(broken)).toThrow(expect.objectContaining({ code: 'SPLITFIT_NUMERIC', message: expect.stringContaining('"stem"') }));
+    const p = await prepareBase({ model: broken, boundary: 'pool' });
+    const features = tf.tidy(() => p.run(x).dataSync() as Float32Array);
+    expect(features.some(Number.isNaN)).toBe(true); // what `predict` gives, so extraction reports it
+    broken.dispose();
+  });
+
+  it('rejects a batch of the wrong shape without leaving graph mode', () => {
+    const c = compileBase(model);
+    const wrong = tf.zeros([2, 8, 8, 3]) as tf.Tensor4D;
+    expect(() => c.predict(wrong)).toThrow(/expected a batch \[n, 16, 16, 3\], got \[2, 8, 8, 3\]/);
+    expect(c.mode).toBe(native() ? 'graph' : 'ops');
+    expect(parity(model, c, x)).toBeLessThanOrEqual(TOL);
+    wrong.dispose();
+    c.dispose();
+  });
+
   it('refuses to run after dispose', () => {
     const c = compileBase(model);
     c.dispose();

@@ -24,10 +24,16 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-/** Starts a long cache-features run (mobilenet_v2, 120 images) and resolves once it has written a batch. */
+/**
+ * Augmented views per sample in the holder's run: 8 × 120 base passes keep it busy for seconds
+ * even with the compiled base (the plain 120-image run finished before the others had tried).
+ */
+const HOLDER_VIEWS = 8;
+
+/** Starts a long cache-features run (mobilenet_v2, 120 images × 8 views) and resolves once it has written a batch. */
 function startHolder(cache: string): Promise<{ pid: number; done: Promise<{ status: number | null; last: Record<string, unknown> }>; isRunning: () => boolean }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'cache-features', '--model', 'mobilenet_v2', '--data', fx.data, '--cache', cache, '--batch-size', '8', '--json', ...backendArgs()], {
+    const child = spawn(process.execPath, [CLI, 'cache-features', '--model', 'mobilenet_v2', '--data', fx.data, '--cache', cache, '--batch-size', '8', '--augment', 'flip:h', '--views', String(HOLDER_VIEWS), '--json', ...backendArgs()], {
       env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -83,9 +89,9 @@ describe('a cache in use by another process', () => {
     expect(holder.isRunning(), 'the holder must still hold the cache while the others try').toBe(true);
     const { status, last } = await holder.done;
     expect(status).toBe(0);
-    expect(last).toMatchObject({ total: fx.total, extracted: fx.total, failed: 0, entries: fx.total });
+    expect(last).toMatchObject({ total: fx.total, extracted: fx.total * HOLDER_VIEWS, failed: 0, entries: fx.total * HOLDER_VIEWS });
     const verify = await runCli(['cache', 'verify', '--cache', cache, '--json']);
-    expect(verify.json).toEqual({ checked: fx.total, corrupt: [], repaired: 0, ok: true });
+    expect(verify.json).toEqual({ checked: fx.total * HOLDER_VIEWS, corrupt: [], repaired: 0, ok: true });
     expect(await runCli(['train-head', '--cache', cache, '--out', join(root, 'out'), '--epochs', '2', '--json', ...backendArgs()]).then((r) => r.status)).toBe(0);
     console.log(`locked-out commands failed after ${Object.entries(seconds).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}`);
   });

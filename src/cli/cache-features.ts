@@ -13,7 +13,7 @@ interface Flags extends CommonFlags {
   cache: string;
   inputSize?: [number, number];
   preprocess?: string;
-  batchSize: number;
+  batchSize?: number;
   concurrency: number;
   dtype: FeatureDType;
   classNames?: string;
@@ -38,7 +38,7 @@ export function registerCacheFeatures(program: Command): void {
       model: f.model,
       data: f.data,
       cache: held ?? f.cache,
-      batchSize: f.batchSize,
+      ...(f.batchSize === undefined ? {} : { batchSize: f.batchSize }),
       concurrency: f.concurrency,
       dtype: f.dtype,
       skipBad: f.skipBad === true,
@@ -70,7 +70,7 @@ export function registerCacheFeatures(program: Command): void {
     .option('--cache <dir>', 'cache directory', './cache')
     .option('--input-size <HxW>', "resize images to HxW (must match the model's input)", size('--input-size'))
     .option('--preprocess <name>', 'unit ([0,1]) | symmetric ([-1,1]) | caffe')
-    .option('--batch-size <n>', 'samples per base forward pass', positiveInt('--batch-size'), 32)
+    .option('--batch-size <n>', 'samples per base forward pass (default: chosen from the model\'s activation sizes)', positiveInt('--batch-size'))
     .option('--concurrency <n>', 'images decoded at once', positiveInt('--concurrency'), 4)
     .option('--dtype <dtype>', 'float32 | float16 storage', choice('--dtype', ['float32', 'float16'] as const), 'float32')
     .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels 0,1,…')

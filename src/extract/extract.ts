@@ -150,7 +150,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
     const entries: { sampleId: string; view: number; generation: number; aug?: string; data: Float32Array; shape: number[] }[] = [];
     items.forEach((item, i) => {
       const data = features.subarray(i * per, (i + 1) * per);
-      if (!data.every(Number.isFinite)) {
+      if (!allFinite(data)) {
         fail(item.sample, new SplitfitError('SPLITFIT_NUMERIC', `the base produced NaN/Inf features for ${item.sample.source}; check the model and preprocessing`));
         return;
       }
@@ -247,8 +247,18 @@ function forward(p: PreparedBase, images: Float32Array[]): Float32Array {
   const per = h * w * p.channels;
   const flat = new Float32Array(images.length * per);
   images.forEach((img, i) => flat.set(img, i * per));
-  return tf.tidy(() => {
-    const x = tf.tensor4d(flat, [images.length, h, w, p.channels]);
-    return p.run(x).dataSync() as Float32Array;
-  });
+  // Read the features outside tf.tidy: tidy walks its return value looking for tensors, and for
+  // a typed array that is a for…in over every element (~0.3 s per batch of 32 × 7×7×1280 floats).
+  const y = tf.tidy(() => p.run(tf.tensor4d(flat, [images.length, h, w, p.channels])));
+  try {
+    return y.dataSync() as Float32Array;
+  } finally {
+    y.dispose();
+  }
+}
+
+/** A plain loop: `every(Number.isFinite)` costs ~0.6 ms per MobileNetV2 sample. */
+function allFinite(data: Float32Array): boolean {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return false;
+  return true;
 }

@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
+import { SplitfitError } from '../errors.js';
 import { modelGraph } from './graph.js';
 
 /**
@@ -252,9 +253,38 @@ export function buildPlan(base: tf.LayersModel, options: PlanOptions = {}): Plan
       nodes.push({ key: `${l.name}:${n}:0`, inputs, step: step ?? { op: 'fallback', layer }, layers: [l.name] });
     });
   }
+  assertFinite(nodes);
   const plan: Plan = { nodes, input, output, fallbacks, folded: { batchNorm: 0, activation: 0, padding: 0 } };
   fold(plan, options);
   return plan;
+}
+
+/**
+ * Refuses non-finite weights: the plain model propagates a NaN weight into NaN features (which
+ * extraction reports), but a fused conv + ReLU can turn NaN into 0 — oneDNN's fused ReLU is
+ * max(x, 0) — and hide it.
+ */
+function assertFinite(nodes: PlanNode[]): void {
+  for (const n of nodes) {
+    const s = n.step;
+    const arrays: ArrayLike<number>[] =
+      s.op === 'conv2d' || s.op === 'depthwiseConv2d' || s.op === 'dense'
+        ? [s.kernel.data, ...(s.bias ? [s.bias.data] : [])]
+        : s.op === 'scaleShift'
+          ? [s.scale, s.shift]
+          : [];
+    for (const a of arrays) {
+      for (let i = 0; i < a.length; i++) {
+        if (!Number.isFinite(a[i]!)) {
+          throw new SplitfitError(
+            'SPLITFIT_NUMERIC',
+            `layer "${n.layers[0]}" has non-finite weights (NaN or ±Infinity${s.op === 'scaleShift' ? ', or a negative moving variance' : ''}); ` +
+              'the compiled base would not reproduce them faithfully — run the plain base (`compiled: false`)',
+          );
+        }
+      }
+    }
+  }
 }
 
 /** Folds pad → conv, conv → BN and conv → activation where the intermediate value has one consumer. */

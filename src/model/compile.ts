@@ -70,6 +70,10 @@ export function compileBase(base: tf.LayersModel, options: CompileOptions = {}):
   const compiled: CompiledBase = {
     predict(x) {
       if (disposed) throw new Error('this compiled base was disposed');
+      // Checked here so that a wrong batch is a caller's error, not a reason to leave graph mode.
+      if (x.rank !== 4 || inputShape.some((d, i) => d !== null && x.shape[i + 1] !== d)) {
+        throw new TypeError(`compiled base: expected a batch [n, ${inputShape.join(', ')}], got [${x.shape.join(', ')}]`);
+      }
       if (session !== undefined && tf.getBackend() === backend) {
         try {
           const y = session.run(x);

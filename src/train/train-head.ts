@@ -47,7 +47,7 @@ export interface TrainHeadOptions {
   memoryBudget?: number;
   /** With an augmented cache: every R epochs, replace the views by a new generation (extracted while training). */
   refreshEvery?: number;
-  /** Batch size of the base during refresh extractions. @default 32 */
+  /** Batch size of the base during refresh extractions. @default the prepared base's suggestion */
   extractBatchSize?: number;
   /** The source model, when `cache-features` ran on an in-memory model. */
   model?: tf.LayersModel;
@@ -251,7 +251,7 @@ async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHe
               seed: run.seed,
               plainView0: run.plainView0,
               recordRun: false,
-              batchSize: o.extractBatchSize ?? 32,
+              batchSize: o.extractBatchSize ?? base.batchSize,
               onProgress: (e) => {
                 if (e.type === 'extract') o.onProgress?.({ type: 'extract', generation, done: e.done, total: e.total });
               },
