@@ -79,6 +79,19 @@ describe('trainHead on cached features of a toy model', () => {
     for (const fp of fingerprints) expect(await c.countEntries(fp)).toBe(60);
   });
 
+  it('lockBatchNorm keeps the pretrained BN layers of an original: head frozen; without it they update', async () => {
+    const cache = join(dir, 'cache-bn');
+    await extractFeatures({ model: join(modelPath, 'model.json'), boundary: 'block1_add', data: join(data, 'train'), cache });
+    const stats = async (lock: boolean): Promise<boolean> => {
+      const r = await trainHead({ cache, out: join(dir, `bn-${lock}`), head: 'original:block2_add,gap,dense:N:softmax', epochs: 2, batchSize: 8, lockBatchNorm: lock });
+      const trained = r.head.getLayer('block2_bn').getWeights().map((w) => w.dataSync().slice());
+      const source = residualToyModel().getLayer('block2_bn').getWeights().map((w) => w.dataSync().slice());
+      return trained.every((w, i) => Buffer.from(w.buffer).equals(Buffer.from(source[i]!.buffer)));
+    };
+    expect(await stats(true)).toBe(true);
+    expect(await stats(false)).toBe(false);
+  });
+
   it('rejects a cache without a cache-features run, and bad options, with coded errors', async () => {
     await expect(trainHead({ cache: join(dir, 'empty-cache'), out: join(dir, 'x') })).rejects.toMatchObject({ code: 'SPLITFIT_CACHE_MISMATCH' });
     await expect(trainHead({ cache: join(dir, 'empty-cache'), out: join(dir, 'x'), epochs: 0 })).rejects.toMatchObject({ code: 'SPLITFIT_USAGE' });

@@ -23,6 +23,7 @@ interface Flags extends CommonFlags {
   fingerprint?: string;
   memoryBudgetMb?: number;
   refreshEvery?: number;
+  lockBn?: boolean;
   backend: BackendChoice;
 }
 
@@ -51,6 +52,7 @@ export function registerTrainHead(program: Command): void {
       ...(f.fingerprint === undefined ? {} : { fingerprint: f.fingerprint }),
       ...(f.memoryBudgetMb === undefined ? {} : { memoryBudget: f.memoryBudgetMb * 2 ** 20 }),
       ...(f.refreshEvery === undefined ? {} : { refreshEvery: f.refreshEvery }),
+      ...(f.lockBn ? { lockBatchNorm: true } : {}),
       onProgress: (e) => {
         if (e.type === 'start') out.info(`training on ${e.samples} samples (${e.mode}), validating on ${e.validation}, ${e.epochs} epochs`);
         else if (e.type === 'epoch') {
@@ -95,6 +97,7 @@ export function registerTrainHead(program: Command): void {
     .option('--seed <n>', 'seed for init, split and shuffles', nonNegativeInt('--seed'), 0)
     .option('--fingerprint <fp>', 'train on this cached run instead of the last one')
     .option('--refresh-every <R>', 'augmented caches: new generation of views every R epochs, extracted while training', positiveInt('--refresh-every'))
+    .option('--lock-bn', 'original: heads: keep the pretrained BatchNorm layers frozen, in inference mode')
     .option('--memory-budget-mb <n>', 'hold features in memory up to this size, else stream from LevelDB', positiveInt('--memory-budget-mb'));
   backendOption(cmd);
 }

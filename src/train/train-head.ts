@@ -9,6 +9,7 @@ import { openDataSource } from '../data/sources.js';
 import type { DataSource } from '../data/types.js';
 import { buildHead, defaultHeadSpec } from '../model/head-spec.js';
 import { saveModel, writeAtomic } from '../model/io.js';
+import { batchNormLayers, lockBatchNorm } from '../model/lock-batchnorm.js';
 import { stitch } from '../model/stitch.js';
 import { type BatchSource, memoryBatches, streamBatches } from './batches.js';
 import { type EntrySelector, type FeatureSet, featureSize, loadFeatureSet, PLAIN } from './feature-set.js';
@@ -45,6 +46,12 @@ export interface TrainHeadOptions {
   seed?: number;
   /** Hold features in memory when they fit this many bytes, else stream them from LevelDB. @default 1 GiB */
   memoryBudget?: number;
+  /**
+   * Freeze the BatchNormalization layers an `original:` head takes from the source model and run
+   * them in inference mode (`lockBatchNorm`), as Keras advises for fine-tuning on small data;
+   * the other layers still train. @default false
+   */
+  lockBatchNorm?: boolean;
   /** With an augmented cache: every R epochs, replace the views by a new generation (extracted while training). */
   refreshEvery?: number;
   /** Batch size of the base during refresh extractions. @default the prepared base's suggestion */
@@ -270,6 +277,10 @@ async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHe
 
   const headSpec = o.head ?? defaultHeadSpec(run.featureShape);
   const head = await buildHead(base.source, run.boundary, run.featureShape, { spec: headSpec, numClasses: k, seed: o.seed });
+  if (o.lockBatchNorm) {
+    for (const layer of batchNormLayers(head)) if (!layer.name.startsWith('head_')) layer.trainable = false;
+    lockBatchNorm(head);
+  }
   const weights = classWeights(o.classWeights, train, k);
   const first = await feed(run.generation);
   o.onProgress?.({ type: 'start', samples: first.source.size, validation: validation.length, mode: first.source.mode, epochs: o.epochs });
