@@ -15,7 +15,7 @@ import { FeatureCache } from '../src/cache/feature-cache.js';
 import { featuresSublevelName } from '../src/cache/keys.js';
 import type { ErrorCode } from '../src/errors.js';
 import { loadModel, saveModel } from '../src/model/io.js';
-import { png16, sha256 } from './data-fixtures.js';
+import { png16, sha256, tinyBmp } from './data-fixtures.js';
 import { backendArgs, type CliResult, runCli } from './helpers/cli.js';
 import { randomizeBatchNorm, residualToyModel } from './helpers/models.js';
 import { diffSnapshots, exists, makeToyFixture, readRawFeatures, snapshotCache, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
@@ -45,15 +45,7 @@ beforeAll(async () => {
   const emoji = await sharp(goodFiles.a[0]!).toBuffer();
   const pngBytes = await sharp(emoji).png().toBuffer();
   const jpegBytes = await sharp(emoji).flatten({ background: '#ffffff' }).jpeg({ quality: 90 }).toBuffer();
-  const bmp = Buffer.alloc(58);
-  bmp.write('BM');
-  bmp.writeUInt32LE(58, 2);
-  bmp.writeUInt32LE(54, 10);
-  bmp.writeUInt32LE(40, 14);
-  bmp.writeInt32LE(1, 18);
-  bmp.writeInt32LE(1, 22);
-  bmp.writeUInt16LE(1, 26);
-  bmp.writeUInt16LE(24, 28);
+  const bmp = tinyBmp();
 
   P['zero'] = await dataset('zero', { 'a/empty.png': Buffer.alloc(0) });
   P['truncPng'] = await dataset('trunc-png', { 'a/cut.png': pngBytes.subarray(0, Math.floor(pngBytes.length / 2)) });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImage, describeDecode, type DecodeTarget } from '../src/data/decode.js';
 import { openDataSource, type RawImage } from '../src/data/sources.js';
 import { SplitfitError } from '../src/errors.js';
-import { makeTempDir, MNIST_DIR, mnistSubset, png, png16, solid, TWEMOJI_DIR, twemojiByCategory, writeAt } from './data-fixtures.js';
+import { makeTempDir, MNIST_DIR, mnistSubset, png, png16, solid, tinyBmp, TWEMOJI_DIR, twemojiByCategory, writeAt } from './data-fixtures.js';
 
 const rgb = (height: number, width: number): DecodeTarget => ({ height, width, channels: 3 });
 const gray = (height: number, width: number): DecodeTarget => ({ height, width, channels: 1 });
@@ -175,15 +175,7 @@ describe('decodeImage: failures are SPLITFIT_DATA_DECODE naming the file and the
   it('a text file named .png, and a BMP (not supported by sharp)', async () => {
     const text = await failure('x.png', Buffer.from('this is not an image\n'));
     expect(text.message).toContain('not an image in a supported format');
-    const bmp = Buffer.alloc(58);
-    bmp.write('BM');
-    bmp.writeUInt32LE(58, 2);
-    bmp.writeUInt32LE(54, 10);
-    bmp.writeUInt32LE(40, 14);
-    bmp.writeInt32LE(1, 18);
-    bmp.writeInt32LE(1, 22);
-    bmp.writeUInt16LE(1, 26);
-    bmp.writeUInt16LE(24, 28);
+    const bmp = tinyBmp();
     expect((await failure('x.bmp', bmp)).message).toContain('supported format');
   });
 

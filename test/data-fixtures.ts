@@ -107,3 +107,17 @@ export function twemojiByCategory(categories: string[], perCategory: number): Ma
   }
   return out;
 }
+
+/** A 1×1 24-bit BMP: a real image format the bundled sharp cannot decode. */
+export function tinyBmp(): Buffer {
+  const bmp = Buffer.alloc(58);
+  bmp.write('BM');
+  bmp.writeUInt32LE(58, 2);
+  bmp.writeUInt32LE(54, 10);
+  bmp.writeUInt32LE(40, 14);
+  bmp.writeInt32LE(1, 18);
+  bmp.writeInt32LE(1, 22);
+  bmp.writeUInt16LE(1, 26);
+  bmp.writeUInt16LE(24, 28);
+  return bmp;
+}

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { SplitfitError } from '../errors.js';
+import { rng } from '../random.js';
 
 /**
  * Augmentations applied to decoded uint8 pixels (HWC, already at the model's input size) before
@@ -76,14 +77,7 @@ export interface ViewKey {
 /** A PRNG seeded by the view's identity: the same four values give the same pixels everywhere. */
 function viewRandom(key: ViewKey): () => number {
   const digest = createHash('sha256').update(`${key.seed}/${key.generation}/${key.sampleId}/${key.view}`).digest();
-  let a = digest.readUInt32LE(0);
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return rng(digest.readUInt32LE(0));
 }
 
 /**

@@ -1,3 +1,4 @@
+import { rng, shuffled } from '../random.js';
 import { closestMatches, SplitfitError } from '../errors.js';
 import type { DataSource, Sample } from './types.js';
 
@@ -35,7 +36,7 @@ export function selectSamples(source: DataSource, options: SelectSamplesOptions 
     if (indices.length === 0 && classes) {
       throw new SplitfitError('SPLITFIT_DATA_EMPTY', `class '${label}' has no samples in ${source.root}`);
     }
-    const picked = perClass === undefined ? indices : shuffled(indices, seedFor(seed, label)).slice(0, perClass);
+    const picked = perClass === undefined ? indices : shuffled(indices, rng(seedFor(seed, label))).slice(0, perClass);
     for (const i of picked) chosen.add(i);
   }
   const samples: Sample[] = source.samples.filter((_, i) => chosen.has(i));
@@ -81,27 +82,4 @@ function seedFor(seed: number, label: string): number {
     h = Math.imul(h, 0x01000193);
   }
   return h >>> 0;
-}
-
-/** mulberry32: a small, fast 32-bit PRNG; plenty for choosing subsets. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Fisher–Yates on a copy. */
-function shuffled<T>(items: readonly T[], seed: number): T[] {
-  const out = [...items];
-  const random = mulberry32(seed);
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }

@@ -1,6 +1,6 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
 import { type EntrySelector, type FeatureSet, featureSize, gatherRows } from './feature-set.js';
-import { epochSeed, rng, shuffled } from './rng.js';
+import { epochSeed, rng, shuffled } from '../random.js';
 
 export interface Batch {
   x: Float32Array;

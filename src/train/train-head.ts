@@ -14,7 +14,7 @@ import { stitch } from '../model/stitch.js';
 import { type BatchSource, memoryBatches, streamBatches } from './batches.js';
 import { type EntrySelector, type FeatureSet, featureSize, loadFeatureSet, PLAIN } from './feature-set.js';
 import { classificationMetrics } from './metrics.js';
-import { epochSeed, rng, shuffled } from './rng.js';
+import { epochSeed, rng, shuffled } from '../random.js';
 import { makeOptimizer, OPTIMIZERS, type OptimizerName, trainStep } from './step.js';
 
 export interface TrainHeadOptions {

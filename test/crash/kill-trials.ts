@@ -11,6 +11,7 @@
  * for the real network, `--trials N`, `--seed S`, `--keep` to keep the work folder).
  * `test/crash.test.ts` runs a few trials of each kind as part of the test suite.
  */
+import { rng } from '../../src/random.js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -79,17 +80,6 @@ export interface KillTrialsReport {
   midExtraction: number;
 }
 
-/** Mulberry32: a small seeded generator, so a kill schedule can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface Spec {
   fixture: ToyFixture;

@@ -1,3 +1,4 @@
+/** Seeded randomness shared by data selection, augmentation and training: same seed, same draws. */
 /** mulberry32: a small, fast, seedable PRNG; the same seed gives the same sequence everywhere. */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
