@@ -49,7 +49,7 @@ export function memoryBatches(set: FeatureSet, batchSize: number, seed: number):
 export interface StreamOptions {
   batchSize: number;
   seed: number;
-  /** Entries read per `iterator.nextv` call and shuffled together. @default 4096 */
+  /** Entries read per `iterator.nextv` call and shuffled together. @default 512 */
   window?: number;
 }
 
@@ -67,7 +67,7 @@ export function streamBatches(
   options: StreamOptions,
 ): BatchSource {
   const per = featureSize(featureShape);
-  const window = options.window ?? 4096;
+  const window = options.window ?? 512;
   const range = { ...(selector.aug === undefined ? {} : { aug: selector.aug }), generation: selector.generation, batchSize: window };
   return {
     size: train.size,
@@ -84,8 +84,13 @@ export function streamBatches(
           yield { x, labels: take.map((t) => t.label), views: take.map((t) => t.view) };
         }
       };
-      for await (const chunk of cache.iterateFeatures(fingerprint, range)) {
-        const rows = chunk
+      // Read one window ahead: LevelDB fetches the next window on its thread while the head
+      // trains on this one (the training loop yields to the event loop between steps).
+      const chunks = cache.iterateFeatures(fingerprint, range)[Symbol.asyncIterator]();
+      let ahead = chunks.next();
+      for (let r = await ahead; !r.done; r = await ahead) {
+        ahead = chunks.next();
+        const rows = r.value
           .filter((e) => train.has(e.sampleId) && e.view === viewFor(options.seed, epoch, e.sampleId, selector.views))
           .map((e) => ({ data: e.data, label: train.get(e.sampleId)!, view: e.view }));
         pending.push(...shuffled(rows, random));

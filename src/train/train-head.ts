@@ -422,7 +422,7 @@ async function fitEpochs(
         correct += r.correct;
         n += batch.labels.length;
         for (const v of batch.views) viewsRead[v] = (viewsRead[v] ?? 0) + 1;
-        if (next) await yieldToEventLoop();
+        if (next || feed.source.mode === 'stream') await yieldToEventLoop();
       }
       const log: EpochLog = { loss: lossSum / n, acc: correct / n, seconds: 0, generation, viewsRead: Array.from(viewsRead, (c) => c ?? 0) };
       if (feed.valSet) {
