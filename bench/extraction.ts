@@ -45,6 +45,7 @@ import { compileBase } from '../src/model/compile.js';
 import { loadModel } from '../src/model/io.js';
 import { splitBase } from '../src/model/split.js';
 import { trainHead } from '../src/train/train-head.js';
+import { intFlag } from './args.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const MODEL = 'mobilenet_v2';
@@ -82,12 +83,7 @@ const { values: argv } = parseArgs({
   strict: true,
 });
 
-function int(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got ${value}`);
-  return n;
-}
+const int = intFlag;
 
 const quick = argv.quick === true;
 const log = (msg: string): void => {

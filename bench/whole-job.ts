@@ -32,6 +32,7 @@ import { compileBase } from '../src/model/compile.js';
 import { loadModel } from '../src/model/io.js';
 import { classificationMetrics } from '../src/train/metrics.js';
 import { trainHead } from '../src/train/train-head.js';
+import { intFlag } from './args.js';
 
 const FASHION = '/usr/share/datasets/fashion-mnist';
 const TRAIN_IDX = `${FASHION}/train-images-idx3-ubyte.gz`;
@@ -63,12 +64,7 @@ const { values: argv } = parseArgs({
   strict: true,
 });
 
-function int(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got ${value}`);
-  return n;
-}
+const int = intFlag;
 
 const quick = argv.quick === true;
 const nTrain = int('n', argv.n, quick ? 100 : 1000);
