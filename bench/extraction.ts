@@ -39,7 +39,7 @@ import { type BackendName, probeBackend, resolveBackend } from '../src/backend/r
 import { FeatureCache } from '../src/cache/feature-cache.js';
 import { extractFeatures } from '../src/extract/extract.js';
 import { prepareBase } from '../src/extract/prepare.js';
-import { CURRENT_RUN_KEY, type RunMeta, runKey } from '../src/extract/run-meta.js';
+import { baseRunFields, type RunMeta, saveRun } from '../src/extract/run-meta.js';
 import { suggestBatchSize } from '../src/model/batch-size.js';
 import { compileBase } from '../src/model/compile.js';
 import { loadModel } from '../src/model/io.js';
@@ -331,14 +331,8 @@ async function rssWrite(dir: string, n: number): Promise<Record<string, unknown>
       );
     }
     const meta: RunMeta = {
+      ...baseRunFields(p),
       model: MODEL,
-      boundary: p.boundary,
-      fingerprint: p.fingerprint,
-      inputSize: p.inputSize,
-      channels: p.channels,
-      preprocess: p.preset,
-      dtype: p.dtype,
-      featureShape: p.featureShape,
       labels,
       data: '<synthetic>',
       samples: ids,
@@ -348,8 +342,7 @@ async function rssWrite(dir: string, n: number): Promise<Record<string, unknown>
       plainView0: false,
       createdAt: new Date().toISOString(),
     };
-    await cache.putMeta(runKey(p.fingerprint), meta);
-    await cache.putMeta(CURRENT_RUN_KEY, meta);
+    await saveRun(cache, meta);
   } finally {
     await cache.close();
   }

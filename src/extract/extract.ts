@@ -10,7 +10,7 @@ import type { DataSource, Sample } from '../data/types.js';
 import { isSplitfitError, SplitfitError } from '../errors.js';
 import { Batcher } from './batcher.js';
 import { type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
-import { CURRENT_RUN_KEY, type RunMeta, runKey } from './run-meta.js';
+import { baseRunFields, type RunMeta, saveRun } from './run-meta.js';
 
 export interface ExtractOptions extends PrepareOptions {
   /** Data set: a class-folder directory, a `.csv`/`.jsonl` manifest, an IDX images file, or an opened source. */
@@ -218,14 +218,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
 async function recordRun(cache: FeatureCache, p: PreparedBase, source: DataSource, plan: ViewPlan, options: ExtractOptions): Promise<void> {
   await cache.putSamples(source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) })));
   const meta: RunMeta = {
-    model: p.modelRef,
-    boundary: p.boundary,
-    fingerprint: p.fingerprint,
-    inputSize: p.inputSize,
-    channels: p.channels,
-    preprocess: p.preset,
-    dtype: p.dtype,
-    featureShape: p.featureShape,
+    ...baseRunFields(p),
     labels: source.labels,
     data: source.root,
     ...(options.classNames === undefined ? {} : { classNames: [...options.classNames] }),
@@ -237,8 +230,7 @@ async function recordRun(cache: FeatureCache, p: PreparedBase, source: DataSourc
     plainView0: plan.plainView0,
     createdAt: new Date().toISOString(),
   };
-  await cache.putMeta(runKey(p.fingerprint), meta);
-  await cache.putMeta(CURRENT_RUN_KEY, meta);
+  await saveRun(cache, meta);
 }
 
 /** One inference-mode forward pass of the base over a batch of preprocessed images. */

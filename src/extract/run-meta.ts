@@ -1,4 +1,6 @@
 import type { FeatureDType } from '../cache/codec.js';
+import type { FeatureCache } from '../cache/feature-cache.js';
+import type { PreparedBase } from './prepare.js';
 
 /**
  * What `cache-features` records in the cache's `meta` sublevel, so `train-head` can find the
@@ -38,3 +40,23 @@ export interface RunMeta {
 /** The last run's meta; `train-head` defaults to it. */
 export const CURRENT_RUN_KEY = 'run:current';
 export const runKey = (fingerprint: string): string => `run:${fingerprint}`;
+
+/** The fields of a run that come from the prepared base. */
+export function baseRunFields(p: PreparedBase): Pick<RunMeta, 'model' | 'boundary' | 'fingerprint' | 'inputSize' | 'channels' | 'preprocess' | 'dtype' | 'featureShape'> {
+  return {
+    model: p.modelRef,
+    boundary: p.boundary,
+    fingerprint: p.fingerprint,
+    inputSize: p.inputSize,
+    channels: p.channels,
+    preprocess: p.preset,
+    dtype: p.dtype,
+    featureShape: p.featureShape,
+  };
+}
+
+/** Records a run under its fingerprint and as the cache's current run. */
+export async function saveRun(cache: FeatureCache, run: RunMeta): Promise<void> {
+  await cache.putMeta(runKey(run.fingerprint), run);
+  await cache.putMeta(CURRENT_RUN_KEY, run);
+}

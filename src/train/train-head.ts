@@ -4,7 +4,7 @@ import { FeatureCache } from '../cache/feature-cache.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
 import { prepareBase } from '../extract/prepare.js';
-import { CURRENT_RUN_KEY, type RunMeta, runKey } from '../extract/run-meta.js';
+import { CURRENT_RUN_KEY, type RunMeta, runKey, saveRun } from '../extract/run-meta.js';
 import { openDataSource } from '../data/sources.js';
 import type { DataSource } from '../data/types.js';
 import { buildHead, defaultHeadSpec } from '../model/head-spec.js';
@@ -268,8 +268,7 @@ async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHe
           commit: async (generation) => {
             // The new generation is complete: make it the one training reads, then drop the old one.
             run = { ...run, generation };
-            await cache.putMeta(runKey(run.fingerprint), run);
-            await cache.putMeta(CURRENT_RUN_KEY, run);
+            await saveRun(cache, run);
             await cache.deleteGeneration(run.fingerprint, run.augment!, generation - 1);
           },
           feed,
@@ -336,8 +335,7 @@ async function extractValidation(cache: FeatureCache, run: RunMeta, o: Resolved)
   }
   // Extraction records a run of its own; put the training run back as the current one.
   await extractFeatures({ ...prepared, model: prepared.source, prepared, data: source, cache });
-  await cache.putMeta(runKey(run.fingerprint), run);
-  await cache.putMeta(CURRENT_RUN_KEY, run);
+  await saveRun(cache, run);
   return source.samples.map((s) => ({ id: s.id, label: run.labels.indexOf(s.label!) }));
 }
 
