@@ -41,7 +41,7 @@ import { extractFeatures } from '../src/extract/extract.js';
 import { prepareBase } from '../src/extract/prepare.js';
 import { baseRunFields, type RunMeta, saveRun } from '../src/extract/run-meta.js';
 import { suggestBatchSize } from '../src/model/batch-size.js';
-import { compileBase } from '../src/model/compile.js';
+import { compileBase } from '../src/model/compile/index.js';
 import { loadModel } from '../src/model/io.js';
 import { splitBase } from '../src/model/split.js';
 import { trainHead } from '../src/train/train-head.js';

@@ -28,7 +28,7 @@ import type { DataSource } from '../src/data/types.js';
 import { FeatureCache } from '../src/cache/feature-cache.js';
 import { extractFeatures } from '../src/extract/extract.js';
 import { prepareBase } from '../src/extract/prepare.js';
-import { compileBase } from '../src/model/compile.js';
+import { compileBase } from '../src/model/compile/index.js';
 import { loadModel } from '../src/model/io.js';
 import { classificationMetrics } from '../src/train/metrics.js';
 import { trainHead } from '../src/train/train-head.js';

@@ -9,7 +9,7 @@ export { isCut, modelGraph, validCuts } from './model/graph.js';
 export { type Base, type Split, split, splitBase } from './model/split.js';
 export { buildHead, type BuildHeadOptions, defaultHeadSpec, type HeadOp, parseHeadSpec } from './model/head-spec.js';
 export { stitch } from './model/stitch.js';
-export { compileBase } from './model/compile.js';
+export { compileBase } from './model/compile/index.js';
 export { fingerprint, type FingerprintInput } from './model/fingerprint.js';
 export { inspectModel, type LayerInfo, type ModelInfo } from './model/inspect.js';
 export { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from './model/lock-batchnorm.js';

@@ -6,7 +6,7 @@ import { describePreprocess, parsePreprocess, type PreprocessPreset } from '../d
 import { SplitfitError } from '../errors.js';
 import { bundledModel, isBundledModel } from '../model/bundled.js';
 import { suggestBatchSize } from '../model/batch-size.js';
-import { type CompiledBase, compileBase } from '../model/compile.js';
+import { type CompiledBase, compileBase } from '../model/compile/index.js';
 import { fingerprint } from '../model/fingerprint.js';
 import { loadModel } from '../model/io.js';
 import { type Base, splitBase } from '../model/split.js';

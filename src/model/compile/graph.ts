@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Plan, PlanActivation, PlanNode } from './compile-plan.js';
+import type { Plan, PlanActivation, PlanNode } from './plan.js';
 import { ProtoWriter } from './protobuf.js';
 
 /**

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { type GraphSession, loadGraphSession } from './compile-graph.js';
-import { buildPlan, type Plan, type PlanActivation, type PlanNode, type PlanWeight } from './compile-plan.js';
+import { type GraphSession, loadGraphSession } from './graph.js';
+import { buildPlan, type Plan, type PlanActivation, type PlanNode, type PlanWeight } from './plan.js';
 
 /**
  * An inference-only version of a frozen base: same features as `base.predict(x)` (within float32
@@ -40,7 +40,7 @@ export interface CompileOptions {
  * Add, pooling, concat, reshape… as plain ops. Layers it cannot translate run as layers and are
  * listed in `fallbacks`.
  *
- * On the native backend the plan runs as one TensorFlow graph (see compile-graph.ts): tfjs-node's
+ * On the native backend the plan runs as one TensorFlow graph (see compile/graph.ts): tfjs-node's
  * `tf.fused.*` kernels are *not* fused in TensorFlow — they issue conv, add and activation as three
  * eager ops — so the graph is where the fused kernels and the speed are.
  */

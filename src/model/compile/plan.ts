@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
-import { SplitfitError } from '../errors.js';
-import { modelGraph } from './graph.js';
+import { SplitfitError } from '../../errors.js';
+import { modelGraph } from '../graph.js';
 
 /**
  * The inference plan of a frozen base: its functional graph turned into a list of plain ops in
@@ -10,7 +10,7 @@ import { modelGraph } from './graph.js';
  * (`fallback` steps) and run through `layer.apply(x, {training: false})`.
  *
  * The plan holds weights as plain arrays (folded in float64, stored as float32), so it can be run
- * op by op on any backend (compile.ts) or written out as one TensorFlow graph (compile-graph.ts).
+ * op by op on any backend (compile/index.ts) or written out as one TensorFlow graph (compile/graph.ts).
  */
 
 /** Activations a plan step can apply; the first five also fuse into tfjs `tf.fused.*` ops. */

@@ -1,5 +1,5 @@
 /**
- * A minimal protocol-buffers *writer* (proto3 wire format): just what compile-graph.ts needs to
+ * A minimal protocol-buffers *writer* (proto3 wire format): just what compile/graph.ts needs to
  * write a TensorFlow GraphDef/SavedModel. Messages are built bottom-up as byte arrays.
  */
 
