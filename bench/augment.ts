@@ -16,8 +16,8 @@ import { parseArgs } from 'node:util';
 import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
 import { type BackendChoice, resolveBackend } from '../src/backend/resolve.js';
 import { extractFeatures } from '../src/extract/extract.js';
-import { evaluate } from '../src/train/evaluate.js';
-import { trainHead } from '../src/train/train-head.js';
+import { evaluate } from '../src/index.js';
+import { trainHead } from '../src/index.js';
 
 const { values } = parseArgs({
   options: {

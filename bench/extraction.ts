@@ -44,7 +44,7 @@ import { suggestBatchSize } from '../src/model/batch-size.js';
 import { compileBase } from '../src/model/compile/index.js';
 import { loadModel } from '../src/model/io.js';
 import { splitBase } from '../src/model/split.js';
-import { trainHead } from '../src/train/train-head.js';
+import { trainHead } from '../src/index.js';
 import { intFlag } from './args.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));

@@ -31,7 +31,7 @@ import { prepareBase } from '../src/extract/prepare.js';
 import { compileBase } from '../src/model/compile/index.js';
 import { loadModel } from '../src/model/io.js';
 import { classificationMetrics } from '../src/train/metrics.js';
-import { trainHead } from '../src/train/train-head.js';
+import { trainHead } from '../src/index.js';
 import { intFlag } from './args.js';
 
 const FASHION = '/usr/share/datasets/fashion-mnist';

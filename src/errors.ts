@@ -16,6 +16,8 @@ export const ERROR_CODES = [
   'SPLITFIT_BACKEND_UNAVAILABLE',
   'SPLITFIT_IO',
   'SPLITFIT_NUMERIC',
+  /** The command was interrupted (SIGINT/SIGTERM, or an aborted `signal`); caches stay consistent and resumable. */
+  'SPLITFIT_INTERRUPTED',
   /** Not a contract code: an unexpected failure (a bug); rerun with --verbose and report it. */
   'SPLITFIT_INTERNAL',
 ] as const;
@@ -25,15 +27,29 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export class SplitfitError extends Error {
   override readonly name = 'SplitfitError';
   readonly code: ErrorCode;
+  /** For `SPLITFIT_USAGE`: the option at fault, in the API's words (the CLI names its flag instead). */
+  readonly option?: string;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; option?: string }) {
     super(message, options);
     this.code = code;
+    if (options?.option !== undefined) this.option = options.option;
   }
 }
 
 export function isSplitfitError(err: unknown, code?: ErrorCode): err is SplitfitError {
   return err instanceof SplitfitError && (code === undefined || err.code === code);
+}
+
+/**
+ * Throws when `signal` was aborted: its reason when that is a `SplitfitError` (the CLI's SIGINT),
+ * else `SPLITFIT_INTERRUPTED` wrapping it.
+ */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (!signal?.aborted) return;
+  const reason: unknown = signal.reason;
+  if (reason instanceof SplitfitError) throw reason;
+  throw new SplitfitError('SPLITFIT_INTERRUPTED', 'interrupted: the operation was aborted; rerun it to resume', { cause: reason });
 }
 
 /** Exit status for the CLI: 2 for bad usage, 1 for every other error. */

@@ -15,6 +15,7 @@ export { inspectModel, type LayerInfo, type ModelInfo } from './model/inspect.js
 export { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from './model/lock-batchnorm.js';
 
 export { openDataSource, openFiles } from './data/sources.js';
+export { type EntrySelector, type FeatureSet, loadFeatureSet } from './train/feature-set.js';
 export { selectSamples, type SelectSamplesOptions } from './data/select.js';
 export { FASHION_MNIST_CLASSES } from './data/idx.js';
 export { decodeImage } from './data/decode.js';
@@ -27,8 +28,13 @@ export { CACHE_FORMAT_VERSION, type FeatureDType } from './cache/codec.js';
 export { type ExtractEvent, type ExtractOptions, type ExtractResult, extractFeatures } from './extract/extract.js';
 export { prepareBase, type PreparedBase, type PrepareOptions } from './extract/prepare.js';
 
-export { type History, type SplitfitManifest, type TrainEvent, trainHead, type TrainHeadOptions, type TrainHeadResult } from './train/train-head.js';
-export { evaluate, type EvaluateOptions, type EvaluateResult } from './train/evaluate.js';
+export { trainHead, type TrainHeadResult } from './job/train-head.js';
+export { type TrainEvent, type TrainHeadOptions, validateTrainHeadOptions } from './job/options.js';
+export { type EpochLog, type History } from './train/fit.js';
+export { COMMIT_FILE, type CommitRecord, verifyFolder } from './output/commit.js';
+export { MANIFEST_FILE, MANIFEST_FORMAT, type SplitfitManifest } from './output/manifest.js';
+export { OUTPUT_FILES, readOutputFolder } from './output/folder.js';
+export { evaluate, type EvaluateOptions, type EvaluateResult } from './infer/evaluate.js';
 export { compareModes, type CompareModesOptions, type CompareModesResult } from './train/compare-modes.js';
 export { classificationMetrics, type Metrics, rocAuc } from './train/metrics.js';
 export { loadPredictor, type Predictor, predictSamples } from './infer/predictor.js';

@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { augmentPixels, canonicalAugmentSpec, parseAugmentSpec } from '../src/da
 import { extractFeatures } from '../src/extract/extract.js';
 import { saveModel } from '../src/model/io.js';
 import { viewFor } from '../src/train/batches.js';
-import { type TrainEvent, trainHead } from '../src/train/train-head.js';
+import { type TrainEvent, trainHead } from '../src/index.js';
 import { backendArgs, runCli } from './helpers/cli.js';
 import { residualToyModel } from './helpers/models.js';
 
@@ -73,7 +73,7 @@ describe('augmentation runs on a toy model', () => {
     expect(t.history.viewsRead.flat().filter((c) => c > 0).length).toBeGreaterThan(4); // more than one view per epoch
   });
 
-  it('refreshes generations: old keys deleted, disk use flat across 5 refreshes, extraction overlapped with training', async () => {
+  it('refreshes generations: scratch generations deleted, disk use flat across 5 refreshes, extraction overlapped with training, and the same command reproduces the head', async () => {
     const cache = join(dir, 'refresh');
     await extractFeatures({ model, boundary: 'block2_add', data, cache, augment: SPEC, views: 2, seed: 1 });
     const events: { t: number; e: TrainEvent }[] = [];
@@ -85,13 +85,17 @@ describe('augmentation runs on a toy model', () => {
     await using c = await FeatureCache.open(cache);
     const stats = await c.stats();
     const fp = stats.fingerprints.find((f) => f.fingerprint === t.fingerprint)!;
-    expect(fp).toMatchObject({ entries: 48, views: 2, generation: 5 });
-    for (let g = 0; g < 5; g++) {
+    // The recorded generation (0, cached by cache-features) stays; generations 1–5 were scratch.
+    expect(fp).toMatchObject({ entries: 48, views: 2, generation: 0 });
+    for (let g = 1; g <= 5; g++) {
       const left: unknown[] = [];
       for await (const chunk of c.iterateFeatures(t.fingerprint, { aug: canonicalAugmentSpec(parseAugmentSpec(SPEC)), generation: g })) left.push(...chunk);
       expect(left, `generation ${g}`).toHaveLength(0);
     }
     // Bytes of live entries do not grow: one generation's worth after five refreshes.
+    const generation0: unknown[] = [];
+    for await (const chunk of c.iterateFeatures(t.fingerprint, { aug: canonicalAugmentSpec(parseAugmentSpec(SPEC)), generation: 0 })) generation0.push(...chunk);
+    expect(generation0).toHaveLength(48);
     const oneGeneration = fp.bytes;
     expect(stats.bytes).toBeLessThanOrEqual(oneGeneration * 1.01 + 64 * 1024);
 
@@ -101,6 +105,13 @@ describe('augmentation runs on a toy model', () => {
     expect(order.indexOf('extract1')).toBeGreaterThan(-1);
     expect(order.indexOf('extract1')).toBeLessThan(order.indexOf('epoch3'));
     expect(order.lastIndexOf('extract1')).toBeLessThan(order.indexOf('generation'));
+    await c.close();
+
+    // Reproducible: the same command and seed walk the same generations and give the same weights.
+    const again = await trainHead({ cache, out: join(dir, 'out-refresh-again'), epochs: 18, batchSize: 1, refreshEvery: 3, extractBatchSize: 4, seed: 1 });
+    expect(again.history.generations.map((g) => g.generation)).toEqual([0, 1, 2, 3, 4, 5]);
+    const bytes = (d: string): Promise<Buffer> => readFile(join(dir, d, 'head', 'weights.bin'));
+    expect((await bytes('out-refresh-again')).equals(await bytes('out-refresh'))).toBe(true);
   });
 
   it('R=1 is fully online augmentation: one fresh generation per epoch', async () => {

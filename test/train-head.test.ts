@@ -7,7 +7,7 @@ import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
 import { FeatureCache } from '../src/cache/feature-cache.js';
 import { extractFeatures } from '../src/extract/extract.js';
 import { saveModel } from '../src/model/io.js';
-import { trainHead } from '../src/train/train-head.js';
+import { trainHead } from '../src/index.js';
 import { residualToyModel } from './helpers/models.js';
 
 // A toy model saved to disk stands in for a pretrained network: fast, and a real model.json.
@@ -36,7 +36,7 @@ describe('trainHead on cached features of a toy model', () => {
     expect(a.equals(b)).toBe(true);
     expect(a.equals(c)).toBe(false);
     const manifest = JSON.parse(await readFile(join(dir, 'a', 'splitfit.json'), 'utf8')) as Record<string, unknown>;
-    expect(manifest).toMatchObject({ format: 'splitfit/1', boundary: 'block2_add', labels: ['animals-nature', 'food-drink', 'travel-places'], head: 'gap,dense:N:softmax' });
+    expect(manifest).toMatchObject({ format: 'splitfit/2', boundary: 'block2_add', labels: ['animals-nature', 'food-drink', 'travel-places'], head: 'gap,dense:N:softmax' });
   });
 
   it('streams from LevelDB when features exceed the memory budget, with the same samples per epoch', async () => {

@@ -41,9 +41,9 @@ import {
   splitBase,
   stitch,
   trainHead,
-} from '../../src/index.js';
-import type { DataSource } from '../../src/index.js';
-import { loadFeatureSet } from '../../src/train/feature-set.js';
+} from 'splitfit';
+import type { DataSource } from 'splitfit';
+import { loadFeatureSet } from 'splitfit';
 
 export const BN_GAP_MODES = ['naive', 'splitfit', 'locked'] as const;
 export type BnGapMode = (typeof BN_GAP_MODES)[number];

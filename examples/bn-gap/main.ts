@@ -7,7 +7,7 @@
  * reports next to the accuracy `predict` delivers on the same images. See docs/BATCHNORM.md.
  */
 import { parseArgs } from 'node:util';
-import { type BackendChoice, resolveBackend } from '../../src/index.js';
+import { type BackendChoice, resolveBackend } from 'splitfit';
 import { BN_GAP_MODES, type BnGapMode, DEFAULT_CLASSES, formatBnGap, runBnGap } from './bn-gap.js';
 
 function usage(message: string): never {

@@ -12,10 +12,10 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolveBackend } from '../../src/backend/resolve.js';
-import { extractFeatures } from '../../src/extract/extract.js';
-import { evaluate } from '../../src/train/evaluate.js';
-import { trainHead } from '../../src/train/train-head.js';
+import { resolveBackend } from 'splitfit';
+import { extractFeatures } from 'splitfit';
+import { evaluate } from 'splitfit';
+import { trainHead } from 'splitfit';
 import { makeEmojiDataset } from '../emoji-categories/dataset.js';
 
 const { values } = parseArgs({

@@ -164,3 +164,9 @@ export function featureRange(aug: string, generation?: number): KeyRange {
   }
   return { gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(SEPARATOR.charCodeAt(0) + 1) };
 }
+
+/** The short form of a fingerprint in every message and listing: its first 12 hex characters. */
+export const SHORT_FINGERPRINT_LENGTH = 12;
+export function shortFingerprint(fingerprint: string): string {
+  return fingerprint.slice(0, SHORT_FINGERPRINT_LENGTH);
+}

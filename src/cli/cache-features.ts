@@ -1,15 +1,16 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { BackendChoice } from '../backend/resolve.js';
-import type { FeatureDType } from '../cache/codec.js';
+import { FEATURE_DTYPES, type FeatureDType } from '../cache/codec.js';
+import { MAX_INDEX, shortFingerprint } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
 import { backendOption, type CommonFlags, defineCommand, openExistingCache, useBackend } from './command.js';
-import { choice, nonNegativeInt, positiveInt, size } from './parse.js';
+import { nonNegativeInt, positiveInt, size } from './parse.js';
 
 interface Flags extends CommonFlags {
-  model?: string;
+  model: string;
   boundary?: string;
-  data?: string;
+  data: string;
   cache: string;
   inputSize?: [number, number];
   preprocess?: string;
@@ -26,15 +27,14 @@ interface Flags extends CommonFlags {
 }
 
 export function registerCacheFeatures(program: Command): void {
-  const cmd = defineCommand<Flags>(program, 'cache-features', 'run the frozen base once (inference mode) and cache its features in LevelDB', async (out, f) => {
+  const cmd = defineCommand<Flags>(program, 'cache-features', 'run the frozen base once (inference mode) and cache its features in LevelDB', async (out, f, _args, { signal }) => {
     const started = performance.now();
-    if (!f.model) throw new SplitfitError('SPLITFIT_USAGE', 'missing --model <model.json|bundled name>');
-    if (!f.data) throw new SplitfitError('SPLITFIT_USAGE', 'missing --data <folder|manifest.csv|images-idx3-ubyte[.gz]>');
     if (f.views !== undefined && f.augment === undefined) throw new SplitfitError('SPLITFIT_USAGE', '--views needs --augment <spec>');
     // An existing cache is opened first, so a cache in use elsewhere fails before the model loads.
     await using held = await openExistingCache(f.cache);
     const backend = await useBackend(out, f.backend);
     const result = await extractFeatures({
+      signal,
       model: f.model,
       data: f.data,
       cache: held ?? f.cache,
@@ -48,7 +48,7 @@ export function registerCacheFeatures(program: Command): void {
       ...(f.classNames === undefined ? {} : { classNames: f.classNames.split(',') }),
       ...(f.augment === undefined ? {} : { augment: f.augment, views: f.views ?? 1, seed: f.seed, plainView0: f.plainView0 === true }),
       onProgress: (e) => {
-        if (e.type === 'start') out.info(`fingerprint ${e.fingerprint.slice(0, 16)}: ${e.total} samples, ${e.total - e.toExtract} cached, ${e.toExtract} to extract (${backend})`);
+        if (e.type === 'start') out.info(`fingerprint ${shortFingerprint(e.fingerprint)}: ${e.total} samples, ${e.total - e.toExtract} cached, ${e.toExtract} to extract (${backend})`);
         else if (e.type === 'extract') out.progress('extract', e.done, e.total);
         else out.warn(`skipped ${e.source}: ${e.reason}`);
       },
@@ -57,27 +57,28 @@ export function registerCacheFeatures(program: Command): void {
     const summary = { ...rest, failures, seconds: (performance.now() - started) / 1000 };
     out.result(summary, () =>
       [
-        `extracted ${result.extracted}, skipped ${result.skipped} (cached), failed ${result.failed}; ${result.entries} entries for fingerprint ${result.fingerprint.slice(0, 16)}`,
+        `extracted ${result.extracted}, skipped ${result.skipped} (cached), failed ${result.failed}; ${result.entries} entries for fingerprint ${shortFingerprint(result.fingerprint)}`,
         `features ${JSON.stringify(result.featureShape)} on ${result.backend}; extraction ${result.extractSeconds.toFixed(1)} s, total ${summary.seconds.toFixed(1)} s`,
         ...failures.map((x) => `  failed: ${x.source}: ${x.reason}`),
       ].join('\n'),
     );
   });
   cmd
-    .option('--model <model>', 'model.json path or bundled model name (see `splitfit models`)')
-    .option('--boundary <layer>', 'freeze boundary: a layer name or index that is a graph cut')
-    .option('--data <spec>', 'class folders, a .csv/.jsonl manifest (path,label), or an IDX images file')
+    .requiredOption('--model <model>', 'model.json path or bundled model name (see `splitfit models`)')
+    .option('--boundary <layer>', "freeze boundary: a layer name or index that is a graph cut (default: the bundled model's, e.g. out_relu for mobilenet_v2)")
+    .requiredOption('--data <spec>', 'class folders, a .csv/.jsonl manifest (path,label), or an IDX images file')
     .option('--cache <dir>', 'cache directory', './cache')
     .option('--input-size <HxW>', "resize images to HxW (must match the model's input)", size('--input-size'))
     .option('--preprocess <name>', 'unit ([0,1]) | symmetric ([-1,1]) | caffe')
     .option('--batch-size <n>', 'samples per base forward pass (default: chosen from the model\'s activation sizes)', positiveInt('--batch-size'))
     .option('--concurrency <n>', 'images decoded at once', positiveInt('--concurrency'), 4)
-    .option('--dtype <dtype>', 'float32 | float16 storage', choice('--dtype', ['float32', 'float16'] as const), 'float32')
+    .addOption(new Option('--dtype <dtype>', 'feature storage').choices(FEATURE_DTYPES).default('float32'))
     .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels 0,1,…')
     .option('--skip-bad', 'count undecodable images as failed instead of stopping')
     .option('--augment <spec>', 'cache augmented views: flip:h|v|hv, crop:F, rotate:DEG, brightness:F, contrast:F, noise:F')
-    .option('--views <K>', 'augmented views per sample (needs --augment)', positiveInt('--views'))
+    .option('--views <K>', 'augmented views per sample (needs --augment)', positiveInt('--views', MAX_INDEX + 1))
     .option('--seed <n>', 'seed of the augmented views', nonNegativeInt('--seed'), 0)
-    .option('--plain-view0', 'view 0 is the un-augmented image');
+    .option('--plain-view0', 'view 0 is the un-augmented image')
+    .addHelpText('after', '\nExample:\n  splitfit cache-features --model mobilenet_v2 --data photos/ --cache ./cache\n');
   backendOption(cmd);
 }

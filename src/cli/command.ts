@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -6,19 +6,31 @@ import { type BackendChoice, fallbackNotice, resolveBackend } from '../backend/r
 import { FeatureCache } from '../cache/feature-cache.js';
 import { SplitfitError } from '../errors.js';
 import { makeOutput, type Output, reportError } from './output.js';
-import { choice } from './parse.js';
 
 export interface CommonFlags {
   json?: boolean;
   verbose?: boolean;
 }
 
-/** Adds --json and --verbose, and runs the action with an Output, turning errors into exit codes. */
+/** What a command's action gets besides its flags. */
+export interface CommandContext {
+  /** Aborted on the first SIGINT/SIGTERM with `SPLITFIT_INTERRUPTED`; pass it to the library call. */
+  signal: AbortSignal;
+}
+
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+
+/**
+ * Adds --json and --verbose, and runs the action with an Output, turning errors into exit codes.
+ * The first SIGINT/SIGTERM aborts the action's signal: the library stops between steps, closes the
+ * cache, and the command ends with the `SPLITFIT_INTERRUPTED` line (JSON too) and exit 130/143.
+ * A second signal exits at once.
+ */
 export function defineCommand<F extends CommonFlags>(
   parent: Command,
   nameAndArgs: string,
   description: string,
-  action: (out: Output, flags: F, args: string[]) => Promise<void>,
+  action: (out: Output, flags: F, args: string[], ctx: CommandContext) => Promise<void>,
 ): Command {
   const cmd = parent.command(nameAndArgs).description(description);
   cmd.option('--json', 'print JSON: events as lines, the result as the last line').option('--verbose', 'show stack traces on errors');
@@ -26,19 +38,48 @@ export function defineCommand<F extends CommonFlags>(
     const command = params.at(-1) as Command;
     const flags = command.opts<F>();
     const args = command.args;
+    const controller = new AbortController();
+    let received: keyof typeof SIGNAL_EXIT | undefined;
+    const onSignal = (name: keyof typeof SIGNAL_EXIT): void => {
+      if (received) process.exit(SIGNAL_EXIT[received]);
+      received = name;
+      controller.abort(new SplitfitError('SPLITFIT_INTERRUPTED', `interrupted by ${name}; what was done is kept — rerun the same command to resume`));
+    };
+    const handlers = (['SIGINT', 'SIGTERM'] as const).map((name) => [name, () => onSignal(name)] as const);
+    for (const [name, h] of handlers) process.on(name, h);
     try {
-      await action(makeOutput(flags), flags, args);
+      await action(makeOutput(flags), flags, args, { signal: controller.signal });
     } catch (err) {
-      process.exitCode = reportError(err, flags);
+      const status = reportError(withFlagNames(err, command), flags);
+      process.exitCode = received ? SIGNAL_EXIT[received] : status;
+    } finally {
+      for (const [name, h] of handlers) process.off(name, h);
     }
   });
   return cmd;
 }
 
+/** Option names that are not the camelCase of their flag. */
+const FLAG_OVERRIDES: Record<string, string> = { learningRate: '--lr', memoryBudget: '--memory-budget-mb', lockBatchNorm: '--lock-bn', extractBatchSize: '--batch-size' };
+
+/**
+ * The library names options as its API does (`learningRate`, in backticks); on the command line the
+ * same message names the flag (`--lr`) when the command has one.
+ */
+export function withFlagNames(err: unknown, command: Command): unknown {
+  if (!(err instanceof SplitfitError) || err.code !== 'SPLITFIT_USAGE') return err;
+  const longs = new Set(command.options.map((o) => o.long));
+  const message = err.message.replace(/`([a-z][A-Za-z0-9]*)`/g, (whole, name: string) => {
+    const flag = FLAG_OVERRIDES[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    return longs.has(flag) ? flag : whole;
+  });
+  return message === err.message ? err : new SplitfitError(err.code, message, { cause: err, ...(err.option ? { option: err.option } : {}) });
+}
+
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 
 export function backendOption(cmd: Command): Command {
-  return cmd.option('--backend <name>', 'auto | tensorflow | wasm | cpu', choice('--backend', BACKEND_CHOICES), 'auto');
+  return cmd.addOption(new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto'));
 }
 
 /** Activates the backend and says so in one line when the native one is missing. */

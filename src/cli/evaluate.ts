@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
 import type { BackendChoice } from '../backend/resolve.js';
 import { SplitfitError } from '../errors.js';
-import { evaluate } from '../train/evaluate.js';
+import { evaluate } from '../infer/evaluate.js';
 import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
 import { positiveInt } from './parse.js';
 
 interface Flags extends CommonFlags {
-  model?: string;
-  data?: string;
+  model: string;
+  data: string;
   compareModes?: boolean;
   batchSize: number;
   preprocess?: string;
@@ -16,15 +16,14 @@ interface Flags extends CommonFlags {
 }
 
 export function registerEvaluate(program: Command): void {
-  const cmd = defineCommand<Flags>(program, 'evaluate', 'loss, accuracy and AUC of a model on labeled data; --compare-modes detects the BatchNorm gap', async (out, f) => {
-    if (!f.model) throw new SplitfitError('SPLITFIT_USAGE', 'missing --model <model.json>');
-    if (!f.data) throw new SplitfitError('SPLITFIT_USAGE', 'missing --data <folder|manifest|idx>');
+  const cmd = defineCommand<Flags>(program, 'evaluate', 'loss, accuracy and AUC of a model on labeled data; --compare-modes detects the BatchNorm gap', async (out, f, _args, { signal }) => {
     await useBackend(out, f.backend);
     const r = await evaluate({
       model: f.model,
       data: f.data,
       batchSize: f.batchSize,
       compareModes: f.compareModes === true,
+      signal,
       ...(f.preprocess === undefined ? {} : { preprocess: f.preprocess }),
       ...(f.classNames === undefined ? {} : { classNames: f.classNames.split(',') }),
     });
@@ -42,12 +41,13 @@ export function registerEvaluate(program: Command): void {
     });
   });
   cmd
-    .option('--model <model.json>', 'stitched model (or any tfjs LayersModel)')
-    .option('--data <spec>', 'class folders, a manifest, or an IDX images file')
+    .requiredOption('--model <model.json>', 'stitched model (or any tfjs LayersModel)')
+    .requiredOption('--data <spec>', 'class folders, a manifest, or an IDX images file')
     .option('--compare-modes', 'also run in training mode on a copy and report the gap')
     .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32)
     .option('--preprocess <name>', 'when the model has no splitfit.json: unit | symmetric | caffe')
-    .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels');
+    .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels')
+    .addHelpText('after', '\nExample:\n  splitfit evaluate --model model/model.json --data photos-test/ --compare-modes\n');
   backendOption(cmd);
 }
 

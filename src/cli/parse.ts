@@ -1,11 +1,12 @@
 import { SplitfitError } from '../errors.js';
 
 /** Flag parsers for commander: they reject bad values with SPLITFIT_USAGE naming the flag. */
-export function positiveInt(flag: string): (value: string) => number {
+export function positiveInt(flag: string, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0) {
-      throw new SplitfitError('SPLITFIT_USAGE', `${flag} needs a positive integer, got "${value}"`);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0 || n > max) {
+      const range = max === Number.MAX_SAFE_INTEGER ? 'a positive integer' : `an integer from 1 to ${max}`;
+      throw new SplitfitError('SPLITFIT_USAGE', `${flag} needs ${range}, got "${value}"`);
     }
     return n;
   };
@@ -41,15 +42,6 @@ export function size(flag: string): (value: string) => [number, number] {
     const m = /^(\d+)x(\d+)$/.exec(value.trim());
     if (!m || Number(m[1]) <= 0 || Number(m[2]) <= 0) throw new SplitfitError('SPLITFIT_USAGE', `${flag} needs HxW (e.g. 224x224), got "${value}"`);
     return [Number(m[1]), Number(m[2])];
-  };
-}
-
-export function choice<T extends string>(flag: string, choices: readonly T[]): (value: string) => T {
-  return (value) => {
-    if (!(choices as readonly string[]).includes(value)) {
-      throw new SplitfitError('SPLITFIT_USAGE', `${flag} must be one of ${choices.join(', ')}, got "${value}"`);
-    }
-    return value as T;
   };
 }
 

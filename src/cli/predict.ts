@@ -10,19 +10,18 @@ import { backendOption, type CommonFlags, defineCommand, useBackend } from './co
 import { positiveInt } from './parse.js';
 
 interface Flags extends CommonFlags {
-  model?: string;
+  model: string;
   batchSize: number;
   backend: BackendChoice;
 }
 
 export function registerPredict(program: Command): void {
-  const cmd = defineCommand<Flags>(program, 'predict [files...]', 'classify image files with a stitched model', async (out, f, files) => {
-    if (!f.model) throw new SplitfitError('SPLITFIT_USAGE', 'missing --model <model.json>');
+  const cmd = defineCommand<Flags>(program, 'predict [files...]', 'classify image files with a stitched model', async (out, f, files, { signal }) => {
     if (files.length === 0) throw new SplitfitError('SPLITFIT_USAGE', 'no image files given');
     await useBackend(out, f.backend);
     const p = await loadPredictor(f.model);
     const samples = await expand(files);
-    const { probs, k } = await predictSamples(p, samples, f.batchSize);
+    const { probs, k } = await predictSamples(p, samples, f.batchSize, signal);
     const labels = p.labels ?? Array.from({ length: k }, (_, i) => String(i));
     const best = argmaxRows(probs, k);
     const predictions = samples.map((s, i) => ({
@@ -33,7 +32,7 @@ export function registerPredict(program: Command): void {
     }));
     out.result({ predictions }, () => predictions.map((x) => `${x.file}\t${x.label}\t${x.probability.toFixed(4)}`).join('\n'));
   });
-  cmd.option('--model <model.json>', 'stitched model').option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32);
+  cmd.requiredOption('--model <model.json>', 'stitched model').option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32).addHelpText('after', '\nExample:\n  splitfit predict --model model/model.json new-photo.png more-photos/\n');
   backendOption(cmd);
 }
 

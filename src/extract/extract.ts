@@ -7,7 +7,9 @@ import { decodeImage } from '../data/decode.js';
 import { preprocess } from '../data/preprocess.js';
 import { openDataSource } from '../data/sources.js';
 import type { DataSource, Sample } from '../data/types.js';
-import { isSplitfitError, SplitfitError } from '../errors.js';
+import { isSplitfitError, SplitfitError, throwIfAborted } from '../errors.js';
+import { MAX_INDEX } from '../cache/keys.js';
+import { checkPositiveInt } from '../options.js';
 import { Batcher } from './batcher.js';
 import { type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
 import { baseRunFields, type RunMeta, saveRun } from './run-meta.js';
@@ -39,6 +41,8 @@ export interface ExtractOptions extends PrepareOptions {
   plainView0?: boolean;
   /** Record this run as the cache's current one (train-head's refresh turns it off). @default true */
   recordRun?: boolean;
+  /** Stops extraction between samples (`SPLITFIT_INTERRUPTED`); what was written stays, and a rerun resumes. */
+  signal?: AbortSignal;
   onProgress?: (event: ExtractEvent) => void;
 }
 
@@ -81,10 +85,10 @@ interface ViewPlan {
 function planViews(options: ExtractOptions): ViewPlan {
   const views = options.views ?? 1;
   const generation = options.generation ?? 0;
-  if (!Number.isInteger(views) || views < 1) throw new SplitfitError('SPLITFIT_USAGE', `--views must be a positive integer, got ${views}`);
+  checkPositiveInt('views', views, MAX_INDEX + 1);
   if (!Number.isInteger(generation) || generation < 0) throw new TypeError(`generation must be a whole number, got ${generation}`);
   if (options.augment === undefined) {
-    if (views !== 1) throw new SplitfitError('SPLITFIT_USAGE', '--views needs --augment <spec>: without augmentation every view would be the same image');
+    if (views !== 1) throw new SplitfitError('SPLITFIT_USAGE', '`views` needs `augment`: without augmentation every view would be the same image', { option: 'views' });
     return { spec: undefined, aug: undefined, views: 1, generation: 0, seed: 0, plainView0: false };
   }
   const spec = parseAugmentSpec(options.augment);
@@ -169,6 +173,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   const [height, width] = p.inputSize;
   const target = { height, width, channels: p.channels };
   for (const sample of todo) {
+    if (options.signal?.aborted) firstError ??= abortReason(options.signal);
     if (firstError !== undefined) break;
     await queue.onSizeLessThan(batchSize);
     void queue.add(async () => {
@@ -231,6 +236,15 @@ async function recordRun(cache: FeatureCache, p: PreparedBase, source: DataSourc
     createdAt: new Date().toISOString(),
   };
   await saveRun(cache, meta);
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  try {
+    throwIfAborted(signal);
+  } catch (err) {
+    return err;
+  }
+  return undefined;
 }
 
 /** One inference-mode forward pass of the base over a batch of preprocessed images. */

@@ -1,14 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { decodeImage } from '../data/decode.js';
 import { parsePreprocess, preprocess, type PreprocessPreset } from '../data/preprocess.js';
 import type { Sample } from '../data/types.js';
-import { SplitfitError } from '../errors.js';
+import { SplitfitError, throwIfAborted } from '../errors.js';
 import { bundledModel, isBundledModel } from '../model/bundled.js';
 import { loadModel } from '../model/io.js';
-import type { SplitfitManifest } from '../train/train-head.js';
+import { readOutputFolder } from '../output/folder.js';
+import { MANIFEST_FILE } from '../output/manifest.js';
 
 /** A model plus how to feed it: from the `splitfit.json` beside a stitched model, or defaults. */
 export interface Predictor {
@@ -19,26 +18,28 @@ export interface Predictor {
   channels: 1 | 3;
 }
 
+/**
+ * Loads a model and how to feed it. A splitfit output folder is checked first (an interrupted commit is
+ * finished, every file matches the commit record) and its labels must match the model's outputs.
+ */
 export async function loadPredictor(ref: string | tf.LayersModel, overrides: { preprocess?: string } = {}): Promise<Predictor> {
-  const model = typeof ref === 'string' ? await loadModel(ref) : ref;
-  const manifest = typeof ref === 'string' && !isBundledModel(ref) ? await readManifest(ref) : undefined;
+  const folder = typeof ref === 'string' && !isBundledModel(ref) ? await readOutputFolder(ref) : undefined;
+  const model = typeof ref === 'string' ? await loadModel(folder?.modelJson ?? ref) : ref;
+  const manifest = folder?.manifest;
   const shape = model.inputs[0]!.shape;
   const [h, w, c] = shape.slice(1);
   if (shape.length !== 4 || typeof h !== 'number' || typeof w !== 'number' || (c !== 1 && c !== 3)) {
     throw new SplitfitError('SPLITFIT_MODEL_LOAD', `the model's input is ${JSON.stringify(shape)}; splitfit needs fixed-size images [h, w, 1 or 3]`);
   }
+  const outputs = model.outputs[0]!.shape.at(-1);
+  if (manifest && outputs !== manifest.labels.length) {
+    throw new SplitfitError(
+      'SPLITFIT_MODEL_LOAD',
+      `${folder!.modelJson} has ${String(outputs)} outputs but its ${MANIFEST_FILE} names ${manifest.labels.length} classes (${manifest.labels.join(', ')}); the folder mixes two runs — rerun train-head`,
+    );
+  }
   const preset = parsePreprocess(overrides.preprocess ?? manifest?.preprocess ?? (typeof ref === 'string' ? bundledModel(ref)?.preprocess : undefined) ?? 'unit');
   return { model, preset, inputSize: [h, w], channels: c, ...(manifest ? { labels: manifest.labels } : {}) };
-}
-
-async function readManifest(ref: string): Promise<SplitfitManifest | undefined> {
-  const file = join(ref.endsWith('.json') ? dirname(ref) : ref, 'splitfit.json');
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as SplitfitManifest;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-  }
 }
 
 /** Decodes and preprocesses samples into one [n, h, w, c] batch (decodes run concurrently). */
@@ -58,11 +59,12 @@ export async function loadImages(samples: readonly Sample[], p: Predictor, concu
   return out;
 }
 
-/** Softmax outputs for samples, `batchSize` images at a time, in inference mode. */
-export async function predictSamples(p: Predictor, samples: readonly Sample[], batchSize = 32): Promise<{ probs: Float32Array; k: number }> {
+/** Softmax outputs for samples, `batchSize` images at a time, in inference mode; `signal` stops between batches. */
+export async function predictSamples(p: Predictor, samples: readonly Sample[], batchSize = 32, signal?: AbortSignal): Promise<{ probs: Float32Array; k: number }> {
   const chunks: Float32Array[] = [];
   let k = 0;
   for (let i = 0; i < samples.length; i += batchSize) {
+    throwIfAborted(signal);
     const part = samples.slice(i, i + batchSize);
     const pixels = await loadImages(part, p);
     const probs = tf.tidy(() => {

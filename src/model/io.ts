@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { SplitfitError } from '../errors.js';
 import { bundledModelArtifacts, isBundledModel } from './bundled.js';
@@ -79,17 +79,15 @@ function concat(parts: Uint8Array[]): ArrayBuffer {
   return out.buffer;
 }
 
-/**
- * Saves a LayersModel as `model.json` + `weights.bin` in `dir`, loadable by stock
- * `tf.loadLayersModel('file://…/model.json')`. Files are written under temp names and
- * renamed into place, so a crash never leaves a half-written model.
- */
-export async function saveModel(model: tf.LayersModel, dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (err) {
-    throw new SplitfitError('SPLITFIT_IO', `cannot create output folder ${dir}: ${message(err)}`, { cause: err });
-  }
+/** A LayersModel as the bytes of `model.json` (naming one shard, `weights.bin`) and that shard. */
+export interface ModelFiles {
+  json: string;
+  weights: Uint8Array;
+}
+
+/** Serialises a LayersModel to the stock layers-model format, in memory. */
+export async function modelFiles(model: tf.LayersModel): Promise<ModelFiles> {
+  let files: ModelFiles | undefined;
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
       const weights = artifacts.weightData === undefined ? new Uint8Array(0) : new Uint8Array(flatWeightData(artifacts.weightData));
@@ -100,26 +98,54 @@ export async function saveModel(model: tf.LayersModel, dir: string): Promise<voi
         convertedBy: 'splitfit',
         weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
       };
-      await writeAtomic(join(dir, 'weights.bin'), weights);
-      await writeAtomic(join(dir, 'model.json'), JSON.stringify(json));
+      files = { json: JSON.stringify(json), weights };
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } };
     }),
   );
+  return files!;
+}
+
+/**
+ * Saves a LayersModel as `model.json` + `weights.bin` in `dir`, loadable by stock
+ * `tf.loadLayersModel('file://…/model.json')`. Each file is written under a temp name, flushed and
+ * renamed into place, weights first, so `model.json` never names a half-written shard.
+ * (`train-head`'s output folder is committed as one step instead: see `output/commit.ts`.)
+ */
+export async function saveModel(model: tf.LayersModel, dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw new SplitfitError('SPLITFIT_IO', `cannot create output folder ${dir}: ${message(err)}`, { cause: err });
+  }
+  const files = await modelFiles(model);
+  await writeAtomic(join(dir, 'weights.bin'), files.weights);
+  await writeAtomic(join(dir, 'model.json'), files.json);
 }
 
 function flatWeightData(data: tf.io.WeightData): ArrayBuffer {
   return Array.isArray(data) ? concat(data.map((b) => new Uint8Array(b))) : data;
 }
 
-/** Writes to `path.tmp-<pid>` and renames into place. */
+/** Writes to `path.tmp-<pid>`, flushes it to disk and renames it into place. */
 export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
-    await writeFile(tmp, data);
+    await writeDurable(tmp, data);
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
     throw new SplitfitError('SPLITFIT_IO', `cannot write ${path}: ${message(err)}`, { cause: err });
+  }
+}
+
+/** Writes a file and flushes it to disk before returning (a rename after it cannot expose an empty file). */
+export async function writeDurable(path: string, data: string | Uint8Array): Promise<void> {
+  const handle = await open(path, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

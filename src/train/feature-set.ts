@@ -1,4 +1,5 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
+import { shortFingerprint } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';
 
 /** Which cached entries: an augmentation (canonical spec), a generation, and views per sample. */
@@ -50,7 +51,7 @@ export async function loadFeatureSet(
   if (found !== samples.length * k) {
     throw new SplitfitError(
       'SPLITFIT_CACHE_MISMATCH',
-      `the cache holds ${found} of ${samples.length * k} feature entries (${k} view(s) × ${samples.length} samples, generation ${selector.generation}) of fingerprint ${fingerprint.slice(0, 12)}; rerun \`splitfit cache-features\``,
+      `the cache holds ${found} of ${samples.length * k} feature entries (${k} view(s) × ${samples.length} samples, generation ${selector.generation}) of fingerprint ${shortFingerprint(fingerprint)}; rerun \`splitfit cache-features\``,
     );
   }
   return { ids: samples.map((s) => s.id), labels: samples.map((s) => s.label), x, featureShape, views: k };

@@ -1,3 +1,5 @@
+import { SplitfitError } from '../errors.js';
+
 /** Classification metrics on softmax outputs `probs` ([n × k], row-major) and integer labels. */
 export interface Metrics {
   loss: number;
@@ -11,6 +13,7 @@ const EPS = 1e-7;
 export function classificationMetrics(probs: Float32Array, labels: readonly number[], k: number): Metrics {
   const n = labels.length;
   if (probs.length !== n * k) throw new TypeError(`expected ${n}×${k} probabilities, got ${probs.length}`);
+  assertFiniteScores(probs);
   let loss = 0;
   let correct = 0;
   for (let i = 0; i < n; i++) {
@@ -41,8 +44,18 @@ function macroAuc(probs: Float32Array, labels: readonly number[], k: number): nu
   return aucs.reduce((s, a) => s + a, 0) / k;
 }
 
-/** Mann–Whitney form of ROC AUC, with ties counted as half. */
+/** Scores of a diverged model are NaN: every metric of them would be meaningless (an AUC of NaN scores sorts to 1). */
+function assertFiniteScores(scores: ArrayLike<number>): void {
+  for (let i = 0; i < scores.length; i++) {
+    if (!Number.isFinite(scores[i])) {
+      throw new SplitfitError('SPLITFIT_NUMERIC', `the model's outputs hold ${scores[i]} (output ${i}): its weights diverged or its input is not finite; no metric can be computed`);
+    }
+  }
+}
+
+/** Mann–Whitney form of ROC AUC, with ties counted as half. Non-finite scores are `SPLITFIT_NUMERIC`. */
 export function rocAuc(scores: readonly number[], positive: readonly boolean[]): number | undefined {
+  assertFiniteScores(scores);
   const idx = scores.map((_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
   let pos = 0;
   let rankSum = 0;

@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { openDataSource } from '../data/sources.js';
 import type { DataSource } from '../data/types.js';
 import { SplitfitError } from '../errors.js';
-import { loadImages, loadPredictor, type Predictor, predictSamples } from '../infer/predictor.js';
-import { type CompareModesResult, compareModes } from './compare-modes.js';
-import { classificationMetrics, type Metrics } from './metrics.js';
+import { loadImages, loadPredictor, type Predictor, predictSamples } from './predictor.js';
+import { type CompareModesResult, compareModes } from '../train/compare-modes.js';
+import { classificationMetrics, type Metrics } from '../train/metrics.js';
 
 export interface EvaluateOptions {
   /** A stitched model (`model.json`, with `splitfit.json` beside it) or any tfjs LayersModel. */
@@ -18,6 +18,8 @@ export interface EvaluateOptions {
   preprocess?: string;
   /** IDX only: names for numeric labels. */
   classNames?: readonly string[];
+  /** Stops between batches (`SPLITFIT_INTERRUPTED`). */
+  signal?: AbortSignal;
 }
 
 export interface EvaluateResult extends Metrics {
@@ -37,10 +39,12 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
     if (i < 0) throw new SplitfitError('SPLITFIT_USAGE', `class "${s.label}" in ${source.root} is not one the model knows (${labels.join(', ')})`);
     return i;
   });
-  const { probs, k } = await predictSamples(predictor, samples, options.batchSize ?? 32);
-  if (k !== labels.length) {
-    throw new SplitfitError('SPLITFIT_USAGE', `the model has ${k} outputs but the data has ${labels.length} classes (${labels.join(', ')})`);
+  // Checked before the forward pass: a mismatch is known without running the model.
+  const outputs = predictor.model.outputs[0]!.shape.at(-1);
+  if (outputs !== labels.length) {
+    throw new SplitfitError('SPLITFIT_USAGE', `the model has ${String(outputs)} outputs but the data has ${labels.length} classes (${labels.join(', ')})`);
   }
+  const { probs, k } = await predictSamples(predictor, samples, options.batchSize ?? 32, options.signal);
   const metrics = classificationMetrics(probs, y, k);
   const result: EvaluateResult = { n: samples.length, labels, ...metrics };
   if (options.compareModes) result.modes = await modesOn(predictor, samples, y, k, options.batchSize ?? 32);

@@ -1,0 +1,87 @@
+import type * as tf from '@tensorflow/tfjs';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { SplitfitError } from '../errors.js';
+import { message, modelFiles } from '../model/io.js';
+import type { History } from '../train/fit.js';
+import { COMMIT_FILE, type CommitRecord, commitFiles, verifyFolder } from './commit.js';
+import { MANIFEST_FILE, parseManifest, type SplitfitManifest } from './manifest.js';
+
+/**
+ * The output folder of `train-head`, format `splitfit/2`: the stitched model (`model.json` +
+ * `weights.bin`, stock tfjs), the trained head alone (`head/`), `history.json`, the manifest
+ * `splitfit.json`, and the commit record `splitfit.commit.json` that makes them one unit (see
+ * `commit.ts`). Training writes it here; inference, evaluation and export read it here.
+ */
+export const OUTPUT_FILES = ['model.json', 'weights.bin', 'head/model.json', 'head/weights.bin', 'history.json', MANIFEST_FILE] as const;
+
+export interface TrainingOutput {
+  model: tf.LayersModel;
+  head: tf.LayersModel;
+  history: History;
+  manifest: SplitfitManifest;
+}
+
+/** Writes a training run's output folder as one commit. */
+export async function writeOutputFolder(out: string, o: TrainingOutput): Promise<CommitRecord> {
+  const stitched = await modelFiles(o.model);
+  const head = await modelFiles(o.head);
+  const files = new Map<string, string | Uint8Array>([
+    ['weights.bin', stitched.weights],
+    ['model.json', stitched.json],
+    ['head/weights.bin', head.weights],
+    ['head/model.json', head.json],
+    ['history.json', JSON.stringify(o.history, null, 2)],
+    [MANIFEST_FILE, JSON.stringify(o.manifest, null, 2)],
+  ]);
+  return commitFiles(out, files);
+}
+
+/**
+ * Fails before any work when `out` cannot take a training output: a path splitfit will write
+ * exists as the wrong kind (a folder where a file goes, or a file where `head/` goes).
+ */
+export async function checkOutputFolder(out: string): Promise<void> {
+  const kinds = new Map<string, 'file' | 'folder'>([...OUTPUT_FILES.map((f) => [f, 'file'] as const), ['head', 'folder'], [COMMIT_FILE, 'file']]);
+  for (const [path, kind] of kinds) {
+    const info = await stat(join(out, path)).catch(() => undefined);
+    if (info && (kind === 'folder') !== info.isDirectory()) {
+      throw new SplitfitError('SPLITFIT_IO', `--out ${out}: ${path} exists and is not a ${kind}; splitfit writes a ${kind} there — move it away or choose another --out`);
+    }
+  }
+}
+
+export interface OutputFolder {
+  dir: string;
+  modelJson: string;
+  manifest?: SplitfitManifest;
+  /** Absent for a folder splitfit did not commit (a plain model.json + shards). */
+  record?: CommitRecord;
+}
+
+/**
+ * Opens the folder of a model.json for reading: finishes an interrupted commit, checks every
+ * committed file against the commit record, and reads the manifest when there is one.
+ */
+export async function readOutputFolder(modelRef: string): Promise<OutputFolder> {
+  const modelJson = resolve(modelRef.endsWith('.json') ? modelRef : join(modelRef, 'model.json'));
+  const dir = dirname(modelJson);
+  const record = basename(modelJson) === 'model.json' ? await verifyFolder(dir) : undefined;
+  const file = join(dir, MANIFEST_FILE);
+  let text: string | undefined;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new SplitfitError('SPLITFIT_MODEL_LOAD', `cannot read ${file}: ${message(err)}`, { cause: err });
+  }
+  let manifest: SplitfitManifest | undefined;
+  if (text !== undefined) {
+    try {
+      manifest = parseManifest(JSON.parse(text), file);
+    } catch (err) {
+      if (err instanceof SplitfitError) throw err;
+      throw new SplitfitError('SPLITFIT_MODEL_LOAD', `${file} is not valid JSON (${message(err)}); rerun train-head, or remove it to load model.json alone`, { cause: err });
+    }
+  }
+  return { dir, modelJson, ...(manifest ? { manifest } : {}), ...(record ? { record } : {}) };
+}

@@ -1,0 +1,58 @@
+import { SplitfitError } from '../errors.js';
+
+/** The sidecar `splitfit.json` describing a stitched model: what it was cut from and how to feed it. */
+export const MANIFEST_FILE = 'splitfit.json';
+export const MANIFEST_FORMAT = 'splitfit/2';
+
+export interface SplitfitManifest {
+  /**
+   * `splitfit/2` adds `data` and `training`; folders written as `splitfit/1` are read with those
+   * fields absent.
+   */
+  format: typeof MANIFEST_FORMAT;
+  model: string;
+  boundary: string;
+  fingerprint: string;
+  labels: string[];
+  preprocess: string;
+  inputSize: [number, number];
+  channels: 1 | 3;
+  featureShape: number[];
+  head: string;
+  seed: number;
+  backend: string;
+  createdAt: string;
+  /** The training data source, as recorded by `cache-features`. */
+  data?: string;
+  /** The resolved training settings. */
+  training?: TrainingSettings;
+}
+
+export interface TrainingSettings {
+  epochs: number;
+  batchSize: number;
+  optimizer: string;
+  learningRate: number;
+  validation: 'none' | 'split' | 'data';
+  samples: number;
+  validationSamples: number;
+}
+
+const READABLE_FORMATS = ['splitfit/1', MANIFEST_FORMAT];
+
+/** Parses and checks a manifest read from `file`; older formats are read as the current one. */
+export function parseManifest(value: unknown, file: string): SplitfitManifest {
+  const bad = (what: string): never => {
+    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `${file} is not a splitfit manifest: ${what}; rerun train-head, or remove it to load model.json alone`);
+  };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return bad('expected a JSON object');
+  const m = value as Record<string, unknown>;
+  if (!READABLE_FORMATS.includes(m['format'] as string)) return bad(`format ${JSON.stringify(m['format'])}, expected one of ${READABLE_FORMATS.join(', ')}`);
+  const labels = m['labels'];
+  if (!Array.isArray(labels) || labels.length === 0 || !labels.every((l) => typeof l === 'string')) return bad('"labels" must be a non-empty list of class names');
+  const size = m['inputSize'];
+  if (!Array.isArray(size) || size.length !== 2 || !size.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) return bad('"inputSize" must be [height, width]');
+  if (m['channels'] !== 1 && m['channels'] !== 3) return bad('"channels" must be 1 or 3');
+  if (typeof m['preprocess'] !== 'string') return bad('"preprocess" must be a preset name');
+  return { ...(m as unknown as SplitfitManifest), format: MANIFEST_FORMAT };
+}

@@ -1,0 +1,194 @@
+import * as tf from '@tensorflow/tfjs';
+import { SplitfitError, throwIfAborted } from '../errors.js';
+import type { BatchSource } from './batches.js';
+import type { FeatureSet } from './feature-set.js';
+import { classificationMetrics } from './metrics.js';
+import { makeOptimizer, type OptimizerName, trainStep } from './step.js';
+
+/** The fit loop over cached features: epochs, validation, early stopping, generation switches. */
+export interface EpochLog {
+  loss: number;
+  acc: number;
+  valLoss?: number;
+  valAcc?: number;
+  valAuc?: number;
+  seconds: number;
+  /** Generation of the features trained on in this epoch. */
+  generation: number;
+  /** How many samples were read from each view index in this epoch. */
+  viewsRead: number[];
+}
+
+export interface History {
+  loss: number[];
+  acc: number[];
+  valLoss?: number[];
+  valAcc?: number[];
+  valAuc?: number[];
+  seconds: number[];
+  viewsRead: number[][];
+  /** Generations trained on: from which epoch (1-based), and how long training waited for its extraction. */
+  generations: { generation: number; startEpoch: number; waitedSeconds: number; extractSeconds?: number }[];
+}
+
+/** What an epoch reads: training batches and, optionally, in-memory validation features. */
+export interface Feed {
+  source: BatchSource;
+  valSet: FeatureSet | undefined;
+}
+
+/** How the loop moves to a new generation of augmented views (see `job/refresh.ts`). */
+export interface Refresher {
+  every: number;
+  /** Extracts generation `g` (called in the background while the previous one trains). */
+  extract(generation: number): Promise<number>;
+  /** Called once `g` is complete and before it is read; `g - 1` is no longer needed. */
+  commit(generation: number): Promise<void>;
+  feed(generation: number): Promise<Feed>;
+}
+
+export interface FitOptions {
+  epochs: number;
+  batchSize: number;
+  optimizer: OptimizerName;
+  learningRate: number;
+  classWeights?: readonly number[] | undefined;
+  earlyStopping?: { patience: number; minDelta?: number } | undefined;
+  signal?: AbortSignal | undefined;
+  onEpoch?: (epoch: number, log: EpochLog) => void;
+  onGeneration?: (g: History['generations'][number]) => void;
+}
+
+/** Lets timers and I/O callbacks (a background extraction) run between training steps. */
+const yieldToEventLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/**
+ * Trains `head` for up to `epochs` epochs on `firstFeed` (generation `firstGeneration`), moving to
+ * the next generation every `refresher.every` epochs. A non-finite loss stops training with
+ * `SPLITFIT_NUMERIC`: a diverged head is never returned as a result.
+ */
+export async function fitEpochs(head: tf.LayersModel, firstFeed: Feed, firstGeneration: number, refresher: Refresher | undefined, k: number, o: FitOptions): Promise<History> {
+  const optimizer = makeOptimizer(o.optimizer, o.learningRate);
+  const history: History = {
+    loss: [],
+    acc: [],
+    seconds: [],
+    viewsRead: [],
+    generations: [{ generation: firstGeneration, startEpoch: 1, waitedSeconds: 0 }],
+    ...(firstFeed.valSet ? { valLoss: [], valAcc: [], valAuc: [] } : {}),
+  };
+  let feed = firstFeed;
+  let generation = firstGeneration;
+  let next: Promise<number> | undefined;
+  let best = Infinity;
+  let sinceBest = 0;
+  try {
+    for (let epoch = 0; epoch < o.epochs; epoch++) {
+      throwIfAborted(o.signal);
+      if (refresher && epoch > 0 && epoch % refresher.every === 0) {
+        const t = performance.now();
+        const extractSeconds = await next!;
+        next = undefined;
+        const waitedSeconds = (performance.now() - t) / 1000;
+        generation++;
+        await refresher.commit(generation);
+        feed = await refresher.feed(generation);
+        const g = { generation, startEpoch: epoch + 1, waitedSeconds, extractSeconds };
+        history.generations.push(g);
+        o.onGeneration?.(g);
+      }
+      if (refresher && epoch % refresher.every === 0 && epoch + refresher.every < o.epochs) {
+        // Extract the next generation while this one trains; a failure surfaces when it is awaited.
+        next = refresher.extract(generation + 1);
+        next.catch(() => undefined);
+      }
+      const log = await runEpoch(head, optimizer, feed, epoch, generation, k, o, next !== undefined);
+      history.loss.push(log.loss);
+      history.acc.push(log.acc);
+      history.seconds.push(log.seconds);
+      history.viewsRead.push(log.viewsRead);
+      if (log.valLoss !== undefined) history.valLoss!.push(log.valLoss);
+      if (log.valAcc !== undefined) history.valAcc!.push(log.valAcc);
+      if (log.valAuc !== undefined) history.valAuc!.push(log.valAuc);
+      o.onEpoch?.(epoch + 1, log);
+      if (o.earlyStopping) {
+        const monitored = log.valLoss ?? log.loss;
+        if (monitored < best - (o.earlyStopping.minDelta ?? 0)) {
+          best = monitored;
+          sinceBest = 0;
+        } else if (++sinceBest >= o.earlyStopping.patience) {
+          break;
+        }
+      }
+    }
+    // Early stopping may leave an extraction running: let it finish so the cache closes cleanly.
+    if (next) await next;
+  } finally {
+    if (next) await next.catch(() => undefined);
+    optimizer.dispose();
+  }
+  assertFiniteWeights(head, o.learningRate);
+  return history;
+}
+
+async function runEpoch(
+  head: tf.LayersModel,
+  optimizer: tf.Optimizer,
+  feed: Feed,
+  epoch: number,
+  generation: number,
+  k: number,
+  o: FitOptions,
+  extracting: boolean,
+): Promise<EpochLog> {
+  const t0 = performance.now();
+  let lossSum = 0;
+  let correct = 0;
+  let n = 0;
+  const viewsRead: number[] = [];
+  for await (const batch of feed.source.batches(epoch)) {
+    const r = trainStep(head, optimizer, batch, k, o.classWeights);
+    if (!Number.isFinite(r.loss)) {
+      throw new SplitfitError(
+        'SPLITFIT_NUMERIC',
+        `training diverged in epoch ${epoch + 1}: the loss is ${r.loss} (learningRate ${o.learningRate}, optimizer ${o.optimizer}); nothing was written — use a smaller learningRate`,
+      );
+    }
+    lossSum += r.loss * batch.labels.length;
+    correct += r.correct;
+    n += batch.labels.length;
+    for (const v of batch.views) viewsRead[v] = (viewsRead[v] ?? 0) + 1;
+    if (extracting || feed.source.mode === 'stream') await yieldToEventLoop();
+    throwIfAborted(o.signal);
+  }
+  // At least once an epoch, so a signal handler (the CLI's SIGINT) runs during in-memory training.
+  await yieldToEventLoop();
+  const log: EpochLog = { loss: lossSum / n, acc: correct / n, seconds: 0, generation, viewsRead: Array.from(viewsRead, (c) => c ?? 0) };
+  if (feed.valSet) {
+    const m = evaluateHead(head, feed.valSet, k, o.batchSize);
+    log.valLoss = m.loss;
+    log.valAcc = m.accuracy;
+    if (m.auc !== undefined) log.valAuc = m.auc;
+  }
+  log.seconds = (performance.now() - t0) / 1000;
+  return log;
+}
+
+/** A head whose weights hold NaN or ±Infinity predicts garbage: refuse it before it is written. */
+function assertFiniteWeights(head: tf.LayersModel, learningRate: number): void {
+  for (const w of head.trainableWeights) {
+    const finite = tf.tidy(() => tf.all(tf.isFinite(w.read())).dataSync()[0] === 1);
+    if (!finite) {
+      throw new SplitfitError('SPLITFIT_NUMERIC', `training diverged: weight ${w.name} holds NaN or Infinity (learningRate ${learningRate}); nothing was written — use a smaller learningRate`);
+    }
+  }
+}
+
+/** Inference-mode metrics of a head on in-memory features. */
+export function evaluateHead(head: tf.LayersModel, set: FeatureSet, k: number, batchSize = 256): ReturnType<typeof classificationMetrics> {
+  const probs = tf.tidy(() => {
+    const x = tf.tensor(set.x, [set.ids.length, ...set.featureShape]);
+    return (head.predict(x, { batchSize }) as tf.Tensor).dataSync() as Float32Array;
+  });
+  return classificationMetrics(probs, set.labels, k);
+}
