@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ErrorCode, isSplitfitError } from '../src/errors.js';
 import { buildHead, type BuildHeadOptions, checkHeadSize, MAX_HEAD_PARAMS, MAX_UNITS, parseHeadSpec } from '../src/model/head-spec.js';
+import { bundledModelArtifacts } from '../src/model/bundled.js';
 import { loadModel, saveModel } from '../src/model/io.js';
 import { backendArgs, CLI, type CliResult } from './helpers/cli.js';
 import { diffSnapshots, exists, makeToyFixture, snapshotCache, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
@@ -153,6 +154,19 @@ beforeAll(async () => {
     j.weightsManifest[0].weights[2] = null;
     return j;
   });
+  // layer configs tfjs itself refuses (its error is wrapped, never SPLITFIT_INTERNAL)
+  M['hugeUnits'] = await variant('huge-units', (j) => {
+    layer(j, 'classifier').config.units = 1e9;
+    return j;
+  });
+  M['negativeFilters'] = await variant('negative-filters', (j) => {
+    layer(j, 'stem').config.filters = -2;
+    return j;
+  });
+  M['layerConfigNull'] = await variant('layer-config-null', (j) => {
+    layer(j, 'block1_bn').config = null;
+    return j;
+  });
   // special files
   M['fifoShard'] = await variant('fifo-shard', (j) => j, null);
   execFileSync('mkfifo', [join(root, 'models', 'fifo-shard', 'weights.bin')]);
@@ -232,6 +246,51 @@ describe('loadModel refuses hostile model.json files with SPLITFIT_MODEL_LOAD na
     for (const m of row.mentions) expect(msg).toContain(m);
     // Refused before tfjs built anything: no tensors were made.
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it.each([
+    ['a Dense layer of 10^9 units (an 8·10^9-element kernel)', () => M['hugeUnits']!, 'Invalid typed array length'],
+    ['a Conv2D layer with -2 filters', () => M['negativeFilters']!, 'filters'],
+    ['a layer whose config is null', () => M['layerConfigNull']!, 'cannot build a LayersModel'],
+  ])('layer config tfjs refuses: %s → SPLITFIT_MODEL_LOAD wrapping its error', async (_name, model, mention) => {
+    const err = await caught(loadModel(model()));
+    expect(isSplitfitError(err, 'SPLITFIT_MODEL_LOAD'), String(err)).toBe(true);
+    expect((err as Error).message).toContain('cannot build a LayersModel from');
+    expect((err as Error).message).toContain(mention);
+  });
+
+  it('no false alarm on a real Keras export: the bundled MobileNetV2 (uint8-quantized) written out as a folder loads', async () => {
+    const art = await bundledModelArtifacts('mobilenet_v2');
+    const dir = join(root, 'models', 'mobilenet');
+    await mkdir(dir);
+    await writeFile(join(dir, 'model.json'), JSON.stringify({ modelTopology: art.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: art.weightSpecs }] }));
+    await writeFile(join(dir, 'w.bin'), new Uint8Array(art.weightData as ArrayBuffer));
+    expect(art.weightSpecs!.some((w) => w.quantization?.dtype === 'uint8')).toBe(true);
+    const model = await loadModel(join(dir, 'model.json'));
+    expect(model.getLayer('out_relu')).toBeDefined();
+    expect(model.layers.length).toBeGreaterThan(150);
+    model.dispose();
+  });
+
+  it('Sequential and nested models load; a duplicate name inside a nested model is refused, naming its path', async () => {
+    const seq = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 2, name: 's1' }), tf.layers.dense({ units: 2, name: 's2' })] });
+    const x = tf.input({ shape: [3], name: 'outer_x' });
+    const nested = tf.model({ inputs: x, outputs: seq.apply(x) as tf.SymbolicTensor, name: 'outer' });
+    for (const [name, m] of [['seq', seq], ['nested', nested]] as const) {
+      await saveModel(m, join(root, 'models', name));
+      const loaded = await loadModel(join(root, 'models', name, 'model.json'));
+      expect(loaded.countParams()).toBe(m.countParams());
+      loaded.dispose();
+    }
+    const path = join(root, 'models', 'nested', 'model.json');
+    const json = JSON.parse(await readFile(path, 'utf8')) as Json;
+    const inside = json.modelTopology.config.layers.find((l: Json) => l.class_name === 'Sequential');
+    inside.config.layers[1].config.name = 's1';
+    await writeFile(path, JSON.stringify(json));
+    const err = await caught(loadModel(path));
+    expect(isSplitfitError(err, 'SPLITFIT_MODEL_LOAD'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/modelTopology\.config\.layers\[1\]\.config\.layers\[1\]\.name is "s1", the name of .*layers\[0\] too; layer names must be unique/);
+    seq.dispose();
   });
 
   it('shared layers form a cycle of layers but not of nodes: A(B(A(B(x)))) still loads', async () => {

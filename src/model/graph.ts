@@ -208,11 +208,12 @@ function checkModelConfig(model: Record<string, unknown>, where: string, field: 
   // Functional: every inbound reference names an existing node, and the node graph is acyclic.
   const nodeCount = new Map<string, number>();
   const inbound = new Map<string, unknown[]>();
+  // An InputLayer or a nested model makes node 0 when tfjs constructs it; each listed call adds the next node.
+  const firstCall = (className: string): number => (className === 'InputLayer' || isModelClass(className) ? 1 : 0);
   for (const l of parsed) {
     const nodes = asArray(l.raw['inbound_nodes'] ?? [], where, `${l.field}.inbound_nodes`);
     inbound.set(l.name, nodes);
-    // An InputLayer makes its one node when it is constructed; every other layer gets one per call.
-    nodeCount.set(l.name, l.className === 'InputLayer' ? Math.max(1, nodes.length) : nodes.length);
+    nodeCount.set(l.name, firstCall(l.className) + nodes.length);
   }
   const checkRef = (ref: unknown, f: string, owner: string | undefined): string => {
     const r = asArray(ref, where, f);
@@ -235,7 +236,7 @@ function checkModelConfig(model: Record<string, unknown>, where: string, field: 
   for (const l of parsed) {
     inbound.get(l.name)!.forEach((node, k) => {
       const f = `${l.field}.inbound_nodes[${k}]`;
-      deps.set(`${l.name}#${k}`, asArray(node, where, f).map((ref, j) => checkRef(ref, `${f}[${j}]`, l.name)));
+      deps.set(`${l.name}#${firstCall(l.className) + k}`, asArray(node, where, f).map((ref, j) => checkRef(ref, `${f}[${j}]`, l.name)));
     });
   }
   for (const key of ['input_layers', 'output_layers'] as const) {
