@@ -154,6 +154,17 @@ beforeAll(async () => {
     j.weightsManifest[0].weights[2] = null;
     return j;
   });
+  M['deepNesting'] = await variant('deep-nesting', (j) => {
+    let inner: Json = { class_name: 'Model', name: 'm0', config: { name: 'm0', layers: [], input_layers: [], output_layers: [] }, inbound_nodes: [] };
+    for (let i = 1; i <= 40; i++) inner = { class_name: 'Model', name: `m${i}`, config: { name: `m${i}`, layers: [inner], input_layers: [], output_layers: [] }, inbound_nodes: [] };
+    j.modelTopology.config.layers.push(inner);
+    return j;
+  });
+  M['noPaths'] = await variant('no-paths', (j) => {
+    j.weightsManifest[0].paths = [];
+    return j;
+  });
+  M['emptyManifest'] = await variant('empty-manifest', (j) => ({ ...j, weightsManifest: [] }));
   // layer configs tfjs itself refuses (its error is wrapped, never SPLITFIT_INTERNAL)
   M['hugeUnits'] = await variant('huge-units', (j) => {
     layer(j, 'classifier').config.units = 1e9;
@@ -199,6 +210,8 @@ const modelRows: ModelRow[] = [
   { name: 'shard symlink pointing outside the folder', model: () => M['symlinkOut']!, mentions: ['"weights.bin"', 'outside the model\'s folder'] },
   { name: 'truncated weights.bin', model: () => M['truncated']!, mentions: ['weights.bin', 'holds 5960 bytes', 'declares 6060 bytes'] },
   { name: 'weights.bin with bytes of another run appended', model: () => M['appended']!, mentions: ['weights.bin', 'holds 6108 bytes', 'declares 6060 bytes'] },
+  { name: 'models nested 41 deep', model: () => M['deepNesting']!, mentions: ['nests models more than 32 deep'] },
+  { name: 'a weight group that lists no shard', model: () => M['noPaths']!, mentions: ['lists no weight shard', 'holds 0 bytes', 'declares 6060 bytes'] },
   { name: 'weight shape of 10^18 elements', model: () => M['hugeShape']!, mentions: ['weightsManifest[0].weights[0].shape', '"stem/kernel"', 'at most 2147483647'] },
   { name: 'negative weight dimension', model: () => M['negativeShape']!, mentions: ['weights[0].shape[2]', 'a number (-3)', 'non-negative integer'] },
   { name: 'fractional weight dimension', model: () => M['fractionalShape']!, mentions: ['weights[0].shape[2]', 'a number (1.5)'] },
@@ -252,6 +265,7 @@ describe('loadModel refuses hostile model.json files with SPLITFIT_MODEL_LOAD na
     ['a Dense layer of 10^9 units (an 8·10^9-element kernel)', () => M['hugeUnits']!, 'Invalid typed array length'],
     ['a Conv2D layer with -2 filters', () => M['negativeFilters']!, 'filters'],
     ['a layer whose config is null', () => M['layerConfigNull']!, 'cannot build a LayersModel'],
+    ['an empty weightsManifest for a model with weights', () => M['emptyManifest']!, 'stem'],
   ])('layer config tfjs refuses: %s → SPLITFIT_MODEL_LOAD wrapping its error', async (_name, model, mention) => {
     const err = await caught(loadModel(model()));
     expect(isSplitfitError(err, 'SPLITFIT_MODEL_LOAD'), String(err)).toBe(true);
@@ -289,7 +303,7 @@ describe('loadModel refuses hostile model.json files with SPLITFIT_MODEL_LOAD na
     await writeFile(path, JSON.stringify(json));
     const err = await caught(loadModel(path));
     expect(isSplitfitError(err, 'SPLITFIT_MODEL_LOAD'), String(err)).toBe(true);
-    expect((err as Error).message).toMatch(/modelTopology\.config\.layers\[1\]\.config\.layers\[1\]\.name is "s1", the name of .*layers\[0\] too; layer names must be unique/);
+    expect((err as Error).message).toMatch(/modelTopology\.config\.layers\[1\]\.config\.layers\[1\]\.config\.name is "s1", the name of .*layers\[0\] too; layer names must be unique/);
     seq.dispose();
   });
 

@@ -147,11 +147,13 @@ export function layerOutputShape(model: tf.LayersModel, name: string): number[] 
 export function checkTopology(modelTopology: unknown, where: string): void {
   const top = asRecord(modelTopology, where, 'modelTopology');
   const cfg = top['model_config'] === undefined ? top : asRecord(top['model_config'], where, 'modelTopology.model_config');
-  checkModelConfig(cfg, where, cfg === top ? 'modelTopology' : 'modelTopology.model_config');
+  checkModelConfig(cfg, where, cfg === top ? 'modelTopology' : 'modelTopology.model_config', 0);
 }
 
 /** Layers a malformed file may list before we refuse it: far above any real model, far below a hang. */
 export const MAX_LAYERS = 100_000;
+/** Models nested inside models: real ones nest one or two deep; the bound keeps the check's recursion shallow. */
+export const MAX_NESTING = 32;
 
 function topologyError(where: string, field: string, what: string): SplitfitError {
   return new SplitfitError('SPLITFIT_MODEL_LOAD', `${where}: ${field} ${what}; re-export the model from Keras or tfjs (model.save)`);
@@ -177,7 +179,8 @@ export function describeJson(v: unknown): string {
   return `${typeof v === 'object' ? 'an' : 'a'} ${typeof v}`;
 }
 
-function checkModelConfig(model: Record<string, unknown>, where: string, field: string): void {
+function checkModelConfig(model: Record<string, unknown>, where: string, field: string, depth: number): void {
+  if (depth > MAX_NESTING) throw topologyError(where, field, `nests models more than ${MAX_NESTING} deep`);
   if (typeof model['class_name'] !== 'string') throw topologyError(where, `${field}.class_name`, `is ${describeJson(model['class_name'])}; expected a string`);
   const className = model['class_name'];
   const config = model['config'];
@@ -198,9 +201,11 @@ function checkModelConfig(model: Record<string, unknown>, where: string, field: 
     const name = typeof named === 'string' ? named : `#${i}`;
     if (typeof layer['class_name'] !== 'string') throw topologyError(where, `${f}.class_name`, `(layer "${name}") is ${describeJson(layer['class_name'])}; expected a string`);
     const first = names.get(name);
-    if (first !== undefined) throw topologyError(where, `${f}.name`, `is "${name}", the name of ${layersField}[${first}] too; layer names must be unique`);
+    if (first !== undefined) {
+      throw topologyError(where, sequential ? `${f}.config.name` : `${f}.name`, `is "${name}", the name of ${layersField}[${first}] too; layer names must be unique`);
+    }
     names.set(name, i);
-    if (isModelClass(layer['class_name']) && typeof layer['config'] === 'object' && layer['config'] !== null) checkModelConfig(layer, where, f);
+    if (isModelClass(layer['class_name']) && typeof layer['config'] === 'object' && layer['config'] !== null) checkModelConfig(layer, where, f, depth + 1);
     return { name, className: layer['class_name'], raw: layer, field: f };
   });
   if (className === 'Sequential') return;

@@ -55,7 +55,9 @@ export async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts>
   const buffers: Uint8Array[] = [];
   let total = 0;
   for (const [i, group] of doc.groups.entries()) {
-    const shards = await Promise.all(group.paths.map((p) => locateShard(jsonPath, folder, p)));
+    // One at a time: a manifest may list thousands of shards, and each check opens the file.
+    const shards: Shard[] = [];
+    for (const p of group.paths) shards.push(await locateShard(jsonPath, folder, p));
     const actual = shards.reduce((n, s) => n + s.size, 0);
     if (actual !== group.bytes) throw shardSizeError(jsonPath, i, group, shards, actual);
     total += actual;
@@ -110,7 +112,12 @@ async function locateShard(jsonPath: string, folder: string, p: string): Promise
 }
 
 function shardSizeError(jsonPath: string, index: number, group: WeightGroup, shards: Shard[], actual: number): SplitfitError {
-  const what = shards.length === 1 ? `weight shard ${shards[0]!.path} holds` : `weight shards ${shards.map((s) => s.path).join(', ')} hold together`;
+  const what =
+    shards.length === 0
+      ? 'lists no weight shard and so holds'
+      : shards.length === 1
+        ? `weight shard ${shards[0]!.path} holds`
+        : `weight shards ${shards.map((s) => s.path).join(', ')} hold together`;
   return new SplitfitError(
     'SPLITFIT_MODEL_LOAD',
     `model ${jsonPath}: ${what} ${actual} bytes, but weightsManifest[${index}] declares ${group.bytes} bytes for its ${group.weights.length} weights (by dtype and shape); ` +
