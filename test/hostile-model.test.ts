@@ -154,6 +154,18 @@ beforeAll(async () => {
     j.weightsManifest[0].weights[2] = null;
     return j;
   });
+  M['refString'] = await variant('ref-string', (j) => {
+    layer(j, 'stem').inbound_nodes = [['image']];
+    return j;
+  });
+  M['noInputLayers'] = await variant('no-input-layers', (j) => {
+    delete j.modelTopology.config.input_layers;
+    return j;
+  });
+  M['classNameNumber'] = await variant('class-name-number', (j) => {
+    layer(j, 'pool').class_name = 7;
+    return j;
+  });
   M['deepNesting'] = await variant('deep-nesting', (j) => {
     let inner: Json = { class_name: 'Model', name: 'm0', config: { name: 'm0', layers: [], input_layers: [], output_layers: [] }, inbound_nodes: [] };
     for (let i = 1; i <= 40; i++) inner = { class_name: 'Model', name: `m${i}`, config: { name: `m${i}`, layers: [inner], input_layers: [], output_layers: [] }, inbound_nodes: [] };
@@ -210,6 +222,9 @@ const modelRows: ModelRow[] = [
   { name: 'shard symlink pointing outside the folder', model: () => M['symlinkOut']!, mentions: ['"weights.bin"', 'outside the model\'s folder'] },
   { name: 'truncated weights.bin', model: () => M['truncated']!, mentions: ['weights.bin', 'holds 5960 bytes', 'declares 6060 bytes'] },
   { name: 'weights.bin with bytes of another run appended', model: () => M['appended']!, mentions: ['weights.bin', 'holds 6108 bytes', 'declares 6060 bytes'] },
+  { name: 'an inbound reference that is a string', model: () => M['refString']!, mentions: ['layers[1].inbound_nodes[0][0]', 'a string ("image")', 'expected an array'] },
+  { name: 'input_layers missing', model: () => M['noInputLayers']!, mentions: ['modelTopology.config.input_layers is missing'] },
+  { name: 'a layer class_name that is a number', model: () => M['classNameNumber']!, mentions: ['class_name', '(layer "pool") is a number (7)'] },
   { name: 'models nested 41 deep', model: () => M['deepNesting']!, mentions: ['nests models more than 32 deep'] },
   { name: 'a weight group that lists no shard', model: () => M['noPaths']!, mentions: ['lists no weight shard', 'holds 0 bytes', 'declares 6060 bytes'] },
   { name: 'weight shape of 10^18 elements', model: () => M['hugeShape']!, mentions: ['weightsManifest[0].weights[0].shape', '"stem/kernel"', 'at most 2147483647'] },
