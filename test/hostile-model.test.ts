@@ -19,7 +19,6 @@ import { backendArgs, CLI, type CliResult } from './helpers/cli.js';
 import { diffSnapshots, exists, makeToyFixture, snapshotCache, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
 
 /** model.json as the rows edit it: arbitrary JSON, since each row breaks a different part of it. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- hostile edits reach into any field
 type Json = any;
 
 let root: string;
