@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
 import { SplitfitError } from '../errors.js';
+import { NotRegularFileError, openRegularFile, readRegularFile } from './regular-file.js';
 import type { Sample } from './types.js';
 
 /** Files hashed at once while listing: enough to hide disk latency, few enough to keep memory flat. */
@@ -9,7 +9,10 @@ const READ_CHUNK = 1 << 20;
 
 /**
  * A sample backed by a file. The file is read once here to compute its id, and not kept:
- * `load()` reads it again and checks that it still has the listed content.
+ * `load()` reads it again and checks that it still has the listed content. Only regular files are
+ * read (symbolic links are followed): a FIFO, a device or a socket is `SPLITFIT_DATA_DECODE` here,
+ * when the data source is listed — before `--skip-bad` could apply, since such a file has no
+ * content to identify it by.
  * @param where How to name the sample in errors, e.g. `labels.csv line 7` (defaults to the path).
  */
 export async function fileSample(path: string, label: string | undefined, where = path): Promise<Sample> {
@@ -20,7 +23,7 @@ export async function fileSample(path: string, label: string | undefined, where 
     async load() {
       let bytes: Buffer;
       try {
-        bytes = await readFile(path);
+        bytes = await readRegularFile(path);
       } catch (err) {
         throw readError(path, where, err);
       }
@@ -52,9 +55,9 @@ export function sha256(bytes: Uint8Array): string {
 async function hashFile(path: string, where: string): Promise<string> {
   const hash = createHash('sha256');
   try {
-    const handle = await open(path, 'r');
+    const { handle, stats } = await openRegularFile(path);
     try {
-      const { size } = await handle.stat();
+      const { size } = stats;
       const chunk = Buffer.allocUnsafe(Math.max(1, Math.min(size, READ_CHUNK)));
       for (;;) {
         const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
@@ -73,7 +76,13 @@ async function hashFile(path: string, where: string): Promise<string> {
 function readError(path: string, where: string, err: unknown): SplitfitError {
   const code = (err as NodeJS.ErrnoException).code;
   const reason =
-    code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory, not an image file' : String(err);
+    err instanceof NotRegularFileError
+      ? `is ${err.kind}, not a regular file; only regular image files are read (remove it, or link to the image itself)`
+      : code === 'ENOENT'
+        ? 'file not found'
+        : code === 'EISDIR'
+          ? 'is a directory, not an image file'
+          : String(err);
   const place = where === path ? path : `${path} (${where})`;
   const fix = where === path ? '' : '; correct the path or remove that line';
   return new SplitfitError('SPLITFIT_DATA_DECODE', `cannot read ${place}: ${reason}${fix}`, { cause: err });
