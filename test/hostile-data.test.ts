@@ -149,6 +149,12 @@ const rows: Row[] = [
     code: 'SPLITFIT_DATA_DECODE',
     mentions: (b) => [join(b, 'x-images-idx3-ubyte'), 'a character device'],
   },
+  {
+    name: 'an "images:labels" spec whose labels file is /dev/zero',
+    spec: async (b) => `${await writeAt(join(b, 'p-images-idx3-ubyte'), idx([1, 2, 2], new Uint8Array(4)))}:/dev/zero`,
+    code: 'SPLITFIT_DATA_DECODE',
+    mentions: () => ['IDX labels file /dev/zero is not a regular file'],
+  },
   // link loops and second paths
   {
     name: 'a class folder that is a link to another class',

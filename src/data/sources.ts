@@ -119,6 +119,7 @@ async function statOrUndefined(path: string): Promise<Stats | undefined> {
 }
 
 async function mustExist(path: string, what: string): Promise<void> {
-  const ok = await stat(path).then((s) => s.isFile(), () => false);
-  if (!ok) throw new SplitfitError('SPLITFIT_IO', `${what} not found: ${path}`);
+  const info = await stat(path).catch(() => undefined);
+  if (!info) throw new SplitfitError('SPLITFIT_IO', `${what} not found: ${path}`);
+  if (!info.isFile()) throw new SplitfitError('SPLITFIT_DATA_DECODE', `${what} ${path} is not a regular file; give the file itself`);
 }
