@@ -7,11 +7,12 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readdir, realpath, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { crc32, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeatureCache } from '../src/cache/feature-cache.js';
 import type { ErrorCode } from '../src/errors.js';
 import { type DataSource, openDataSource, openFiles, type OpenDataSourceOptions, selectSamples } from '../src/data/sources.js';
+import { decodeImage } from '../src/data/decode.js';
 import { readIdx } from '../src/data/idx.js';
 import { idx, makeTempDir, sha256, solid, writeAt } from './data-fixtures.js';
 import { backendArgs, CLI } from './helpers/cli.js';
@@ -299,6 +300,31 @@ describe('hostile data sources: coded error naming the culprit, never a hang', (
     expect(stoppedAfter).toBeLessThanOrEqual(1 << 20);
   });
 
+  it('a PNG declaring 100000×100000 pixels is SPLITFIT_DATA_DECODE at decode time, never allocated', async () => {
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(100_000, 0);
+    ihdr.writeUInt32BE(100_000, 4);
+    ihdr[8] = 8;
+    ihdr[9] = 2; // 8-bit RGB: 30 GB decoded
+    const chunk = (type: string, data: Buffer): Buffer => {
+      const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+      const out = Buffer.alloc(12 + data.length);
+      out.writeUInt32BE(data.length, 0);
+      body.copy(out, 4);
+      out.writeUInt32BE(crc32(body) >>> 0, 8 + data.length);
+      return out;
+    };
+    const bytes = Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1000))), chunk('IEND', Buffer.alloc(0))]);
+    const root = join(dir, 'huge-png');
+    await writeAt(join(root, 'a', 'huge.png'), bytes);
+    await writeAt(join(root, 'b', 'ok.png'), await png());
+    const sample = (await openDataSource(root)).samples.find((s) => s.source.endsWith('huge.png'))!;
+    await expect(decodeImage(await sample.load(), { height: 16, width: 16, channels: 3 }, sample.source)).rejects.toMatchObject({
+      code: 'SPLITFIT_DATA_DECODE',
+      message: expect.stringMatching(new RegExp(`${sample.source}.*exceeds pixel limit.*--skip-bad`)),
+    });
+  });
+
   it('an honest gzip IDX still reads whole (the bound is the header size, not a guess)', async () => {
     const pixels = new Uint8Array(5 * 28 * 28).map((_, i) => (i * 7) % 256);
     const file = await writeAt(join(dir, 'honest', 'h-images-idx3-ubyte.gz'), idx([5, 28, 28], pixels, true));
@@ -560,6 +586,19 @@ describe('through the CLI', () => {
 
     execFileSync('cp', [join(data, a, first), join(data, b, 'mislabelled.png')]);
     expectCoded(await runCliWithin(cf(data, join(cliDir, 'dup-cache'))), 'SPLITFIT_DATA_CONFLICT', [join(data, a, first), join(data, b, 'mislabelled.png')]);
+  });
+
+  it('predict on a folder answers once per file, copies included', async () => {
+    const folder = join(cliDir, 'predict-dups');
+    execFileSync('cp', ['-r', join(fx.data, fx.classes[0]!), folder]);
+    const files = (await readdir(folder)).sort();
+    execFileSync('cp', [join(folder, files[0]!), join(folder, `copy-${files[0]}`)]);
+    const r = await runCliWithin(['predict', '--model', fx.model, folder]);
+    expect(r.status, r.stderr).toBe(0);
+    const predictions = r.json['predictions'] as { file: string; probability: number }[];
+    expect(predictions.map((p) => p.file)).toEqual([...files, `copy-${files[0]}`].sort().map((f) => join(folder, f)));
+    const byFile = new Map(predictions.map((p) => [p.file, p.probability]));
+    expect(byFile.get(join(folder, `copy-${files[0]}`))).toBe(byFile.get(join(folder, files[0]!)));
   });
 
   it('an IDX labels file with a stray byte: SPLITFIT_DATA_DECODE naming the row, not a 201-class cache', async () => {
