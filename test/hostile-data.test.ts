@@ -58,6 +58,12 @@ interface Row {
   /** Builds the hostile input under `base` (a fresh folder) and returns the data spec. */
   spec: (base: string) => Promise<string>;
   options?: OpenDataSourceOptions;
+  /**
+   * `open`: opening the source fails. `load`: it opens, and exactly one sample's `load()` fails — a bad
+   * sample, which `--skip-bad` counts as failed like an undecodable image.
+   * @default 'open'
+   */
+  at?: 'open' | 'load';
   code: ErrorCode;
   /** Texts the message must contain: the culprit (file, row) and what it is. */
   mentions: (base: string) => string[];
@@ -82,6 +88,7 @@ const rows: Row[] = [
       mkfifo(join(b, 'a', 'pipe.png'));
       return b;
     },
+    at: 'load',
     code: 'SPLITFIT_DATA_DECODE',
     mentions: (b) => [join(b, 'a', 'pipe.png'), 'a FIFO (named pipe), not a regular file'],
   },
@@ -92,6 +99,7 @@ const rows: Row[] = [
       await symlink('/dev/zero', join(b, 'b', 'zero.png'));
       return b;
     },
+    at: 'load',
     code: 'SPLITFIT_DATA_DECODE',
     mentions: (b) => [join(b, 'b', 'zero.png'), 'a character device'],
   },
@@ -102,12 +110,14 @@ const rows: Row[] = [
       await symlink('/dev/urandom', join(b, 'a', 'noise.jpg'));
       return b;
     },
+    at: 'load',
     code: 'SPLITFIT_DATA_DECODE',
     mentions: (b) => [join(b, 'a', 'noise.jpg'), 'a character device'],
   },
   {
     name: 'a manifest row naming /dev/zero',
     spec: async (b) => csv(b, 'path,label\na.png,x\n/dev/zero,y\n', { 'a.png': await png() }),
+    at: 'load',
     code: 'SPLITFIT_DATA_DECODE',
     mentions: () => ['/dev/zero', 'labels.csv line 3', 'a character device'],
   },
@@ -118,6 +128,7 @@ const rows: Row[] = [
       mkfifo(join(b, 'pipe'));
       return file;
     },
+    at: 'load',
     code: 'SPLITFIT_DATA_DECODE',
     mentions: (b) => [join(b, 'pipe'), 'labels.csv line 3', 'FIFO'],
   },
@@ -268,19 +279,34 @@ describe('hostile data sources: coded error naming the culprit, never a hang', (
   it.each(rows.map((r, i) => [r.name, r, i] as const))('%s', { timeout: 20_000 }, async (_name, row, i) => {
     const base = join(dir, `row-${i}`);
     const spec = await row.spec(base);
-    const err = await openDataSource(spec, row.options).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err, 'opening the source should have failed').toBeDefined();
+    let err: unknown;
+    if (row.at === 'load') {
+      const source = await openDataSource(spec, row.options);
+      const loads = await Promise.allSettled(source.samples.map((s) => s.load()));
+      const failed = loads.filter((l): l is PromiseRejectedResult => l.status === 'rejected');
+      expect(failed, 'exactly one sample should fail to load').toHaveLength(1);
+      err = failed[0]!.reason;
+    } else {
+      err = await openDataSource(spec, row.options).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, 'opening the source should have failed').toBeDefined();
+    }
     expect(err).toMatchObject({ name: 'SplitfitError', code: row.code });
     for (const m of row.mentions(base)) expect((err as Error).message).toContain(m);
   });
 
-  it('openFiles (predict) refuses a FIFO and /dev/zero by name, without blocking', { timeout: 20_000 }, async () => {
+  it('openFiles (predict) lists a FIFO and /dev/zero without reading them; their load() fails by name', { timeout: 20_000 }, async () => {
     const fifo = mkfifo(join(dir, 'lonely.png'));
-    await expect(openFiles([fifo])).rejects.toMatchObject({ code: 'SPLITFIT_DATA_DECODE', message: expect.stringContaining(`${fifo}: is a FIFO`) });
-    await expect(openFiles(['/dev/zero'])).rejects.toMatchObject({ code: 'SPLITFIT_DATA_DECODE', message: expect.stringContaining('/dev/zero: is a character device') });
+    const source = await openFiles([fifo, '/dev/zero']);
+    expect(source.samples.map((s) => s.source)).toEqual([fifo, '/dev/zero']);
+    // Ids from the path: distinct, stable, and not the hash of empty content.
+    expect(new Set(source.samples.map((s) => s.id)).size).toBe(2);
+    expect(source.samples.map((s) => s.id)).not.toContain(sha256(''));
+    expect((await openFiles([fifo])).samples[0]!.id).toBe(source.samples[0]!.id);
+    await expect(source.samples[0]!.load()).rejects.toMatchObject({ code: 'SPLITFIT_DATA_DECODE', message: expect.stringContaining(`${fifo}: is a FIFO`) });
+    await expect(source.samples[1]!.load()).rejects.toMatchObject({ code: 'SPLITFIT_DATA_DECODE', message: expect.stringContaining('/dev/zero: is a character device') });
   });
 
   it('a file swapped for a FIFO after listing fails its load() by name instead of hanging', { timeout: 20_000 }, async () => {
@@ -539,15 +565,17 @@ describe('through the CLI', () => {
     for (const m of mentions) expect(lines[0]).toContain(m);
   }
 
-  it('cache-features on a class folder holding a FIFO: SPLITFIT_DATA_DECODE naming it, no hang, no cache', async () => {
+  it('cache-features on a class folder holding a FIFO: SPLITFIT_DATA_DECODE naming it, no hang; --skip-bad counts it as failed', async () => {
     const data = join(cliDir, 'fifo-data');
     await mkdir(data);
     execFileSync('cp', ['-r', ...fx.classes.map((c) => join(fx.data, c)), data]);
     const fifo = mkfifo(join(data, fx.classes[0]!, 'pipe.png'));
     const cache = join(cliDir, 'fifo-cache');
-    const r = await runCliWithin(cf(data, cache));
-    expectCoded(r, 'SPLITFIT_DATA_DECODE', [fifo, 'FIFO']);
-    expect(await readdir(cliDir)).not.toContain('fifo-cache');
+    expectCoded(await runCliWithin(cf(data, cache)), 'SPLITFIT_DATA_DECODE', [fifo, 'FIFO', '--skip-bad']);
+    // With --skip-bad it is a failed sample like an undecodable image; the rest is cached.
+    const r = await runCliWithin([...cf(data, cache), '--skip-bad']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ total: fx.total + 1, failed: 1, entries: fx.total, failures: [{ source: fifo, reason: expect.stringContaining('FIFO') }] });
   });
 
   it('predict on /dev/zero and on a FIFO: SPLITFIT_DATA_DECODE naming the file, no hang', async () => {

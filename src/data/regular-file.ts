@@ -11,6 +11,7 @@ export class NotRegularFileError extends Error {
     readonly path: string,
     /** What the path is, e.g. `a FIFO (named pipe)`. */
     readonly kind: string,
+    readonly isDirectory = false,
   ) {
     super(`${path} is ${kind}, not a regular file`);
   }
@@ -26,7 +27,7 @@ export async function openRegularFile(path: string): Promise<{ handle: FileHandl
   const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const stats = await handle.stat();
-    if (!stats.isFile()) throw new NotRegularFileError(path, fileKind(stats));
+    if (!stats.isFile()) throw new NotRegularFileError(path, fileKind(stats), stats.isDirectory());
     return { handle, stats };
   } catch (err) {
     await handle.close();
