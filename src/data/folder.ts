@@ -1,5 +1,5 @@
 import { readdir, realpath, stat } from 'node:fs/promises';
-import { extname, isAbsolute, join, relative } from 'node:path';
+import { extname, isAbsolute, join, relative, sep } from 'node:path';
 import { SplitfitError } from '../errors.js';
 import { fileSamples } from './file-sample.js';
 import type { DataSource } from './types.js';
@@ -108,7 +108,9 @@ async function listImages(
     // Listing a folder that holds one being listed would list that one again, and so on.
     const looped = chain.find((c) => c === real || isInside(real, c));
     if (looped !== undefined) {
-      walk.notes.push(`skipped ${dir}: a link loop (it leads to ${real}, which holds ${walk.visited.get(looped)!.path}, already being listed)`);
+      const listing = walk.visited.get(looped)!.path;
+      const how = looped === real ? `${real}, which is ${listing}` : `${real}, which holds ${listing}`;
+      walk.notes.push(`skipped ${dir}: a link loop (it leads to ${how}, already being listed)`);
       return undefined;
     }
     const seen = walk.visited.get(real);
@@ -158,7 +160,7 @@ function notDataKind(names: readonly string[]): string | undefined {
 /** `inner` is strictly below `outer`. */
 function isInside(outer: string, inner: string): boolean {
   const rel = relative(outer, inner);
-  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
 }
 
 async function realDir(dir: string): Promise<string> {
@@ -168,6 +170,7 @@ async function realDir(dir: string): Promise<string> {
     throw new SplitfitError('SPLITFIT_IO', `cannot resolve folder ${dir}: ${String(err)}`, { cause: err });
   }
 }
+
 /** Non-hidden entries of a folder; symbolic links are followed. */
 async function visibleEntries(dir: string): Promise<{ name: string; isDirectory: boolean }[]> {
   let dirents;

@@ -25,11 +25,12 @@ const LABEL_MODES = ['infer', 'none'] as const;
  *   `images-idx3` with `labels-idx1`), or `images:labels` (`kind: 'idx'`).
  *
  * Every file is read once to compute its content-hash id; nothing is decoded or kept in memory. Only
- * regular files are read (links followed): a FIFO, device or socket is refused, never opened blocking.
+ * regular files are read (links followed): a FIFO, device or socket listed as a sample is never read,
+ * and its `load()` fails with `SPLITFIT_DATA_DECODE` naming it (a bad sample, like an undecodable image).
  * Files with the same bytes are one sample: the later ones are reported in `duplicates`, and the same
  * bytes under two labels are refused. What the listing skipped on purpose is in `notes`.
  * Errors: `SPLITFIT_IO` (spec not found), `SPLITFIT_USAGE` (not a data source, bad manifest header,
- * bad options), `SPLITFIT_DATA_EMPTY`, `SPLITFIT_DATA_DECODE` (missing listed file, not a regular file,
+ * bad options), `SPLITFIT_DATA_EMPTY`, `SPLITFIT_DATA_DECODE` (missing listed file, a manifest or IDX file that is not a regular file,
  * malformed manifest row, damaged IDX, unused IDX label values), `SPLITFIT_DATA_CONFLICT` (the same image
  * under two labels, one folder in two classes).
  */
