@@ -16,7 +16,7 @@ import { decodeImage } from '../src/data/decode.js';
 import { readIdx } from '../src/data/idx.js';
 import { idx, makeTempDir, sha256, solid, writeAt } from './data-fixtures.js';
 import { backendArgs, CLI } from './helpers/cli.js';
-import { makeToyFixture, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
+import { diffSnapshots, exists, makeToyFixture, snapshotCache, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -613,7 +613,9 @@ describe('through the CLI', () => {
     expect(r.json).toMatchObject({ total: fx.total, extracted: fx.total, skipped: 0, duplicates: 1, entries: fx.total });
 
     execFileSync('cp', [join(data, a, first), join(data, b, 'mislabelled.png')]);
+    const before = await snapshotCache(join(cliDir, 'dup-cache'));
     expectCoded(await runCliWithin(cf(data, join(cliDir, 'dup-cache'))), 'SPLITFIT_DATA_CONFLICT', [join(data, a, first), join(data, b, 'mislabelled.png')]);
+    expect(diffSnapshots(before, await snapshotCache(join(cliDir, 'dup-cache'))), 'the refused run changed the cache').toEqual([]);
   });
 
   it('predict on a folder answers once per file, copies included', async () => {
@@ -636,5 +638,6 @@ describe('through the CLI', () => {
     await writeAt(join(base, 's-labels-idx1-ubyte'), idx([8], labels));
     const images = await writeAt(join(base, 's-images-idx3-ubyte'), idx([8, 16, 16, 3], new Uint8Array(8 * 16 * 16 * 3).map((_, i) => i % 251)));
     expectCoded(await runCliWithin(cf(images, join(cliDir, 'stray-cache'))), 'SPLITFIT_DATA_DECODE', ['200 at row 5', 'never 2..199']);
+    expect(await exists(join(cliDir, 'stray-cache')), 'no cache is created for a refused data set').toBe(false);
   });
 });
