@@ -10,6 +10,8 @@ export const ERROR_CODES = [
   'SPLITFIT_HEAD_SPEC',
   'SPLITFIT_DATA_EMPTY',
   'SPLITFIT_DATA_DECODE',
+  /** One thing twice in a data set: the same image under two labels, or one folder in two classes. */
+  'SPLITFIT_DATA_CONFLICT',
   'SPLITFIT_CACHE_LOCKED',
   'SPLITFIT_CACHE_CORRUPT',
   'SPLITFIT_CACHE_MISMATCH',

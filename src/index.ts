@@ -20,7 +20,7 @@ export { selectSamples, type SelectSamplesOptions } from './data/select.js';
 export { FASHION_MNIST_CLASSES } from './data/idx.js';
 export { decodeImage } from './data/decode.js';
 export { PREPROCESS_PRESETS, parsePreprocess, preprocess } from './data/preprocess.js';
-export type { DataSource, RawImage, Sample } from './data/types.js';
+export type { DataSource, DuplicateSample, RawImage, Sample } from './data/types.js';
 
 export { FeatureCache } from './cache/feature-cache.js';
 export { CACHE_FORMAT_VERSION, type FeatureDType } from './cache/codec.js';

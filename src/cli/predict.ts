@@ -36,12 +36,17 @@ export function registerPredict(program: Command): void {
   backendOption(cmd);
 }
 
-/** Files as given; folders contribute every image below them. */
+/** Files as given; folders contribute every image below them, copies included (one answer per file). */
 async function expand(paths: readonly string[]): Promise<Sample[]> {
   const out: Sample[] = [];
   for (const path of paths) {
     const isDir = await stat(path).then((s) => s.isDirectory(), () => false);
-    out.push(...(isDir ? await openDataSource(path, { labels: 'none' }) : await openFiles([path])).samples);
+    if (!isDir) {
+      out.push(...(await openFiles([path])).samples);
+      continue;
+    }
+    const source = await openDataSource(path, { labels: 'none' });
+    out.push(...[...source.samples, ...(source.duplicates ?? [])].sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0)));
   }
   return out;
 }

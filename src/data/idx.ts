@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { constants as bufferConstants } from 'node:buffer';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import { SplitfitError } from '../errors.js';
+import { NotRegularFileError, readRegularFile } from './regular-file.js';
 import type { DataSource, RawImage, Sample } from './types.js';
 
 /** Fashion-MNIST class names; position = the numeric IDX label. Pass as `classNames` to `openDataSource`. */
@@ -11,7 +12,6 @@ export const FASHION_MNIST_CLASSES: readonly string[] = Object.freeze([
   't-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle-boot',
 ]);
 
-const gunzipAsync = promisify(gunzip);
 const IDX_UBYTE = 0x08;
 const IDX_TYPE_NAMES: Record<number, string> = {
   0x08: 'unsigned byte', 0x09: 'signed byte', 0x0b: 'int16', 0x0c: 'int32', 0x0d: 'float32', 0x0e: 'float64',
@@ -26,45 +26,113 @@ export interface IdxArray {
 /** Thrown (as `SPLITFIT_USAGE` by the caller) when a file does not start like an IDX file. */
 export class NotIdxError extends Error {}
 
+/** Largest IDX payload splitfit holds: one Buffer (4 GiB on Node 20). */
+const MAX_IDX_BYTES = bufferConstants.MAX_LENGTH;
+
 /**
  * Reads an IDX file (MNIST format), gzip-compressed or raw — recognised by content, not by name.
- * Throws `NotIdxError` when the bytes are not IDX at all, `SPLITFIT_DATA_DECODE` when they are a damaged IDX.
+ * A gzip file is inflated as a stream and stopped as soon as it passes the size its header declares,
+ * so a small file that inflates to gigabytes is refused after reading little more than its header.
+ * Throws `NotIdxError` when the bytes are not IDX at all, `SPLITFIT_DATA_DECODE` when they are a damaged
+ * IDX (or the path is not a regular file).
  */
 export async function readIdx(file: string): Promise<IdxArray> {
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(file);
+    bytes = await readRegularFile(file);
   } catch (err) {
+    if (err instanceof NotRegularFileError) throw decodeError(file, `is ${err.kind}, not a regular file`, err);
     throw new SplitfitError('SPLITFIT_IO', `cannot read ${file}: ${String(err)}`, { cause: err });
   }
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      bytes = await gunzipAsync(bytes);
-    } catch (err) {
-      throw decodeError(file, `gzip data is damaged (${(err as Error).message})`, err);
-    }
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = await gunzipBounded(bytes, file);
+  const header = parseHeader(bytes, file);
+  if (header === undefined) {
+    if (bytes.length < 4) throw new NotIdxError(`${file} is not an IDX file`);
+    throw decodeError(file, 'truncated header');
   }
-  if (bytes.length < 4 || bytes[0] !== 0 || bytes[1] !== 0) throw new NotIdxError(`${file} is not an IDX file`);
+  const actual = bytes.length - header.length;
+  if (actual !== header.dataBytes) {
+    throw decodeError(
+      file,
+      `dimensions [${header.dims.join(', ')}] need ${header.dataBytes} data bytes but the file has ${actual}${actual < header.dataBytes ? ' (truncated?)' : ''}`,
+    );
+  }
+  // A plain Uint8Array view: Buffer's slice() would share memory where a copy is meant.
+  return { dims: header.dims, data: new Uint8Array(bytes.buffer, bytes.byteOffset + header.length, header.dataBytes) };
+}
+
+interface IdxHeader {
+  dims: number[];
+  /** Header bytes: 4 + 4 per dimension. */
+  length: number;
+  /** Payload bytes the dimensions call for. */
+  dataBytes: number;
+}
+
+/**
+ * The header at the start of `bytes`, or `undefined` when more bytes are needed to read it.
+ * Throws `NotIdxError` for bytes that are not IDX, `SPLITFIT_DATA_DECODE` for a type splitfit does not
+ * read or a size it cannot hold.
+ */
+function parseHeader(bytes: Uint8Array, file: string): IdxHeader | undefined {
+  if (bytes.length >= 2 && (bytes[0] !== 0 || bytes[1] !== 0)) throw new NotIdxError(`${file} is not an IDX file`);
+  if (bytes.length < 4) return undefined;
   const type = bytes[2]!;
   const ndims = bytes[3]!;
   if (!(type in IDX_TYPE_NAMES) || ndims === 0) throw new NotIdxError(`${file} is not an IDX file`);
   if (type !== IDX_UBYTE) {
     throw decodeError(file, `holds ${IDX_TYPE_NAMES[type]} values; only unsigned bytes (type 0x08) are supported`);
   }
-  const headerLength = 4 + 4 * ndims;
-  if (bytes.length < headerLength) throw decodeError(file, 'truncated header');
+  const length = 4 + 4 * ndims;
+  if (bytes.length < length) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dims = Array.from({ length: ndims }, (_, i) => view.getUint32(4 + 4 * i, false));
-  const expected = dims.reduce((a, b) => a * b, 1);
-  const actual = bytes.length - headerLength;
-  if (actual !== expected) {
-    throw decodeError(
-      file,
-      `dimensions [${dims.join(', ')}] need ${expected} data bytes but the file has ${actual}${actual < expected ? ' (truncated?)' : ''}`,
-    );
+  const dataBytes = dims.reduce((a, b) => a * b, 1);
+  if (dataBytes > MAX_IDX_BYTES - length) {
+    throw decodeError(file, `dimensions [${dims.join(', ')}] declare ${dataBytes} data bytes, more than the ${MAX_IDX_BYTES} splitfit can hold; the header is damaged or the data set must be split`);
   }
-  // A plain Uint8Array view: Buffer's slice() would share memory where a copy is meant.
-  return { dims, data: new Uint8Array(bytes.buffer, bytes.byteOffset + headerLength, expected) };
+  return { dims, length, dataBytes };
+}
+
+/** Inflates a gzip IDX file, stopping as soon as the output passes what the IDX header declares. */
+function gunzipBounded(compressed: Uint8Array, file: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const gunzip = createGunzip();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let limit: number | undefined;
+    let settled = false;
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      gunzip.destroy();
+      reject(err);
+    };
+    gunzip.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      chunks.push(chunk);
+      total += chunk.length;
+      try {
+        if (limit === undefined) {
+          const header = parseHeader(chunks.length === 1 ? chunk : Buffer.concat(chunks, total), file);
+          if (header !== undefined) limit = header.length + header.dataBytes;
+        }
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      if (limit !== undefined && total > limit) {
+        fail(decodeError(file, `inflates to more than the ${limit} bytes its header declares (stopped after ${total}); the file is damaged or not what it claims`));
+      }
+    });
+    gunzip.on('error', (err) => fail(decodeError(file, `gzip data is damaged (${err.message})`, err)));
+    gunzip.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(Buffer.concat(chunks, total));
+    });
+    gunzip.end(compressed);
+  });
 }
 
 export interface OpenIdxOptions {
@@ -92,10 +160,11 @@ export async function openIdx(imagesFile: string, options: OpenIdxOptions): Prom
 
   let values: Uint8Array | undefined;
   let labels: string[] = [];
+  let notes: string[] = [];
   if (options.labels === 'infer') {
     const labelsFile = options.labelsFile ?? (await findLabelsFile(imagesFile));
     values = await readLabels(labelsFile, imagesFile, count);
-    labels = labelNames(values, options.classNames, labelsFile);
+    ({ labels, notes } = labelNames(values, options.classNames, labelsFile));
   }
 
   const size = height * width * channels;
@@ -112,7 +181,7 @@ export async function openIdx(imagesFile: string, options: OpenIdxOptions): Prom
     if (values) sample.label = labels[values[i]!]!;
     samples.push(sample);
   }
-  return { kind: 'idx', root: imagesFile, labels, samples };
+  return { kind: 'idx', root: imagesFile, labels, samples, notes };
 }
 
 async function readLabels(labelsFile: string, imagesFile: string, count: number): Promise<Uint8Array> {
@@ -135,10 +204,37 @@ async function readLabels(labelsFile: string, imagesFile: string, count: number)
   return labels.data;
 }
 
-/** Names in numeric label order, so a label's class index is its IDX value. */
-function labelNames(values: Uint8Array, classNames: readonly string[] | undefined, labelsFile: string): string[] {
-  const max = values.reduce((m, v) => (v > m ? v : m), 0);
-  if (!classNames) return Array.from({ length: max + 1 }, (_, i) => String(i));
+/**
+ * Names in numeric label order, so a label's class index is its IDX value. Without `classNames` the
+ * classes are the values 0..max, so every one of them must occur: one stray byte (200 in a 0/1 file)
+ * would otherwise make a 201-class head. With `classNames` the user names the classes, and those with
+ * no sample are reported in `notes`.
+ */
+function labelNames(
+  values: Uint8Array,
+  classNames: readonly string[] | undefined,
+  labelsFile: string,
+): { labels: string[]; notes: string[] } {
+  const counts = new Array<number>(256).fill(0);
+  for (const v of values) counts[v]!++;
+  const max = counts.findLastIndex((c) => c > 0);
+  if (!classNames) {
+    const unused = unusedValues(counts, max + 1);
+    if (unused.length > 0) {
+      const firstGap = unused[0]!;
+      const stray: string[] = [];
+      values.forEach((v, row) => {
+        if (v > firstGap) stray.push(`${v} at row ${row}`);
+      });
+      throw decodeError(
+        labelsFile,
+        `labels use values up to ${max} but never ${ranges(unused)}, so ${unused.length} of ${max + 1} classes would have no samples; ` +
+          `values above the gap: ${stray.slice(0, 10).join(', ')}${stray.length > 10 ? `, and ${stray.length - 10} more` : ''} (rows count from 0). ` +
+          `Fix or drop those rows, or pass classNames (one name per value 0..${max}) if the empty classes are meant`,
+      );
+    }
+    return { labels: Array.from({ length: max + 1 }, (_, i) => String(i)), notes: [] };
+  }
   if (new Set(classNames).size !== classNames.length || classNames.some((n) => n === '')) {
     throw new SplitfitError('SPLITFIT_USAGE', `classNames must be distinct non-empty names, got ${JSON.stringify(classNames)}`);
   }
@@ -148,7 +244,28 @@ function labelNames(values: Uint8Array, classNames: readonly string[] | undefine
       `classNames has ${classNames.length} names but ${labelsFile} uses label ${max}; give one name per label 0..${max}`,
     );
   }
-  return [...classNames];
+  const unused = unusedValues(counts, classNames.length);
+  const notes =
+    unused.length === 0
+      ? []
+      : [`${unused.length} of ${classNames.length} classes have no samples in ${labelsFile}: ${unused.map((v) => `'${classNames[v]}' (${v})`).join(', ')}`];
+  return { labels: [...classNames], notes };
+}
+
+function unusedValues(counts: readonly number[], classes: number): number[] {
+  return Array.from({ length: classes }, (_, v) => v).filter((v) => counts[v] === 0);
+}
+
+/** `[2, 3, 4, 9]` → `2..4, 9`. */
+function ranges(sorted: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(j === i ? String(sorted[i]) : `${sorted[i]}..${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(', ');
 }
 
 /** `train-images-idx3-ubyte[.gz]` → `train-labels-idx1-ubyte[.gz]` in the same folder (either compression). */

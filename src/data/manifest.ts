@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { SplitfitError } from '../errors.js';
 import { fileSamples } from './file-sample.js';
+import { NotRegularFileError, readRegularFile } from './regular-file.js';
 import type { DataSource } from './types.js';
 
 export const MANIFEST_EXTENSIONS: readonly string[] = ['.csv', '.jsonl', '.ndjson'];
@@ -15,13 +15,20 @@ interface ManifestRow {
 
 /**
  * A CSV (`path,label` header) or JSONL (`{"path": …, "label": …}` per line) manifest.
- * Paths are relative to the manifest's folder unless absolute. Blank lines are skipped.
+ * Paths are relative to the manifest's folder unless absolute, and may point anywhere the user can
+ * read (`../other/a.png`, `/data/a.png`): a manifest is the user's own list. Each must be a regular file.
+ * Paths and labels are trimmed in both formats (`"smile "` is the class `smile`). A JSONL label is a
+ * string or an integer (`3` is the class `'3'`); any other type is `SPLITFIT_DATA_DECODE` naming the line.
+ * Blank lines are skipped.
  */
 export async function openManifest(file: string, labels: 'infer' | 'none'): Promise<DataSource> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readRegularFile(file)).toString('utf8');
   } catch (err) {
+    if (err instanceof NotRegularFileError) {
+      throw new SplitfitError('SPLITFIT_DATA_DECODE', `manifest ${file} is ${err.kind}, not a regular file; give the manifest file itself`, { cause: err });
+    }
     throw new SplitfitError('SPLITFIT_IO', `cannot read manifest ${file}: ${String(err)}`, { cause: err });
   }
   text = text.replace(/^\uFEFF/, '');
@@ -72,14 +79,30 @@ function parseJsonlManifest(text: string, file: string, labels: 'infer' | 'none'
       throw rowError(file, line, 'expected an object like {"path": "a.png", "label": "cat"}');
     }
     const { path, label } = value as { path?: unknown; label?: unknown };
-    if (typeof path !== 'string') throw rowError(file, line, `"path" must be a string, got ${JSON.stringify(path)}`);
-    const text = typeof label === 'number' ? String(label) : label;
-    if (labels === 'infer' && typeof text !== 'string') {
-      throw rowError(file, line, `"label" must be a string, got ${JSON.stringify(label)}`);
+    if (typeof path !== 'string') {
+      throw rowError(file, line, `"path" must be a string, got ${describeJson(path)}`);
     }
-    rows.push(row(file, line, path, typeof text === 'string' ? text : '', labels));
+    if (labels === 'none') {
+      rows.push(row(file, line, path.trim(), '', labels));
+      return;
+    }
+    // An integer is a class number; a fraction, a huge number or any other type is a mistake, not a name.
+    const text = typeof label === 'number' && Number.isSafeInteger(label) ? String(label) : label;
+    if (typeof text !== 'string') {
+      throw rowError(file, line, `"label" must be a string or an integer, got ${describeJson(label)}`);
+    }
+    rows.push(row(file, line, path.trim(), text.trim(), labels));
   });
   return rows;
+}
+
+/** A JSON value as a row error names it: `null`, `the number 1.5`, `an array [1,2]`, `nothing (no such key)`. */
+function describeJson(value: unknown): string {
+  if (value === undefined) return 'nothing (no such key)';
+  if (value === null) return 'null';
+  const kind = Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : `the ${typeof value}`;
+  const text = JSON.stringify(value);
+  return `${kind} ${text.length > 40 ? `${text.slice(0, 40)}…` : text}`;
 }
 
 function row(file: string, line: number, path: string, label: string, labels: 'infer' | 'none'): ManifestRow {

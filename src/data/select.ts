@@ -41,7 +41,9 @@ export function selectSamples(source: DataSource, options: SelectSamplesOptions 
   }
   const samples: Sample[] = source.samples.filter((_, i) => chosen.has(i));
   if (samples.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `no samples selected from ${source.root}`);
-  return { kind: source.kind, root: source.root, labels, samples };
+  const kept = new Set(samples.map((s) => s.source));
+  const duplicates = (source.duplicates ?? []).filter((d) => kept.has(d.duplicateOf));
+  return { kind: source.kind, root: source.root, labels, samples, duplicates, notes: source.notes ?? [] };
 }
 
 function validateSelectOptions(

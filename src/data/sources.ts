@@ -2,13 +2,14 @@ import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { SplitfitError } from '../errors.js';
+import { dedupeSamples } from './dedupe.js';
 import { fileSamples } from './file-sample.js';
 import { openFolder } from './folder.js';
 import { NotIdxError, openIdx } from './idx.js';
 import { MANIFEST_EXTENSIONS, openManifest } from './manifest.js';
 import type { DataSource, OpenDataSourceOptions } from './types.js';
 
-export type { DataSource, DataSourceKind, OpenDataSourceOptions, RawImage, Sample } from './types.js';
+export type { DataSource, DataSourceKind, DuplicateSample, OpenDataSourceOptions, RawImage, Sample } from './types.js';
 export { FASHION_MNIST_CLASSES } from './idx.js';
 export { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS } from './folder.js';
 export { selectSamples, type SelectSamplesOptions } from './select.js';
@@ -23,11 +24,23 @@ const LABEL_MODES = ['infer', 'none'] as const;
  * - an IDX images file, raw or gzip (`…-images-idx3-ubyte[.gz]`, labels found by replacing
  *   `images-idx3` with `labels-idx1`), or `images:labels` (`kind: 'idx'`).
  *
- * Every file is read once to compute its content-hash id; nothing is decoded or kept in memory.
+ * Every file is read once to compute its content-hash id; nothing is decoded or kept in memory. Only
+ * regular files are read (links followed): a FIFO, device or socket listed as a sample is never read,
+ * and its `load()` fails with `SPLITFIT_DATA_DECODE` naming it (a bad sample, like an undecodable image).
+ * Files with the same bytes are one sample: the later ones are reported in `duplicates`, and the same
+ * bytes under two labels are refused. What the listing skipped on purpose is in `notes`.
  * Errors: `SPLITFIT_IO` (spec not found), `SPLITFIT_USAGE` (not a data source, bad manifest header,
- * bad options), `SPLITFIT_DATA_EMPTY`, `SPLITFIT_DATA_DECODE` (missing listed file, damaged IDX).
+ * bad options), `SPLITFIT_DATA_EMPTY`, `SPLITFIT_DATA_DECODE` (missing listed file, a manifest or IDX file that is not a regular file,
+ * malformed manifest row, damaged IDX, unused IDX label values), `SPLITFIT_DATA_CONFLICT` (the same image
+ * under two labels, one folder in two classes).
  */
 export async function openDataSource(spec: string, options: OpenDataSourceOptions = {}): Promise<DataSource> {
+  const source = await openListed(spec, options);
+  const { samples, duplicates } = dedupeSamples(source.samples);
+  return { ...source, samples, duplicates, notes: source.notes ?? [] };
+}
+
+async function openListed(spec: string, options: OpenDataSourceOptions): Promise<DataSource> {
   const { labels, classNames } = validateOpenOptions(spec, options);
   const path = resolve(spec);
   const info = await statOrUndefined(path);
@@ -55,11 +68,14 @@ export async function openDataSource(spec: string, options: OpenDataSourceOption
   return openIdxOrUsage(path, { labels, classNames, labelsFile: undefined });
 }
 
-/** Unlabeled samples for the given image files (`kind: 'files'`), e.g. the inputs of `predict`. */
+/**
+ * Unlabeled samples for the given image files (`kind: 'files'`), e.g. the inputs of `predict`: one
+ * sample per path, in order, duplicates included (a caller answering per file needs every one).
+ */
 export async function openFiles(paths: readonly string[]): Promise<DataSource> {
   if (paths.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', 'no image files given');
   const samples = await fileSamples(paths.map((p) => ({ path: resolve(p), label: undefined })));
-  return { kind: 'files', root: process.cwd(), labels: [], samples };
+  return { kind: 'files', root: process.cwd(), labels: [], samples, duplicates: [], notes: [] };
 }
 
 function validateOpenOptions(
@@ -104,6 +120,7 @@ async function statOrUndefined(path: string): Promise<Stats | undefined> {
 }
 
 async function mustExist(path: string, what: string): Promise<void> {
-  const ok = await stat(path).then((s) => s.isFile(), () => false);
-  if (!ok) throw new SplitfitError('SPLITFIT_IO', `${what} not found: ${path}`);
+  const info = await stat(path).catch(() => undefined);
+  if (!info) throw new SplitfitError('SPLITFIT_IO', `${what} not found: ${path}`);
+  if (!info.isFile()) throw new SplitfitError('SPLITFIT_DATA_DECODE', `${what} ${path} is not a regular file; give the file itself`);
 }

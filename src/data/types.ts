@@ -33,6 +33,24 @@ export interface DataSource {
    */
   labels: string[];
   samples: Sample[];
+  /**
+   * Files with the same bytes (so the same id) as an earlier sample, left out of `samples` so that an
+   * image is extracted and trained on once. Each names the sample it copies in `duplicateOf`.
+   * The same bytes under two different labels are never a duplicate: opening fails with
+   * `SPLITFIT_DATA_CONFLICT` instead. Empty for `openFiles`, which keeps one sample per path given.
+   */
+  duplicates?: DuplicateSample[];
+  /**
+   * Things the listing left out on purpose, one line each, for the caller to show: a feature cache or a
+   * splitfit output folder inside the data folder, a symbolic-link loop, a second path to a folder.
+   */
+  notes?: string[];
+}
+
+/** A file left out of a data source because an earlier sample has the same bytes. */
+export interface DuplicateSample extends Sample {
+  /** `source` of the sample kept in its place. */
+  duplicateOf: string;
 }
 
 export interface OpenDataSourceOptions {

@@ -53,12 +53,16 @@ export type ExtractEvent =
 
 export interface ExtractResult {
   fingerprint: string;
-  /** Samples in the data set. */
+  /** Distinct samples in the data set (files with the same bytes count once). */
   total: number;
   /** Base forward passes in this run, one per sample and view (0 when everything was cached). */
   extracted: number;
   /** Samples whose features were already cached. */
   skipped: number;
+  /** Files left out because another file has the same bytes (see `DataSource.duplicates`); never counted as skipped. */
+  duplicates: number;
+  /** What the data listing left out on purpose (see `DataSource.notes`), for the caller to show. */
+  notes: string[];
   failed: number;
   failures: { source: string; reason: string }[];
   /** Feature entries stored for this fingerprint after the run. */
@@ -138,7 +142,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   }
   const todo = unique.filter((s) => missingViews.has(s.id));
   const toExtract = todo.reduce((n, s) => n + missingViews.get(s.id)!.length, 0);
-  options.onProgress?.({ type: 'start', total: source.samples.length, toExtract, fingerprint: p.fingerprint });
+  options.onProgress?.({ type: 'start', total: unique.length, toExtract, fingerprint: p.fingerprint });
 
   const failures: { source: string; reason: string }[] = [];
   const fail = (sample: Sample, err: unknown): void => {
@@ -211,9 +215,11 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
 
   return {
     fingerprint: p.fingerprint,
-    total: source.samples.length,
+    total: unique.length,
     extracted,
-    skipped: source.samples.length - todo.length,
+    skipped: unique.length - todo.length,
+    duplicates: source.samples.length - unique.length + (source.duplicates?.length ?? 0),
+    notes: source.notes ?? [],
     failed: failures.length,
     failures,
     entries: await cache.countEntries(p.fingerprint),
