@@ -6,14 +6,15 @@
  * is one atomic batch, so an entry exists only when complete and an interrupted extraction
  * resumes from what is cached.
  */
-import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { AbstractSublevel } from 'abstract-level';
 import { Level } from 'level';
 import { SplitfitError } from '../errors.js';
 import { checkFeatures, decodeFeatures, encodeFeatures, FEATURE_DTYPES, CACHE_FORMAT_VERSION } from './codec.js';
-import type { CorruptReason, DecodedFeatures, FeatureDType } from './codec.js';
+import type { DecodedFeatures, FeatureDType } from './codec.js';
+import { lockedMessage, removeHolderFile, writeHolderFile } from './holder.js';
+import { errorMessage, hasLevelCode, ioError, ioHint, openError } from './level-errors.js';
 import {
   assertFingerprint,
   assertIndex,
@@ -22,201 +23,33 @@ import {
   featureKey,
   featureRange,
   featuresSublevelName,
-  HOLDER_FILE,
   META_KEYS,
   META_SUBLEVEL,
   NO_AUG,
   parseFeatureKey,
   SAMPLES_SUBLEVEL,
 } from './keys.js';
+import type {
+  CacheHolder,
+  CacheStats,
+  CachedFeatures,
+  CorruptEntry,
+  FeatureCacheOptions,
+  FeatureEntry,
+  FeatureSelector,
+  FingerprintStats,
+  GcOptions,
+  GcResult,
+  IterateOptions,
+  MissingOptions,
+  SampleEntry,
+  SampleRecord,
+  VerifyOptions,
+  VerifyResult,
+} from './types.js';
 
-// ---------------------------------------------------------------------------------------
-// Public types.
-
-/** Options of {@link FeatureCache.open}. */
-export interface FeatureCacheOptions {
-  /**
-   * Create the directory and an empty cache when none exists. When `false`, opening a
-   * directory without a cache fails with `SPLITFIT_IO`.
-   * @default true
-   */
-  createIfMissing?: boolean;
-  /**
-   * Refuse every write (`SPLITFIT_USAGE`). LevelDB still takes its exclusive lock: a
-   * read-only cache cannot be opened while another process holds it either.
-   * @default false
-   */
-  readOnly?: boolean;
-  /**
-   * Command recorded as the lock holder, so that a process that finds the cache locked can
-   * say who holds it (e.g. `splitfit cache-features --model mobilenet_v2 …`).
-   * @default process.argv without the node executable, joined by spaces
-   */
-  command?: string;
-}
-
-/** Who holds a cache open: stored in the `meta` key `holder` and in `splitfit-holder.json`. */
-export interface CacheHolder {
-  pid: number;
-  command: string;
-  /** ISO 8601 time the holder opened the cache. */
-  startedAt: string;
-  readOnly: boolean;
-}
-
-/** A sample's record in the `samples` sublevel. */
-export interface SampleRecord {
-  /** Class name or index; absent for unlabelled data. */
-  label?: string | number;
-  /** Where the sample came from (path, `idx:<file>#<index>`, …), for messages. */
-  source: string;
-}
-
-/** A sample to store: its id (content hash of the source bytes) and its record. */
-export interface SampleEntry extends SampleRecord {
-  id: string;
-}
-
-/** Which cached entry of a sample: its augmentation, generation and view. */
-export interface FeatureSelector {
-  /**
-   * Augmentation spec (canonical string); keys hold its short hash.
-   * @default undefined — no augmentation
-   */
-  aug?: string;
-  /**
-   * Generation of augmented views (bumped when a generation is refreshed).
-   * @default 0
-   */
-  generation?: number;
-  /**
-   * View index within the generation.
-   * @default 0
-   */
-  view?: number;
-}
-
-/** One entry to write with {@link FeatureCache.putFeatures}. */
-export interface FeatureEntry extends FeatureSelector {
-  sampleId: string;
-  data: Float32Array;
-  shape: number[];
-}
-
-/** One entry read back by {@link FeatureCache.iterateFeatures}. */
-export interface CachedFeatures {
-  sampleId: string;
-  view: number;
-  generation: number;
-  /** The augmentation spec, or `undefined` for entries without augmentation. */
-  aug: string | undefined;
-  data: Float32Array;
-  shape: number[];
-  dtype: FeatureDType;
-}
-
-/** Options of {@link FeatureCache.missingSampleIds}. */
-export interface MissingOptions extends FeatureSelector {
-  /**
-   * When set, a sample is missing unless all views `0 … views-1` are cached (`view` is then
-   * ignored).
-   * @default undefined — only `view` is checked
-   */
-  views?: number;
-}
-
-/** Options of {@link FeatureCache.iterateFeatures}. */
-export interface IterateOptions {
-  /**
-   * Augmentation spec to read.
-   * @default undefined — entries without augmentation
-   */
-  aug?: string;
-  /**
-   * Generation to read.
-   * @default undefined — every generation of `aug`, in order
-   */
-  generation?: number;
-  /**
-   * Maximum number of entries per yielded array (one `iterator.nextv` call).
-   * @default 256
-   */
-  batchSize?: number;
-}
-
-/** Per-fingerprint numbers of {@link FeatureCache.stats}. */
-export interface FingerprintStats {
-  fingerprint: string;
-  entries: number;
-  /** Views per sample: highest view index + 1 (0 when empty). */
-  views: number;
-  /** Highest generation present (0 when empty). */
-  generation: number;
-  /** Distinct generations present, ascending. */
-  generations: number[];
-  /** Sum of value sizes (header + payload), in bytes. */
-  bytes: number;
-  /** LevelDB's estimate of the space the entries take on disk (excludes unflushed writes). */
-  diskBytes: number;
-}
-
-/** Result of {@link FeatureCache.stats} (the `cache stats --json` contract). */
-export interface CacheStats {
-  samples: number;
-  /** Sum of feature value sizes over all fingerprints, in bytes. */
-  bytes: number;
-  /** LevelDB's estimate of the whole cache on disk (excludes unflushed writes). */
-  diskBytes: number;
-  fingerprints: FingerprintStats[];
-}
-
-/** One bad entry found by {@link FeatureCache.verify}. */
-export interface CorruptEntry {
-  fingerprint: string;
-  key: string;
-  reason: CorruptReason | 'bad key';
-  detail: string;
-}
-
-/** Options of {@link FeatureCache.verify}. */
-export interface VerifyOptions {
-  /**
-   * Verify only this fingerprint.
-   * @default undefined — every registered fingerprint
-   */
-  fingerprint?: string;
-  /**
-   * Delete the corrupt entries (one batch) so that the next extraction re-creates them.
-   * @default false
-   */
-  repair?: boolean;
-}
-
-/** Result of {@link FeatureCache.verify} (the `cache verify --json` contract). */
-export interface VerifyResult {
-  checked: number;
-  corrupt: CorruptEntry[];
-  /** Number of corrupt entries deleted (0 without `repair`). */
-  repaired: number;
-  /** `true` when no corrupt entry remains: none was found, or all were repaired. */
-  ok: boolean;
-}
-
-/** Options of {@link FeatureCache.gc}. */
-export interface GcOptions {
-  /**
-   * Only report what would be dropped.
-   * @default false
-   */
-  dryRun?: boolean;
-}
-
-/** Result of {@link FeatureCache.gc}. */
-export interface GcResult {
-  dryRun: boolean;
-  dropped: { fingerprint: string; entries: number }[];
-  kept: string[];
-}
+// The storage contract's types live in types.ts; importers of this module keep finding them here.
+export type * from './types.js';
 
 // ---------------------------------------------------------------------------------------
 // Internals.
@@ -231,10 +64,6 @@ interface FormatRecord {
   createdAt: string;
 }
 
-interface HolderFile extends CacheHolder {
-  token: string;
-}
-
 /** Methods classic-level adds to abstract-level (`db.supports.additionalMethods`). */
 interface ClassicLevelExtras {
   approximateSize(start: string, end: string): Promise<number>;
@@ -247,32 +76,6 @@ const SCAN_BATCH = 1000; // keys per nextv() when only keys are needed
 const VALUE_SCAN_BATCH = 64; // values per nextv() when scanning whole caches (~16 MB at 7×7×1280 float32)
 const HAS_MANY_CHUNK = 1024;
 const noop = (): void => undefined;
-
-function errorCode(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
-    return typeof code === 'string' ? code : undefined;
-  }
-  return undefined;
-}
-
-function errorCause(err: unknown): unknown {
-  return err instanceof Error ? err.cause : undefined;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** The fix for the usual I/O failures, appended to SPLITFIT_IO messages. */
-function ioHint(message: string): string {
-  if (/no space left on device|ENOSPC|disk quota exceeded|EDQUOT/i.test(message)) {
-    return '. The disk is full: free space (or use another --cache) and rerun; entries already written are kept and are not extracted again';
-  }
-  if (/read-only file system|EROFS/i.test(message)) return '. The cache is on a read-only file system: use another --cache';
-  if (/permission denied|EACCES|EPERM/i.test(message)) return '. Check the permissions of the cache directory, or use another --cache';
-  return '';
-}
 
 function validateOptions(options: FeatureCacheOptions | undefined): Required<FeatureCacheOptions> {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
@@ -300,21 +103,6 @@ function resolveSelector(selector: FeatureSelector | undefined): { aug: string; 
   assertIndex('generation', generation);
   assertIndex('view', view);
   return { aug: augKey(aug), generation, view };
-}
-
-function isHolder(value: unknown): value is HolderFile {
-  if (typeof value !== 'object' || value === null) return false;
-  const v = value as Record<string, unknown>;
-  return typeof v.pid === 'number' && typeof v.command === 'string' && typeof v.startedAt === 'string';
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errorCode(err) === 'EPERM'; // exists, owned by someone else
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -877,64 +665,23 @@ export class FeatureCache {
 
   /** Sidecar naming the holder: the DB itself cannot be read by whoever finds it locked. */
   async #writeHolderFile(): Promise<void> {
-    const token = randomUUID();
-    const holder: HolderFile = {
+    this.#holderToken = await writeHolderFile(this.#dir, {
       pid: process.pid,
       command: this.#options.command,
       startedAt: new Date().toISOString(),
       readOnly: this.#options.readOnly,
-      token,
-    };
-    const file = path.join(this.#dir, HOLDER_FILE);
-    const tmp = `${file}.${process.pid}.${token.slice(0, 8)}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(holder) + '\n');
-    await fsp.rename(tmp, file);
-    this.#holderToken = token;
+    });
   }
 
   async #removeHolderFile(): Promise<void> {
     const token = this.#holderToken;
     this.#holderToken = undefined;
-    if (token === undefined) return;
-    const file = path.join(this.#dir, HOLDER_FILE);
-    const holder = await readHolderFile(file);
-    if (holder?.token === token) await fsp.rm(file, { force: true }).catch(noop);
+    if (token !== undefined) await removeHolderFile(this.#dir, token);
   }
 
   async #openError(err: unknown): Promise<SplitfitError> {
-    const code = errorCode(err);
-    const causeCode = errorCode(errorCause(err));
-    const detail = errorMessage(errorCause(err) ?? err);
-    if (code === 'LEVEL_LOCKED' || causeCode === 'LEVEL_LOCKED') {
-      const holder = await readHolderFile(path.join(this.#dir, HOLDER_FILE));
-      const elsewhere = 'A cache can be open in one process at a time: wait for it to finish, stop it, or use another --cache directory.';
-      let message: string;
-      if (holder === undefined) {
-        message = `cache ${this.#dir} is locked by another process (it left no ${HOLDER_FILE}). ${elsewhere}`;
-      } else {
-        const opened = `opened ${holder.readOnly ? 'read-only' : 'for writing'} at ${holder.startedAt}`;
-        if (holder.pid === process.pid) {
-          message =
-            `cache ${this.#dir} is already open in this process (pid ${holder.pid}, "${holder.command}", ${opened}). ` +
-            'Use that FeatureCache or close it first: a cache can be open once at a time.';
-        } else if (!isProcessAlive(holder.pid)) {
-          message =
-            `cache ${this.#dir} is locked by another process; its ${HOLDER_FILE} names pid ${holder.pid} ("${holder.command}"), ` +
-            `which is no longer running, so the holder is unknown. ${elsewhere}`;
-        } else {
-          message = `cache ${this.#dir} is locked by pid ${holder.pid} running "${holder.command}" (${opened}). ${elsewhere}`;
-        }
-      }
-      return new SplitfitError('SPLITFIT_CACHE_LOCKED', message, { cause: err });
-    }
-    if (code === 'LEVEL_CORRUPTION' || causeCode === 'LEVEL_CORRUPTION') {
-      return new SplitfitError(
-        'SPLITFIT_CACHE_CORRUPT',
-        `LevelDB reports corruption in cache ${this.#dir}: ${detail}. Remove the directory (or run ClassicLevel.repair) and re-run cache-features.`,
-        { cause: err },
-      );
-    }
-    return new SplitfitError('SPLITFIT_IO', `could not open cache ${this.#dir}: ${detail}${ioHint(detail)}`, { cause: err });
+    if (hasLevelCode(err, 'LEVEL_LOCKED')) return new SplitfitError('SPLITFIT_CACHE_LOCKED', await lockedMessage(this.#dir), { cause: err });
+    return openError(this.#dir, err);
   }
 
   async #ready(): Promise<{ db: Root; meta: JsonSublevel<unknown>; samples: JsonSublevel<SampleRecord> }> {
@@ -1029,15 +776,7 @@ export class FeatureCache {
       return await fn();
     } catch (err) {
       if (err instanceof SplitfitError || err instanceof TypeError) throw err;
-      const code = errorCode(err);
-      if (code === 'LEVEL_CORRUPTION' || errorCode(errorCause(err)) === 'LEVEL_CORRUPTION') {
-        throw new SplitfitError(
-          'SPLITFIT_CACHE_CORRUPT',
-          `${op}: LevelDB reports corruption in cache ${this.#dir}: ${errorMessage(err)}`,
-          { cause: err },
-        );
-      }
-      throw new SplitfitError('SPLITFIT_IO', `${op} failed on cache ${this.#dir}: ${errorMessage(err)}${ioHint(errorMessage(err))}`, { cause: err });
+      throw ioError(this.#dir, op, err);
     }
   }
 }
@@ -1060,14 +799,5 @@ async function exists(file: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function readHolderFile(file: string): Promise<HolderFile | undefined> {
-  try {
-    const parsed: unknown = JSON.parse(await fsp.readFile(file, 'utf8'));
-    return isHolder(parsed) ? parsed : undefined;
-  } catch {
-    return undefined;
   }
 }
