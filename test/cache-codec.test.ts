@@ -20,6 +20,7 @@ import {
   NO_AUG,
   parseFeatureKey,
   parseFeaturesSublevelName,
+  shortFingerprint,
 } from '../src/cache/keys.js';
 
 const context = { fingerprint: 'f'.repeat(64), key: '-!000000!sample-1!000000' };
@@ -211,7 +212,7 @@ describe('encodeFeatures / decodeFeatures', () => {
     const err = corruptError(() => decodeFeatures(bytes, context));
     expect(err.message).toContain('crc mismatch');
     expect(err.message).toContain(context.key);
-    expect(err.message).toContain(context.fingerprint);
+    expect(err.message).toContain(shortFingerprint(context.fingerprint));
     expect(checkFeatures(bytes)?.reason).toBe('crc mismatch');
   });
 

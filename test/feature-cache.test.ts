@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSplitfitError, type SplitfitError } from '../src/errors.js';
 import { encodedByteLength, headerByteLength } from '../src/cache/codec.js';
 import { FeatureCache, type CacheHolder, type CachedFeatures, type FeatureEntry } from '../src/cache/feature-cache.js';
-import { augKey, featureKey, featuresSublevelName, HOLDER_FILE, NO_AUG } from '../src/cache/keys.js';
+import { augKey, featureKey, featuresSublevelName, HOLDER_FILE, NO_AUG, shortFingerprint } from '../src/cache/keys.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const FP = 'a1'.repeat(32);
@@ -405,7 +405,7 @@ describe('corruption', () => {
     expect(err.code).toBe('SPLITFIT_CACHE_CORRUPT');
     expect(err.message).toContain('crc mismatch');
     expect(err.message).toContain(key);
-    expect(err.message).toContain(FP);
+    expect(err.message).toContain(shortFingerprint(FP));
     expect((await rejection(collect(cache.iterateFeatures(FP)))).code).toBe('SPLITFIT_CACHE_CORRUPT');
     expect((await cache.getFeatures(FP, sampleId(4)))?.data).toEqual(features(4));
   });

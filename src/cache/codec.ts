@@ -16,6 +16,7 @@
  */
 import * as zlib from 'node:zlib';
 import { SplitfitError } from '../errors.js';
+import { shortFingerprint } from './keys.js';
 
 /** Version of the value format (and of the key schema); part of every fingerprint. */
 export const CACHE_FORMAT_VERSION = 1;
@@ -283,7 +284,7 @@ export function decodeFeatures(bytes: Uint8Array, context: CodecContext): Decode
   if (!parsed.ok) {
     throw new SplitfitError(
       'SPLITFIT_CACHE_CORRUPT',
-      `corrupt feature entry "${context.key}" in cache namespace ${context.fingerprint}: ${parsed.reason} ` +
+      `corrupt feature entry "${context.key}" in cache namespace ${shortFingerprint(context.fingerprint)}: ${parsed.reason} ` +
         `(${parsed.detail}). Run \`splitfit cache verify --repair\` to drop bad entries, then re-run cache-features.`,
     );
   }

@@ -28,6 +28,7 @@ import {
   NO_AUG,
   parseFeatureKey,
   SAMPLES_SUBLEVEL,
+  shortFingerprint,
 } from './keys.js';
 import type {
   CacheHolder,
@@ -720,7 +721,7 @@ export class FeatureCache {
     if (parts === undefined) {
       throw new SplitfitError(
         'SPLITFIT_CACHE_CORRUPT',
-        `malformed feature key "${key}" in cache namespace ${fingerprint}. Run \`splitfit cache verify --repair\`.`,
+        `malformed feature key "${key}" in cache namespace ${shortFingerprint(fingerprint)}. Run \`splitfit cache verify --repair\`.`,
       );
     }
     const { data, shape, dtype } = decodeFeatures(value, { fingerprint, key });
