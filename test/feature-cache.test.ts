@@ -495,19 +495,20 @@ describe('maintenance', () => {
     await cache.putFeatures(FP2, entries(3, { aug: 'flip' }), 'float32');
 
     const dry = await cache.gc([FP], { dryRun: true });
-    expect(dry).toEqual({ dryRun: true, dropped: [{ fingerprint: FP2, entries: 3 }], kept: [FP] });
+    const freed = { entries: 3, bytes: 3 * encodedByteLength([DIM], 'float32') };
+    expect(dry).toEqual({ dryRun: true, dropped: [{ fingerprint: FP2, ...freed }], orphaned: [], samples: 0, freed, kept: [FP] });
     expect(await cache.countEntries(FP2)).toBe(3);
     expect(await cache.listFingerprints()).toEqual([FP, FP2]);
 
     const real = await cache.gc([FP]);
-    expect(real).toEqual({ dryRun: false, dropped: [{ fingerprint: FP2, entries: 3 }], kept: [FP] });
+    expect(real).toEqual({ dryRun: false, dropped: [{ fingerprint: FP2, ...freed }], orphaned: [], samples: 0, freed, kept: [FP] });
     expect(await cache.countEntries(FP2)).toBe(0);
     expect(await cache.countEntries(FP)).toBe(8);
     await cache.close();
     await cache.open();
     expect(await cache.listFingerprints()).toEqual([FP]);
     expect((await cache.stats()).fingerprints.map((f) => f.fingerprint)).toEqual([FP]);
-    expect(await cache.gc([FP])).toEqual({ dryRun: false, dropped: [], kept: [FP] });
+    expect(await cache.gc([FP])).toEqual({ dryRun: false, dropped: [], orphaned: [], samples: 0, freed: { entries: 0, bytes: 0 }, kept: [FP] });
   });
 
   it('clear empties the cache and leaves it usable', async () => {

@@ -38,13 +38,19 @@ import type {
   FeatureCacheOptions,
   FeatureEntry,
   FeatureSelector,
+  FingerprintReferences,
   FingerprintStats,
+  GcFreed,
   GcOptions,
   GcResult,
+  GenerationStats,
   IterateOptions,
+  MetaBatchOptions,
+  MetaOperation,
   MissingOptions,
   SampleEntry,
   SampleRecord,
+  StatsOptions,
   VerifyOptions,
   VerifyResult,
 } from './types.js';
@@ -235,30 +241,66 @@ export class FeatureCache {
     await this.#io('write meta', () => meta.put(key, value));
   }
 
+  /**
+   * Writes several meta keys — and, with `options`, sample records — in ONE LevelDB batch, so a
+   * kill leaves all of them or none (a run record and the pointer that makes it current, say).
+   * Keys the cache owns are refused.
+   */
+  async batchMeta(ops: readonly MetaOperation[], options?: MetaBatchOptions): Promise<void> {
+    if (!Array.isArray(ops)) throw new TypeError(`batchMeta: operations must be an array, received ${typeof ops}`);
+    for (const op of ops) {
+      if (op?.type !== 'put' && op?.type !== 'del') {
+        throw new TypeError(`batchMeta: each operation's type must be "put" or "del", received ${JSON.stringify((op as { type?: unknown } | undefined)?.type)}`);
+      }
+      assertMetaKey(op.key, true);
+      if (op.type === 'put' && op.value === undefined) throw new TypeError(`meta value of "${op.key}" must be JSON-serializable, received undefined`);
+    }
+    const putSamples = options?.putSamples ?? [];
+    const deleteSamples = options?.deleteSamples ?? [];
+    validateSampleEntries(putSamples);
+    if (!Array.isArray(deleteSamples)) throw new TypeError(`batchMeta option \`deleteSamples\` must be an array of sample ids, received ${typeof deleteSamples}`);
+    deleteSamples.forEach(assertSampleId);
+    const { db, meta, samples } = await this.#writable('batchMeta');
+    if (ops.length + putSamples.length + deleteSamples.length === 0) return;
+    const batch = db.batch();
+    for (const op of ops) {
+      if (op.type === 'put') batch.put<string, unknown>(op.key, op.value, { sublevel: meta });
+      else batch.del(op.key, { sublevel: meta });
+    }
+    for (const e of putSamples) batch.put<string, SampleRecord>(e.id, sampleRecord(e), { sublevel: samples });
+    for (const id of deleteSamples) batch.del(id, { sublevel: samples });
+    await this.#io('write meta', () => batch.write()).catch(async (err: unknown) => {
+      await batch.close().catch(noop);
+      throw err;
+    });
+  }
+
+  /** The meta entries whose key starts with `prefix`, in key order, values decoded. */
+  async metaEntries<T>(prefix: string): Promise<[key: string, value: T][]> {
+    if (typeof prefix !== 'string' || prefix === '') throw new TypeError(`meta prefix must be a non-empty string, received ${JSON.stringify(prefix)}`);
+    const { meta } = await this.#ready();
+    const it = meta.iterator({ gte: prefix, lt: upperBound(prefix) });
+    const out: [string, T][] = [];
+    try {
+      for (;;) {
+        const rows = await this.#io('read meta', () => it.nextv(VALUE_SCAN_BATCH));
+        if (rows.length === 0) return out;
+        for (const [key, value] of rows) out.push([key, value as T]);
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
   // -------------------------------------------------------------------------------------
   // samples
 
   /** Stores sample records (one batch). */
   async putSamples(entries: readonly SampleEntry[]): Promise<void> {
-    if (!Array.isArray(entries)) throw new TypeError(`samples must be an array, received ${typeof entries}`);
-    for (const e of entries) {
-      assertSampleId(e.id);
-      if (typeof e.source !== 'string') throw new TypeError(`sample ${e.id}: source must be a string, received ${typeof e.source}`);
-      if (e.label !== undefined && typeof e.label !== 'string' && typeof e.label !== 'number') {
-        throw new TypeError(`sample ${e.id}: label must be a string or a number, received ${typeof e.label}`);
-      }
-    }
+    validateSampleEntries(entries);
     const { samples } = await this.#writable('putSamples');
     if (entries.length === 0) return;
-    await this.#io('write samples', () =>
-      samples.batch(
-        entries.map((e) => ({
-          type: 'put' as const,
-          key: e.id,
-          value: e.label === undefined ? { source: e.source } : { label: e.label, source: e.source },
-        })),
-      ),
-    );
+    await this.#io('write samples', () => samples.batch(entries.map((e) => ({ type: 'put' as const, key: e.id, value: sampleRecord(e) }))));
   }
 
   /** A sample's record, or `undefined`. */
@@ -460,13 +502,20 @@ export class FeatureCache {
 
   /**
    * Counts samples and, per registered fingerprint, entries, views, generations and bytes
-   * (exact sum of value sizes, read by one scan) plus LevelDB's on-disk estimate.
+   * (exact sum of value sizes, read by one scan) plus LevelDB's on-disk estimate. Given the
+   * runs' `references`, also tells committed generations, incomplete ones and orphaned
+   * entries apart (see {@link StatsOptions}).
    */
-  async stats(): Promise<CacheStats> {
+  async stats(options?: StatsOptions): Promise<CacheStats> {
+    const references = validateReferences(options?.references, 'stats');
     const { samples, db } = await this.#ready();
     const fingerprints: FingerprintStats[] = [];
     for (const fingerprint of [...this.#fingerprints].sort()) {
       const sub = this.#features(fingerprint);
+      const refs = references?.get(fingerprint);
+      const committed = new Set((refs?.committed ?? []).map((c) => `${augKey(c.aug)}!${c.generation}`));
+      const groups = new Map<string, { augKey: string; generation: number; entries: number; bytes: number; isCommitted: boolean }>();
+      const orphaned = { entries: 0, bytes: 0 };
       let entries = 0;
       let bytes = 0;
       let maxView = -1;
@@ -483,13 +532,24 @@ export class FeatureCache {
             if (parts === undefined) continue;
             maxView = Math.max(maxView, parts.view);
             generations.add(parts.generation);
+            if (references === undefined) continue;
+            if (refs === undefined || !refs.samples.has(parts.sampleId)) {
+              orphaned.entries++;
+              orphaned.bytes += value.byteLength;
+              continue;
+            }
+            const group = `${parts.augKey}!${parts.generation}`;
+            const g = groups.get(group) ?? { augKey: parts.augKey, generation: parts.generation, entries: 0, bytes: 0, isCommitted: committed.has(group) };
+            g.entries++;
+            g.bytes += value.byteLength;
+            groups.set(group, g);
           }
         }
       } finally {
         await it.close();
       }
       const sorted = [...generations].sort((a, b) => a - b);
-      fingerprints.push({
+      const stat: FingerprintStats = {
         fingerprint,
         entries,
         views: maxView + 1,
@@ -497,7 +557,21 @@ export class FeatureCache {
         generations: sorted,
         bytes,
         diskBytes: await this.#approximateSize(db, sub.prefix, upperBound(sub.prefix)),
-      });
+      };
+      if (references !== undefined) {
+        const list = [...groups.values()].sort((a, b) => (a.augKey === b.augKey ? a.generation - b.generation : a.augKey < b.augKey ? -1 : 1));
+        const toStats = (g: (typeof list)[number]): GenerationStats => ({
+          ...(g.augKey === NO_AUG ? {} : { aug: this.#augSpecs.get(g.augKey) ?? g.augKey }),
+          generation: g.generation,
+          entries: g.entries,
+          bytes: g.bytes,
+        });
+        stat.committed = list.filter((g) => g.isCommitted).map(toStats);
+        stat.incomplete = list.filter((g) => !g.isCommitted).map(toStats);
+        stat.orphaned = orphaned;
+        stat.generation = Math.max(0, ...(refs?.committed ?? []).map((c) => c.generation));
+      }
+      fingerprints.push(stat);
     }
     return {
       samples: await this.#countRange(samples, {}),
@@ -551,13 +625,20 @@ export class FeatureCache {
 
   /**
    * Drops every fingerprint not in `inUse` (its entries, then its registry entry) and
-   * compacts the freed ranges. With `dryRun`, only reports what it would drop.
+   * compacts the freed ranges. Given `references`, also drops the orphaned entries of the kept
+   * fingerprints and the sample records no run references. With `dryRun`, only reports.
+   *
+   * Kill-safety: every step deletes only what is unreferenced and is repeated by the next gc,
+   * so a kill anywhere leaves a cache that is correct, just not yet fully collected. Listing
+   * uses the fingerprint registry and key-only scans; values are read only to count the bytes
+   * of what is dropped.
    */
   async gc(inUse: readonly string[], options?: GcOptions): Promise<GcResult> {
     if (!Array.isArray(inUse)) throw new TypeError(`gc: inUse must be an array of fingerprints, received ${typeof inUse}`);
     inUse.forEach(assertFingerprint);
     const dryRun = options?.dryRun ?? false;
     if (typeof dryRun !== 'boolean') throw new TypeError(`gc option \`dryRun\` must be a boolean, received ${typeof dryRun}`);
+    const references = validateReferences(options?.references, 'gc');
     if (dryRun) await this.#ready();
     else await this.#writable('gc');
     const keep = new Set(inUse);
@@ -565,8 +646,7 @@ export class FeatureCache {
     const dropped: GcResult['dropped'] = [];
     for (const fp of all.filter((f) => !keep.has(f))) {
       const sub = this.#features(fp);
-      const entries = await this.#countRange(sub, {});
-      dropped.push({ fingerprint: fp, entries });
+      dropped.push({ fingerprint: fp, ...(await this.#sizeOf(sub)) });
       if (dryRun) continue;
       // Entries first, registry second: a crash in between leaves an empty, registered namespace.
       await this.#io('gc', () => sub.clear());
@@ -578,7 +658,18 @@ export class FeatureCache {
       this.#featureSublevels.delete(fp);
       await this.#compact(sub.prefix, upperBound(sub.prefix));
     }
-    return { dryRun, dropped, kept: all.filter((f) => keep.has(f)) };
+    const orphaned: GcResult['orphaned'] = [];
+    let samples = 0;
+    if (references !== undefined) {
+      for (const fp of all.filter((f) => keep.has(f))) {
+        const freed = await this.#dropOrphans(fp, references.get(fp)?.samples ?? new Set(), dryRun);
+        if (freed.entries > 0) orphaned.push({ fingerprint: fp, ...freed });
+      }
+      samples = await this.#dropUnreferencedSamples(references, dryRun);
+    }
+    const parts = [...dropped, ...orphaned];
+    const freed = { entries: parts.reduce((n, d) => n + d.entries, 0), bytes: parts.reduce((n, d) => n + d.bytes, 0) };
+    return { dryRun, dropped, orphaned, samples, freed, kept: all.filter((f) => keep.has(f)) };
   }
 
   /** Deletes everything (features, samples, meta), keeping the format record and holder. */
@@ -738,6 +829,81 @@ export class FeatureCache {
     return new SplitfitError('SPLITFIT_CACHE_CORRUPT', `sample ${record.source}: ${err.message}`, { cause: err });
   }
 
+/** Entries and value bytes of a whole features sublevel (reads the values: gc counts what it frees). */
+  async #sizeOf(sub: FeaturesSublevel): Promise<GcFreed> {
+    const it = sub.iterator({});
+    let entries = 0;
+    let bytes = 0;
+    try {
+      for (;;) {
+        const rows = await this.#io('scan features', () => it.nextv(VALUE_SCAN_BATCH));
+        if (rows.length === 0) return { entries, bytes };
+        entries += rows.length;
+        for (const [, value] of rows) bytes += value.byteLength;
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  /**
+   * Deletes the entries of `fingerprint` whose sample is not in `referenced`: a key-only scan
+   * finds them, then each chunk is read (for its bytes) and deleted in one batch. A kill between
+   * chunks leaves orphans that the next gc finds again; referenced entries are never touched.
+   */
+  async #dropOrphans(fingerprint: string, referenced: ReadonlySet<string>, dryRun: boolean): Promise<GcFreed> {
+    const sub = this.#features(fingerprint);
+    const orphans: string[] = [];
+    const it = sub.keys({});
+    try {
+      for (;;) {
+        const keys = await this.#io('scan keys', () => it.nextv(SCAN_BATCH));
+        if (keys.length === 0) break;
+        for (const key of keys) {
+          const sampleId = parseFeatureKey(key)?.sampleId;
+          // A malformed key is `cache verify --repair`'s to judge, not gc's.
+          if (sampleId !== undefined && !referenced.has(sampleId)) orphans.push(key);
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    let bytes = 0;
+    for (let start = 0; start < orphans.length; start += VALUE_SCAN_BATCH) {
+      const chunk = orphans.slice(start, start + VALUE_SCAN_BATCH);
+      const values = await this.#io('read features', () => sub.getMany(chunk));
+      for (const v of values) bytes += v?.byteLength ?? 0;
+      if (!dryRun) await this.#io('gc', () => sub.batch(chunk.map((key) => ({ type: 'del' as const, key }))));
+    }
+    if (!dryRun && orphans.length > 0) await this.#compact(sub.prefix, upperBound(sub.prefix));
+    return { entries: orphans.length, bytes };
+  }
+
+  /** Deletes the sample records no fingerprint's references name; returns how many. */
+  async #dropUnreferencedSamples(references: ReadonlyMap<string, FingerprintReferences>, dryRun: boolean): Promise<number> {
+    const samples = this.#samples!;
+    const referenced = new Set<string>();
+    for (const r of references.values()) for (const id of r.samples) referenced.add(id);
+    const unreferenced: string[] = [];
+    const it = samples.keys({});
+    try {
+      for (;;) {
+        const ids = await this.#io('scan keys', () => it.nextv(SCAN_BATCH));
+        if (ids.length === 0) break;
+        for (const id of ids) if (!referenced.has(id)) unreferenced.push(id);
+      }
+    } finally {
+      await it.close();
+    }
+    if (!dryRun) {
+      for (let start = 0; start < unreferenced.length; start += SCAN_BATCH) {
+        const chunk = unreferenced.slice(start, start + SCAN_BATCH);
+        await this.#io('gc', () => samples.batch(chunk.map((key) => ({ type: 'del' as const, key }))));
+      }
+    }
+    return unreferenced.length;
+  }
+
   async #countRange<V>(sub: JsonSublevel<V>, range: { gte?: string; lt?: string }): Promise<number> {
     const it = sub.keys({ ...range });
     let n = 0;
@@ -780,6 +946,37 @@ export class FeatureCache {
       throw ioError(this.#dir, op, err);
     }
   }
+}
+
+function validateSampleEntries(entries: readonly SampleEntry[]): void {
+  if (!Array.isArray(entries)) throw new TypeError(`samples must be an array, received ${typeof entries}`);
+  for (const e of entries) {
+    assertSampleId(e.id);
+    if (typeof e.source !== 'string') throw new TypeError(`sample ${e.id}: source must be a string, received ${typeof e.source}`);
+    if (e.label !== undefined && typeof e.label !== 'string' && typeof e.label !== 'number') {
+      throw new TypeError(`sample ${e.id}: label must be a string or a number, received ${typeof e.label}`);
+    }
+  }
+}
+
+function sampleRecord(e: SampleEntry): SampleRecord {
+  return e.label === undefined ? { source: e.source } : { label: e.label, source: e.source };
+}
+
+function validateReferences(
+  references: ReadonlyMap<string, FingerprintReferences> | undefined,
+  op: 'stats' | 'gc',
+): ReadonlyMap<string, FingerprintReferences> | undefined {
+  if (references === undefined) return undefined;
+  if (!(references instanceof Map)) throw new TypeError(`${op} option \`references\` must be a Map of fingerprint → references, received ${typeof references}`);
+  for (const [fp, r] of references) {
+    assertFingerprint(fp);
+    if (!(r?.samples instanceof Set) || !Array.isArray(r.committed)) {
+      throw new TypeError(`${op} option \`references\` of ${shortFingerprint(fp)} must be {samples: Set, committed: [{aug?, generation}]}`);
+    }
+    for (const c of r.committed) assertIndex('generation', c.generation);
+  }
+  return references;
 }
 
 function assertMetaKey(key: string, forWrite: boolean): void {

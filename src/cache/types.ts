@@ -121,7 +121,10 @@ export interface FingerprintStats {
   entries: number;
   /** Views per sample: highest view index + 1 (0 when empty). */
   views: number;
-  /** Highest generation present (0 when empty). */
+  /**
+   * Without `references`: the highest generation present (0 when empty). With them: the
+   * highest generation a run has committed, so a crash's half-written one never shows here.
+   */
   generation: number;
   /** Distinct generations present, ascending. */
   generations: number[];
@@ -129,6 +132,45 @@ export interface FingerprintStats {
   bytes: number;
   /** LevelDB's estimate of the space the entries take on disk (excludes unflushed writes). */
   diskBytes: number;
+  /** With `references`: entries of referenced samples in a generation a run has committed. */
+  committed?: GenerationStats[];
+  /**
+   * With `references`: entries of referenced samples in a generation no run has committed —
+   * a refresh cut short by a crash, or a superseded one whose deletion was interrupted.
+   */
+  incomplete?: GenerationStats[];
+  /** With `references`: entries of samples no run of this fingerprint references. */
+  orphaned?: { entries: number; bytes: number };
+}
+
+/** Entries and value bytes of one (augmentation, generation) of a fingerprint. */
+export interface GenerationStats {
+  /** The augmentation spec (its hash when the cache does not know it); absent without augmentation. */
+  aug?: string;
+  generation: number;
+  entries: number;
+  bytes: number;
+}
+
+/**
+ * What the run records of one fingerprint reference: the cache itself knows no runs (they
+ * live a floor up, in `extract/run-meta.ts`), so `stats` and `gc` are told.
+ */
+export interface FingerprintReferences {
+  /** Ids of the samples some run of this fingerprint lists. */
+  samples: ReadonlySet<string>;
+  /** Per augmentation spec a run reads (`aug` absent = none), the generation it has committed. */
+  committed: readonly { aug?: string; generation: number }[];
+}
+
+/** Options of {@link FeatureCache.stats}. */
+export interface StatsOptions {
+  /**
+   * The runs' references per fingerprint. When given it is the whole truth: a fingerprint
+   * missing from the map has no run, so all its entries count as orphaned.
+   * @default undefined — entries are counted without telling committed, incomplete and orphaned apart
+   */
+  references?: ReadonlyMap<string, FingerprintReferences>;
 }
 
 /** Result of {@link FeatureCache.stats} (the `cache stats --json` contract). */
@@ -180,11 +222,43 @@ export interface GcOptions {
    * @default false
    */
   dryRun?: boolean;
+  /**
+   * The kept runs' references per fingerprint. When given, gc also drops, in every kept
+   * fingerprint, the entries of samples no run of that fingerprint references (a fingerprint
+   * missing from the map has none), and the sample records no run references at all.
+   * @default undefined — only whole fingerprints are dropped
+   */
+  references?: ReadonlyMap<string, FingerprintReferences>;
 }
 
-/** Result of {@link FeatureCache.gc}. */
+/** Entries and value bytes that gc dropped (or would drop). */
+export interface GcFreed {
+  entries: number;
+  /** Sum of the dropped values' sizes (header + payload). */
+  bytes: number;
+}
+
+/** Result of {@link FeatureCache.gc} (the `cache gc --json` contract). */
 export interface GcResult {
   dryRun: boolean;
-  dropped: { fingerprint: string; entries: number }[];
+  /** Whole fingerprints dropped. */
+  dropped: ({ fingerprint: string } & GcFreed)[];
+  /** Per kept fingerprint, its orphaned entries dropped (only those with any). */
+  orphaned: ({ fingerprint: string } & GcFreed)[];
+  /** Sample records dropped: no run references them. */
+  samples: number;
+  /** Everything dropped, summed. */
+  freed: GcFreed;
   kept: string[];
+}
+
+/** One write of {@link FeatureCache.batchMeta}: put a JSON value, or delete a key. */
+export type MetaOperation = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+
+/** Options of {@link FeatureCache.batchMeta}: sample records written in the same batch. */
+export interface MetaBatchOptions {
+  /** Sample records to store. @default [] */
+  putSamples?: readonly SampleEntry[];
+  /** Ids of sample records to delete. @default [] */
+  deleteSamples?: readonly string[];
 }
