@@ -10,7 +10,7 @@ import type { DataSource, Sample } from '../data/types.js';
 import { isSplitfitError, SplitfitError } from '../errors.js';
 import { Batcher } from './batcher.js';
 import { type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
-import { baseRunFields, type RunMeta, saveRun } from './run-meta.js';
+import { baseRunFields, type RunInput, saveRun } from './run-meta.js';
 
 export interface ExtractOptions extends PrepareOptions {
   /** Data set: a class-folder directory, a `.csv`/`.jsonl` manifest, an IDX images file, or an opened source. */
@@ -37,10 +37,19 @@ export interface ExtractOptions extends PrepareOptions {
   seed?: number;
   /** Make view 0 the un-augmented image. @default false */
   plainView0?: boolean;
-  /** Record this run as the cache's current one (train-head's refresh turns it off). @default true */
-  recordRun?: boolean;
+  /**
+   * How to record the data set in the cache once it is extracted (see `extract/run-meta.ts`):
+   * `'training'` records it and makes it the current training run (what a plain train-head
+   * trains on); `'data'` records it without moving that pointer (train-head's validation data);
+   * `false` records nothing (train-head's background refresh, whose run is already recorded).
+   * @default 'training'
+   */
+  record?: RunRecording;
   onProgress?: (event: ExtractEvent) => void;
 }
+
+/** See {@link ExtractOptions.record}. */
+export type RunRecording = 'training' | 'data' | false;
 
 export type ExtractEvent =
   | { type: 'start'; total: number; toExtract: number; fingerprint: string }
@@ -194,8 +203,9 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   await queue.onIdle();
   while (batcher.length > 0 && firstError === undefined) await runBatch(batcher.take());
   if (firstError !== undefined) throw firstError;
-  // Only a completed run becomes the cache's run: a failed one must not redirect train-head.
-  if (options.recordRun !== false) await recordRun(cache, p, source, plan, options);
+  // Only a completed run is recorded: a failed one must not redirect train-head.
+  const record = options.record ?? 'training';
+  if (record !== false) await recordRun(cache, p, source, plan, options, record);
 
   return {
     fingerprint: p.fingerprint,
@@ -214,11 +224,21 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   };
 }
 
-/** Records samples and the run in the cache, so train-head needs no model or data flags. */
-async function recordRun(cache: FeatureCache, p: PreparedBase, source: DataSource, plan: ViewPlan, options: ExtractOptions): Promise<void> {
-  await cache.putSamples(source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) })));
-  const meta: RunMeta = {
+/**
+ * Records the run and its samples in the cache, so train-head needs no model or data flags:
+ * record, sample records and (for a training run) the current-run pointer in one batch.
+ */
+async function recordRun(
+  cache: FeatureCache,
+  p: PreparedBase,
+  source: DataSource,
+  plan: ViewPlan,
+  options: ExtractOptions,
+  role: 'training' | 'data',
+): Promise<void> {
+  const run: RunInput = {
     ...baseRunFields(p),
+    role,
     labels: source.labels,
     data: source.root,
     ...(options.classNames === undefined ? {} : { classNames: [...options.classNames] }),
@@ -230,7 +250,8 @@ async function recordRun(cache: FeatureCache, p: PreparedBase, source: DataSourc
     plainView0: plan.plainView0,
     createdAt: new Date().toISOString(),
   };
-  await saveRun(cache, meta);
+  const samples = source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) }));
+  await saveRun(cache, run, { current: role === 'training', samples });
 }
 
 /** One inference-mode forward pass of the base over a batch of preprocessed images. */

@@ -4,7 +4,7 @@ import { FeatureCache } from '../cache/feature-cache.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
 import { prepareBase } from '../extract/prepare.js';
-import { CURRENT_RUN_KEY, type RunMeta, runKey, saveRun } from '../extract/run-meta.js';
+import { readRun, type RunMeta, saveRun } from '../extract/run-meta.js';
 import { openDataSource } from '../data/sources.js';
 import type { DataSource } from '../data/types.js';
 import { buildHead, defaultHeadSpec } from '../model/head-spec.js';
@@ -168,22 +168,8 @@ export async function trainHead(options: TrainHeadOptions): Promise<TrainHeadRes
 
 type Resolved = TrainHeadOptions & Required<Pick<TrainHeadOptions, Defaulted>>;
 
-async function readRun(cache: FeatureCache, fingerprint: string | undefined): Promise<RunMeta> {
-  const meta = await cache.getMeta<RunMeta>(fingerprint ? runKey(fingerprint) : CURRENT_RUN_KEY);
-  if (!meta) {
-    throw new SplitfitError(
-      'SPLITFIT_CACHE_MISMATCH',
-      fingerprint
-        ? `the cache has no run with fingerprint ${fingerprint}; \`splitfit cache stats\` lists the cached fingerprints`
-        : 'the cache holds no features recorded by `splitfit cache-features`; run that first with the same --cache',
-    );
-  }
-  // Caches written before augmentation runs existed lack these fields.
-  return { ...meta, views: meta.views ?? 1, generation: meta.generation ?? 0, seed: meta.seed ?? 0, plainView0: meta.plainView0 ?? false };
-}
-
 async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHeadResult> {
-  let run = await readRun(cache, o.fingerprint);
+  let run = await readRun(cache, o.fingerprint === undefined ? {} : { fingerprint: o.fingerprint });
   const labeled = run.samples.filter((s) => s.label >= 0);
   const k = run.labels.length;
   if (k < 2) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `training needs at least 2 classes; the cached data set ${run.data} has ${k}`);
@@ -257,7 +243,7 @@ async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHe
               generation,
               seed: run.seed,
               plainView0: run.plainView0,
-              recordRun: false,
+              record: false,
               batchSize: o.extractBatchSize ?? base.batchSize,
               onProgress: (e) => {
                 if (e.type === 'extract') o.onProgress?.({ type: 'extract', generation, done: e.done, total: e.total });
@@ -268,7 +254,7 @@ async function trainFromCache(cache: FeatureCache, o: Resolved): Promise<TrainHe
           commit: async (generation) => {
             // The new generation is complete: make it the one training reads, then drop the old one.
             run = { ...run, generation };
-            await saveRun(cache, run);
+            await saveRun(cache, run, { current: false }); // the pointer names the run id, not a copy
             await cache.deleteGeneration(run.fingerprint, run.augment!, generation - 1);
           },
           feed,
@@ -333,9 +319,8 @@ async function extractValidation(cache: FeatureCache, run: RunMeta, o: Resolved)
   if (unknown.length > 0) {
     throw new SplitfitError('SPLITFIT_USAGE', `validation data has classes the training data lacks: ${unknown.join(', ')}`);
   }
-  // Extraction records a run of its own; put the training run back as the current one.
-  await extractFeatures({ ...prepared, model: prepared.source, prepared, data: source, cache });
-  await saveRun(cache, run);
+  // Recorded as a data set of its own ('data'): the current training run stays the current one.
+  await extractFeatures({ ...prepared, model: prepared.source, prepared, data: source, cache, record: 'data' });
   return source.samples.map((s) => ({ id: s.id, label: run.labels.indexOf(s.label!) }));
 }
 
