@@ -16,7 +16,7 @@ import { FeatureCache } from '../src/cache/feature-cache.js';
 import { featuresSublevelName, parseFeatureKey } from '../src/cache/keys.js';
 import type { FingerprintReferences, GcResult } from '../src/cache/types.js';
 import { fingerprintsInUse } from '../src/extract/in-use.js';
-import { listRuns, readRun, runIdOf } from '../src/extract/run-meta.js';
+import { CURRENT_RUN_KEY, listRuns, readRun, type RunInput, runIdOf, saveRun } from '../src/extract/run-meta.js';
 import { backendArgs, CLI, runCli } from './helpers/cli.js';
 import { makeToyFixture, type ToyFixture } from './helpers/reliability.js';
 
@@ -127,6 +127,43 @@ describe('gc lists, it does not read every value', () => {
     await cache.putFeatures(FP, entries(ids(0, 2)), 'float32');
     cache.stats = () => Promise.reject(new Error('stats reads every feature value'));
     expect(await fingerprintsInUse(cache)).toEqual({ inUse: [], stale: [{ fingerprint: FP, reason: 'no cache-features run recorded for it' }] });
+  });
+});
+
+describe('cache gc of a fingerprint whose model is gone', () => {
+  it('drops its namespace and retires its run records (and the pointer naming one) before', async () => {
+    const dir = freshDir();
+    {
+      await using cache = await FeatureCache.open(dir, { command: 'vitest setup' });
+      await cache.putFeatures(FP, entries(ids(0, 3)), 'float32');
+      const r: RunInput = {
+        model: join(root, 'no-such-model', 'model.json'),
+        boundary: 'block2_add',
+        fingerprint: FP,
+        inputSize: [16, 16],
+        channels: 3,
+        preprocess: 'unit',
+        dtype: 'float32',
+        featureShape: [DIM],
+        labels: ['a', 'b'],
+        data: '/photos',
+        samples: ids(0, 3).map((id) => ({ id, label: 0 })),
+        views: 1,
+        generation: 0,
+        seed: 0,
+        plainView0: false,
+        createdAt: new Date().toISOString(),
+      };
+      await saveRun(cache, r, { current: true, samples: ids(0, 3).map((id) => ({ id, source: `/photos/${id}.png` })) });
+    }
+    const gc = await runCli(['cache', 'gc', '--cache', dir, '--json']);
+    expect(gc.status, gc.stderr).toBe(0);
+    expect(gc.json).toMatchObject({ dropped: [{ fingerprint: FP, entries: 3, bytes: 3 * ENTRY }], samples: 3, freed: { entries: 3, bytes: 3 * ENTRY }, kept: [] });
+    expect(gc.stderr).toContain('no longer loads');
+    await using cache = await FeatureCache.open(dir, { command: 'vitest check' });
+    expect(await listRuns(cache)).toEqual({ current: undefined, runs: [] });
+    expect(await cache.getMeta(CURRENT_RUN_KEY)).toBeUndefined();
+    expect(await cache.listFingerprints()).toEqual([]);
   });
 });
 
