@@ -13,11 +13,11 @@ import { Level } from 'level';
 import { SplitfitError } from '../errors.js';
 import { checkFeatures, decodeFeatures, encodeFeatures, FEATURE_DTYPES, CACHE_FORMAT_VERSION } from './codec.js';
 import type { DecodedFeatures, FeatureDType } from './codec.js';
+import { assertMetaKey, resolveSelector, sampleRecord, validateOptions, validateReferences, validateSampleEntries } from './validate.js';
 import { lockedMessage, removeHolderFile, writeHolderFile } from './holder.js';
 import { errorMessage, hasLevelCode, ioError, ioHint, openError } from './level-errors.js';
 import {
   assertFingerprint,
-  assertIndex,
   assertSampleId,
   augKey,
   featureKey,
@@ -77,40 +77,12 @@ interface ClassicLevelExtras {
   compactRange(start: string, end: string): Promise<void>;
 }
 
-const RESERVED_META_KEYS: ReadonlySet<string> = new Set(Object.values(META_KEYS));
 const DEFAULT_BATCH_SIZE = 256;
 const SCAN_BATCH = 1000; // keys per nextv() when only keys are needed
 const VALUE_SCAN_BATCH = 64; // values per nextv() when scanning whole caches (~16 MB at 7×7×1280 float32)
 const HAS_MANY_CHUNK = 1024;
 const noop = (): void => undefined;
 
-function validateOptions(options: FeatureCacheOptions | undefined): Required<FeatureCacheOptions> {
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new TypeError(`FeatureCache options must be an object, received ${options === null ? 'null' : typeof options}`);
-  }
-  const merged = { createIfMissing: true, readOnly: false, command: process.argv.slice(1).join(' '), ...options };
-  for (const name of ['createIfMissing', 'readOnly'] as const) {
-    if (typeof merged[name] !== 'boolean') {
-      throw new TypeError(`FeatureCache option \`${name}\` must be a boolean, received ${typeof merged[name]}`);
-    }
-  }
-  if (typeof merged.command !== 'string') {
-    throw new TypeError(`FeatureCache option \`command\` must be a string, received ${typeof merged.command}`);
-  }
-  if (merged.readOnly && merged.createIfMissing && options?.createIfMissing === true) {
-    throw new TypeError('FeatureCache options `readOnly` and `createIfMissing: true` conflict: a read-only cache cannot create one');
-  }
-  // A read-only open never creates a cache, unless asked to (rejected above).
-  if (merged.readOnly) merged.createIfMissing = false;
-  return merged;
-}
-
-function resolveSelector(selector: FeatureSelector | undefined): { aug: string; generation: number; view: number } {
-  const { aug, generation = 0, view = 0 } = selector ?? {};
-  assertIndex('generation', generation);
-  assertIndex('view', view);
-  return { aug: augKey(aug), generation, view };
-}
 
 // ---------------------------------------------------------------------------------------
 
@@ -948,43 +920,6 @@ export class FeatureCache {
   }
 }
 
-function validateSampleEntries(entries: readonly SampleEntry[]): void {
-  if (!Array.isArray(entries)) throw new TypeError(`samples must be an array, received ${typeof entries}`);
-  for (const e of entries) {
-    assertSampleId(e.id);
-    if (typeof e.source !== 'string') throw new TypeError(`sample ${e.id}: source must be a string, received ${typeof e.source}`);
-    if (e.label !== undefined && typeof e.label !== 'string' && typeof e.label !== 'number') {
-      throw new TypeError(`sample ${e.id}: label must be a string or a number, received ${typeof e.label}`);
-    }
-  }
-}
-
-function sampleRecord(e: SampleEntry): SampleRecord {
-  return e.label === undefined ? { source: e.source } : { label: e.label, source: e.source };
-}
-
-function validateReferences(
-  references: ReadonlyMap<string, FingerprintReferences> | undefined,
-  op: 'stats' | 'gc',
-): ReadonlyMap<string, FingerprintReferences> | undefined {
-  if (references === undefined) return undefined;
-  if (!(references instanceof Map)) throw new TypeError(`${op} option \`references\` must be a Map of fingerprint → references, received ${typeof references}`);
-  for (const [fp, r] of references) {
-    assertFingerprint(fp);
-    if (!(r?.samples instanceof Set) || !Array.isArray(r.committed)) {
-      throw new TypeError(`${op} option \`references\` of ${shortFingerprint(fp)} must be {samples: Set, committed: [{aug?, generation}]}`);
-    }
-    for (const c of r.committed) assertIndex('generation', c.generation);
-  }
-  return references;
-}
-
-function assertMetaKey(key: string, forWrite: boolean): void {
-  if (typeof key !== 'string' || key === '') throw new TypeError(`meta key must be a non-empty string, received ${JSON.stringify(key)}`);
-  if (forWrite && RESERVED_META_KEYS.has(key)) {
-    throw new TypeError(`meta key "${key}" is owned by the cache; reserved keys: ${[...RESERVED_META_KEYS].join(', ')}`);
-  }
-}
 
 /** The smallest string above every key that starts with `prefix` (prefixes end in `!`). */
 function upperBound(prefix: string): string {
