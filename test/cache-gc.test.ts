@@ -56,8 +56,9 @@ describe('FeatureCache.gc with the runs’ references', () => {
       dryRun: true,
       dropped: [{ fingerprint: FP2, entries: 3, bytes: 3 * ENTRY }],
       orphaned: [{ fingerprint: FP, entries: 6, bytes: 6 * ENTRY }], // s005–s007, both entries each
+      superseded: [{ fingerprint: FP, entries: 5, bytes: 5 * ENTRY }], // s000–s004's flip:h entries: no run reads flip:h
       samples: 3,
-      freed: { entries: 9, bytes: 9 * ENTRY },
+      freed: { entries: 14, bytes: 14 * ENTRY },
       kept: [FP],
     };
     expect(await cache.gc([FP], { dryRun: true, references })).toEqual(expected);
@@ -66,7 +67,7 @@ describe('FeatureCache.gc with the runs’ references', () => {
     expect((await cache.stats()).samples).toBe(8);
 
     expect(await cache.gc([FP], { references })).toEqual({ ...expected, dryRun: false });
-    expect(await cache.countEntries(FP)).toBe(10);
+    expect(await cache.countEntries(FP)).toBe(5);
     expect(await cache.missingSampleIds(FP, ids(0, 5))).toEqual([]);
     expect(await cache.missingSampleIds(FP, ids(5, 8))).toEqual(ids(5, 8));
     expect(await cache.getSamples(ids(4, 6))).toEqual([{ source: '/photos/s004.png', label: 'cat' }, undefined]);
@@ -87,7 +88,7 @@ describe('FeatureCache.gc with the runs’ references', () => {
     await using cache = await FeatureCache.open(freshDir(), { command: 'vitest gc' });
     await cache.putSamples([{ id: 's000', source: 'x.png' }]);
     await cache.putFeatures(FP, entries(ids(0, 4)), 'float32');
-    expect(await cache.gc([FP])).toEqual({ dryRun: false, dropped: [], orphaned: [], samples: 0, freed: { entries: 0, bytes: 0 }, kept: [FP] });
+    expect(await cache.gc([FP])).toEqual({ dryRun: false, dropped: [], orphaned: [], superseded: [], samples: 0, freed: { entries: 0, bytes: 0 }, kept: [FP] });
     expect(await cache.countEntries(FP)).toBe(4);
   });
 });
@@ -99,25 +100,38 @@ describe('FeatureCache.stats with the runs’ references', () => {
     await cache.putFeatures(FP, entries(ids(0, 6), { aug, generation: 2 }), 'float32'); // committed
     await cache.putFeatures(FP, entries(ids(0, 2), { aug, generation: 3 }), 'float32'); // a refresh cut short
     await cache.putFeatures(FP, entries(ids(6, 9), { aug, generation: 2 }), 'float32'); // samples no run lists
+    await cache.putFeatures(FP, entries(ids(0, 4), { aug, generation: 1 }), 'float32'); // the old generation, its delete killed
+    await cache.putFeatures(FP, entries(ids(0, 1), { aug: 'crop:0.9' }), 'float32'); // an augmentation no run reads now
     const references = new Map([[FP, { samples: new Set(ids(0, 6)), committed: [{ aug, generation: 2 }] }]]);
     const [fp] = (await cache.stats({ references })).fingerprints;
-    expect(fp).toMatchObject({
+    expect(fp).toEqual({
       fingerprint: FP,
-      entries: 11,
-      bytes: 11 * ENTRY,
+      entries: 16,
+      views: 1,
+      bytes: 16 * ENTRY,
+      diskBytes: expect.any(Number) as number,
       generation: 2, // not 3: the half-written generation is not the cache's
-      generations: [2, 3],
+      generations: [0, 1, 2, 3],
       committed: [{ aug, generation: 2, entries: 6, bytes: 6 * ENTRY }],
       incomplete: [{ aug, generation: 3, entries: 2, bytes: 2 * ENTRY }],
+      superseded: expect.arrayContaining([
+        { aug, generation: 1, entries: 4, bytes: 4 * ENTRY },
+        { aug: 'crop:0.9', generation: 0, entries: 1, bytes: ENTRY },
+      ]) as unknown,
       orphaned: { entries: 3, bytes: 3 * ENTRY },
     });
+    expect(fp?.superseded).toHaveLength(2);
     // Without references: the old numbers, no split.
     const [plain] = (await cache.stats()).fingerprints;
-    expect(plain).toMatchObject({ entries: 11, generation: 3 });
+    expect(plain).toMatchObject({ entries: 16, generation: 3 });
     expect(plain?.committed).toBeUndefined();
     // A fingerprint no run references at all: every entry is orphaned.
     const [none] = (await cache.stats({ references: new Map() })).fingerprints;
-    expect(none).toMatchObject({ committed: [], incomplete: [], orphaned: { entries: 11, bytes: 11 * ENTRY } });
+    expect(none).toMatchObject({ committed: [], incomplete: [], superseded: [], orphaned: { entries: 16, bytes: 16 * ENTRY } });
+    // gc keeps the committed and the incomplete generation, drops the rest.
+    const gc = await cache.gc([FP], { references });
+    expect(gc).toMatchObject({ orphaned: [{ fingerprint: FP, entries: 3 }], superseded: [{ fingerprint: FP, entries: 5 }] });
+    expect(await cache.countEntries(FP)).toBe(8);
   });
 });
 

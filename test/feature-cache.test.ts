@@ -496,19 +496,19 @@ describe('maintenance', () => {
 
     const dry = await cache.gc([FP], { dryRun: true });
     const freed = { entries: 3, bytes: 3 * encodedByteLength([DIM], 'float32') };
-    expect(dry).toEqual({ dryRun: true, dropped: [{ fingerprint: FP2, ...freed }], orphaned: [], samples: 0, freed, kept: [FP] });
+    expect(dry).toEqual({ dryRun: true, dropped: [{ fingerprint: FP2, ...freed }], orphaned: [], superseded: [], samples: 0, freed, kept: [FP] });
     expect(await cache.countEntries(FP2)).toBe(3);
     expect(await cache.listFingerprints()).toEqual([FP, FP2]);
 
     const real = await cache.gc([FP]);
-    expect(real).toEqual({ dryRun: false, dropped: [{ fingerprint: FP2, ...freed }], orphaned: [], samples: 0, freed, kept: [FP] });
+    expect(real).toEqual({ dryRun: false, dropped: [{ fingerprint: FP2, ...freed }], orphaned: [], superseded: [], samples: 0, freed, kept: [FP] });
     expect(await cache.countEntries(FP2)).toBe(0);
     expect(await cache.countEntries(FP)).toBe(8);
     await cache.close();
     await cache.open();
     expect(await cache.listFingerprints()).toEqual([FP]);
     expect((await cache.stats()).fingerprints.map((f) => f.fingerprint)).toEqual([FP]);
-    expect(await cache.gc([FP])).toEqual({ dryRun: false, dropped: [], orphaned: [], samples: 0, freed: { entries: 0, bytes: 0 }, kept: [FP] });
+    expect(await cache.gc([FP])).toEqual({ dryRun: false, dropped: [], orphaned: [], superseded: [], samples: 0, freed: { entries: 0, bytes: 0 }, kept: [FP] });
   });
 
   it('clear empties the cache and leaves it usable', async () => {

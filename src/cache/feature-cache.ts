@@ -13,6 +13,7 @@ import { Level } from 'level';
 import { SplitfitError } from '../errors.js';
 import { checkFeatures, decodeFeatures, encodeFeatures, FEATURE_DTYPES, CACHE_FORMAT_VERSION } from './codec.js';
 import type { DecodedFeatures, FeatureDType } from './codec.js';
+import { type EntryStatus, entryClassifier } from './references.js';
 import { assertMetaKey, resolveSelector, sampleRecord, validateOptions, validateReferences, validateSampleEntries } from './validate.js';
 import { lockedMessage, removeHolderFile, writeHolderFile } from './holder.js';
 import { errorMessage, hasLevelCode, ioError, ioHint, openError } from './level-errors.js';
@@ -22,6 +23,7 @@ import {
   augKey,
   featureKey,
   featureRange,
+  type FeatureKeyParts,
   featuresSublevelName,
   META_KEYS,
   META_SUBLEVEL,
@@ -475,8 +477,8 @@ export class FeatureCache {
   /**
    * Counts samples and, per registered fingerprint, entries, views, generations and bytes
    * (exact sum of value sizes, read by one scan) plus LevelDB's on-disk estimate. Given the
-   * runs' `references`, also tells committed generations, incomplete ones and orphaned
-   * entries apart (see {@link StatsOptions}).
+   * runs' `references`, also tells committed, incomplete and superseded generations and
+   * orphaned entries apart (see {@link StatsOptions}, {@link entryClassifier}).
    */
   async stats(options?: StatsOptions): Promise<CacheStats> {
     const references = validateReferences(options?.references, 'stats');
@@ -485,8 +487,8 @@ export class FeatureCache {
     for (const fingerprint of [...this.#fingerprints].sort()) {
       const sub = this.#features(fingerprint);
       const refs = references?.get(fingerprint);
-      const committed = new Set((refs?.committed ?? []).map((c) => `${augKey(c.aug)}!${c.generation}`));
-      const groups = new Map<string, { augKey: string; generation: number; entries: number; bytes: number; isCommitted: boolean }>();
+      const classify = entryClassifier(refs);
+      const groups = new Map<string, { status: EntryStatus; augKey: string; generation: number; entries: number; bytes: number }>();
       const orphaned = { entries: 0, bytes: 0 };
       let entries = 0;
       let bytes = 0;
@@ -505,13 +507,14 @@ export class FeatureCache {
             maxView = Math.max(maxView, parts.view);
             generations.add(parts.generation);
             if (references === undefined) continue;
-            if (refs === undefined || !refs.samples.has(parts.sampleId)) {
+            const status = classify(parts);
+            if (status === 'orphaned') {
               orphaned.entries++;
               orphaned.bytes += value.byteLength;
               continue;
             }
-            const group = `${parts.augKey}!${parts.generation}`;
-            const g = groups.get(group) ?? { augKey: parts.augKey, generation: parts.generation, entries: 0, bytes: 0, isCommitted: committed.has(group) };
+            const group = `${status}!${parts.augKey}!${parts.generation}`;
+            const g = groups.get(group) ?? { status, augKey: parts.augKey, generation: parts.generation, entries: 0, bytes: 0 };
             g.entries++;
             g.bytes += value.byteLength;
             groups.set(group, g);
@@ -532,14 +535,18 @@ export class FeatureCache {
       };
       if (references !== undefined) {
         const list = [...groups.values()].sort((a, b) => (a.augKey === b.augKey ? a.generation - b.generation : a.augKey < b.augKey ? -1 : 1));
-        const toStats = (g: (typeof list)[number]): GenerationStats => ({
-          ...(g.augKey === NO_AUG ? {} : { aug: this.#augSpecs.get(g.augKey) ?? g.augKey }),
-          generation: g.generation,
-          entries: g.entries,
-          bytes: g.bytes,
-        });
-        stat.committed = list.filter((g) => g.isCommitted).map(toStats);
-        stat.incomplete = list.filter((g) => !g.isCommitted).map(toStats);
+        const of = (status: EntryStatus): GenerationStats[] =>
+          list
+            .filter((g) => g.status === status)
+            .map((g) => ({
+              ...(g.augKey === NO_AUG ? {} : { aug: this.#augSpecs.get(g.augKey) ?? g.augKey }),
+              generation: g.generation,
+              entries: g.entries,
+              bytes: g.bytes,
+            }));
+        stat.committed = of('committed');
+        stat.incomplete = of('incomplete');
+        stat.superseded = of('superseded');
         stat.orphaned = orphaned;
         stat.generation = Math.max(0, ...(refs?.committed ?? []).map((c) => c.generation));
       }
@@ -597,8 +604,9 @@ export class FeatureCache {
 
   /**
    * Drops every fingerprint not in `inUse` (its entries, then its registry entry) and
-   * compacts the freed ranges. Given `references`, also drops the orphaned entries of the kept
-   * fingerprints and the sample records no run references. With `dryRun`, only reports.
+   * compacts the freed ranges. Given `references`, also drops the entries of the kept
+   * fingerprints that no run reads (orphaned and superseded) and the sample records no run
+   * references. With `dryRun`, only reports.
    *
    * Kill-safety: every step deletes only what is unreferenced and is repeated by the next gc,
    * so a kill anywhere leaves a cache that is correct, just not yet fully collected. Listing
@@ -631,17 +639,19 @@ export class FeatureCache {
       await this.#compact(sub.prefix, upperBound(sub.prefix));
     }
     const orphaned: GcResult['orphaned'] = [];
+    const superseded: GcResult['superseded'] = [];
     let samples = 0;
     if (references !== undefined) {
       for (const fp of all.filter((f) => keep.has(f))) {
-        const freed = await this.#dropOrphans(fp, references.get(fp)?.samples ?? new Set(), dryRun);
-        if (freed.entries > 0) orphaned.push({ fingerprint: fp, ...freed });
+        const freed = await this.#dropUnread(fp, entryClassifier(references.get(fp)), dryRun);
+        if (freed.orphaned.entries > 0) orphaned.push({ fingerprint: fp, ...freed.orphaned });
+        if (freed.superseded.entries > 0) superseded.push({ fingerprint: fp, ...freed.superseded });
       }
       samples = await this.#dropUnreferencedSamples(references, dryRun);
     }
-    const parts = [...dropped, ...orphaned];
+    const parts = [...dropped, ...orphaned, ...superseded];
     const freed = { entries: parts.reduce((n, d) => n + d.entries, 0), bytes: parts.reduce((n, d) => n + d.bytes, 0) };
-    return { dryRun, dropped, orphaned, samples, freed, kept: all.filter((f) => keep.has(f)) };
+    return { dryRun, dropped, orphaned, superseded, samples, freed, kept: all.filter((f) => keep.has(f)) };
   }
 
   /** Deletes everything (features, samples, meta), keeping the format record and holder. */
@@ -819,36 +829,41 @@ export class FeatureCache {
   }
 
   /**
-   * Deletes the entries of `fingerprint` whose sample is not in `referenced`: a key-only scan
-   * finds them, then each chunk is read (for its bytes) and deleted in one batch. A kill between
-   * chunks leaves orphans that the next gc finds again; referenced entries are never touched.
+   * Deletes the entries of `fingerprint` that no run reads (`orphaned` or `superseded`, see
+   * {@link entryClassifier}): a key-only scan finds them, then each chunk is read (for its bytes)
+   * and deleted in one batch. A kill between chunks leaves some that the next gc finds again;
+   * entries a run reads are never touched.
    */
-  async #dropOrphans(fingerprint: string, referenced: ReadonlySet<string>, dryRun: boolean): Promise<GcFreed> {
+  async #dropUnread(fingerprint: string, classify: (parts: FeatureKeyParts) => EntryStatus, dryRun: boolean): Promise<Record<'orphaned' | 'superseded', GcFreed>> {
     const sub = this.#features(fingerprint);
-    const orphans: string[] = [];
+    const doomed: { key: string; status: 'orphaned' | 'superseded' }[] = [];
     const it = sub.keys({});
     try {
       for (;;) {
         const keys = await this.#io('scan keys', () => it.nextv(SCAN_BATCH));
         if (keys.length === 0) break;
         for (const key of keys) {
-          const sampleId = parseFeatureKey(key)?.sampleId;
-          // A malformed key is `cache verify --repair`'s to judge, not gc's.
-          if (sampleId !== undefined && !referenced.has(sampleId)) orphans.push(key);
+          const parts = parseFeatureKey(key);
+          if (parts === undefined) continue; // a malformed key is `cache verify --repair`'s to judge, not gc's
+          const status = classify(parts);
+          if (status === 'orphaned' || status === 'superseded') doomed.push({ key, status });
         }
       }
     } finally {
       await it.close();
     }
-    let bytes = 0;
-    for (let start = 0; start < orphans.length; start += VALUE_SCAN_BATCH) {
-      const chunk = orphans.slice(start, start + VALUE_SCAN_BATCH);
-      const values = await this.#io('read features', () => sub.getMany(chunk));
-      for (const v of values) bytes += v?.byteLength ?? 0;
-      if (!dryRun) await this.#io('gc', () => sub.batch(chunk.map((key) => ({ type: 'del' as const, key }))));
+    const freed = { orphaned: { entries: 0, bytes: 0 }, superseded: { entries: 0, bytes: 0 } };
+    for (let start = 0; start < doomed.length; start += VALUE_SCAN_BATCH) {
+      const chunk = doomed.slice(start, start + VALUE_SCAN_BATCH);
+      const values = await this.#io('read features', () => sub.getMany(chunk.map((d) => d.key)));
+      chunk.forEach((d, i) => {
+        freed[d.status].entries++;
+        freed[d.status].bytes += values[i]?.byteLength ?? 0;
+      });
+      if (!dryRun) await this.#io('gc', () => sub.batch(chunk.map((d) => ({ type: 'del' as const, key: d.key }))));
     }
-    if (!dryRun && orphans.length > 0) await this.#compact(sub.prefix, upperBound(sub.prefix));
-    return { entries: orphans.length, bytes };
+    if (!dryRun && doomed.length > 0) await this.#compact(sub.prefix, upperBound(sub.prefix));
+    return freed;
   }
 
   /** Deletes the sample records no fingerprint's references name; returns how many. */

@@ -135,10 +135,15 @@ export interface FingerprintStats {
   /** With `references`: entries of referenced samples in a generation a run has committed. */
   committed?: GenerationStats[];
   /**
-   * With `references`: entries of referenced samples in a generation no run has committed —
-   * a refresh cut short by a crash, or a superseded one whose deletion was interrupted.
+   * With `references`: entries of referenced samples in a later generation of an augmentation a
+   * run reads, not committed — a refresh cut short by a crash (train-head resumes or deletes it).
    */
   incomplete?: GenerationStats[];
+  /**
+   * With `references`: entries of referenced samples that no run reads — an augmentation no run
+   * uses any more, or a generation older than the committed one whose deletion was interrupted.
+   */
+  superseded?: GenerationStats[];
   /** With `references`: entries of samples no run of this fingerprint references. */
   orphaned?: { entries: number; bytes: number };
 }
@@ -224,8 +229,9 @@ export interface GcOptions {
   dryRun?: boolean;
   /**
    * The kept runs' references per fingerprint. When given, gc also drops, in every kept
-   * fingerprint, the entries of samples no run of that fingerprint references (a fingerprint
-   * missing from the map has none), and the sample records no run references at all.
+   * fingerprint, the entries no run reads — of samples no run of that fingerprint references (a
+   * fingerprint missing from the map has none), or superseded — and the sample records no run
+   * references at all.
    * @default undefined — only whole fingerprints are dropped
    */
   references?: ReadonlyMap<string, FingerprintReferences>;
@@ -243,8 +249,10 @@ export interface GcResult {
   dryRun: boolean;
   /** Whole fingerprints dropped. */
   dropped: ({ fingerprint: string } & GcFreed)[];
-  /** Per kept fingerprint, its orphaned entries dropped (only those with any). */
+  /** Per kept fingerprint, the entries of samples no run references (only fingerprints with any). */
   orphaned: ({ fingerprint: string } & GcFreed)[];
+  /** Per kept fingerprint, the entries of referenced samples that no run reads (see `FingerprintStats.superseded`). */
+  superseded: ({ fingerprint: string } & GcFreed)[];
   /** Sample records dropped: no run references them. */
   samples: number;
   /** Everything dropped, summed. */

@@ -21,7 +21,7 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 export function registerCache(program: Command): void {
   const cache = program.command('cache').description('inspect and maintain a feature cache');
   withCache(
-    defineCommand<Flags>(cache, 'stats', 'samples, bytes, and per fingerprint its committed, incomplete and orphaned entries', async (out, f) => {
+    defineCommand<Flags>(cache, 'stats', 'samples, bytes, and per fingerprint its committed, incomplete, superseded and orphaned entries', async (out, f) => {
       await using c = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
       const { runs } = await listRuns(c);
       const s = await c.stats({ references: runReferences(runs) });
@@ -62,7 +62,7 @@ export function registerCache(program: Command): void {
     defineCommand<Flags>(
       cache,
       'gc',
-      'drop feature namespaces whose model no longer matches, and entries and sample records no run references, after saying which',
+      'drop feature namespaces whose model no longer matches, and entries and sample records no run reads, after saying which',
       async (out, f) => {
         await using c = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
         const dryRun = f.dryRun === true;
@@ -82,7 +82,8 @@ export function registerCache(program: Command): void {
           [
             ...retiring.map((x) => `${dryRun ? 'would retire' : 'retired'} run ${shortRunId(x.runId)} (${x.data})`),
             ...r.dropped.map((d) => `${dryRun ? 'would drop' : 'dropped'} ${shortFingerprint(d.fingerprint)}: ${d.entries} entries, ${d.bytes} bytes`),
-            ...r.orphaned.map((d) => `${dryRun ? 'would drop' : 'dropped'} ${d.entries} orphaned entries (${d.bytes} bytes) of ${shortFingerprint(d.fingerprint)}`),
+            ...r.orphaned.map((d) => `${dryRun ? 'would drop' : 'dropped'} ${d.entries} orphaned entries (${d.bytes} bytes) of ${shortFingerprint(d.fingerprint)}: no run references their samples`),
+            ...r.superseded.map((d) => `${dryRun ? 'would drop' : 'dropped'} ${d.entries} superseded entries (${d.bytes} bytes) of ${shortFingerprint(d.fingerprint)}: an augmentation or generation no run reads`),
             ...(r.samples > 0 ? [`${dryRun ? 'would drop' : 'dropped'} ${r.samples} sample record(s) no run references`] : []),
             r.freed.entries === 0 && r.samples === 0 ? 'nothing to drop' : `${verb} ${r.freed.entries} entries, ${r.freed.bytes} bytes`,
           ].join('\n'),
@@ -121,6 +122,7 @@ function describeFingerprint(x: FingerprintStats): string {
     `  ${shortFingerprint(x.fingerprint)}  ${x.entries} entries, ${x.views} views, ${x.bytes} bytes`,
     ...committed.map((g) => `    committed ${describeGeneration(g)}`),
     ...incomplete.map((g) => `    incomplete ${describeGeneration(g)} (no run has committed it; train-head deletes or resumes it)`),
+    ...(x.superseded ?? []).map((g) => `    superseded ${describeGeneration(g)} (no run reads it; \`splitfit cache gc\` drops it)`),
     ...(x.orphaned !== undefined && x.orphaned.entries > 0
       ? [`    orphaned: ${x.orphaned.entries} entries, ${x.orphaned.bytes} bytes (no run references their samples; \`splitfit cache gc\` drops them)`]
       : []),
