@@ -122,6 +122,10 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   const concurrency = options.concurrency ?? 4;
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new SplitfitError('SPLITFIT_USAGE', `--batch-size must be a positive integer, got ${batchSize}`);
   const plan = planViews(options);
+  // Checked before the work, not after it: a typo must not cost an extraction.
+  if (options.record !== undefined && options.record !== false && options.record !== 'training' && options.record !== 'data') {
+    throw new TypeError(`extractFeatures option \`record\` must be 'training', 'data' or false, received ${JSON.stringify(options.record)}`);
+  }
   if (source.samples.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `no samples in ${source.root}`);
 
   const selector = { ...(plan.aug === undefined ? {} : { aug: plan.aug }), generation: plan.generation };
