@@ -241,6 +241,28 @@ describe('train-head --validation-data, killed after each of its cache meta writ
     await extractFeatures({ model: join(model, 'model.json'), boundary: 'block2_add', data: train, cache: seeded });
   });
 
+  it('extractFeatures `record`: false records nothing, "data" records without moving the pointer, a bad value fails before any work', async () => {
+    const dir = join(root, 'record-option');
+    await cp(seeded, dir, { recursive: true });
+    await using cache = await FeatureCache.open(dir, { command: 'vitest record option' });
+    const trainRun = await readRun(cache);
+    const bad = { model: join(model, 'model.json'), boundary: 'block2_add', data: val, cache, record: 'validation' } as unknown as Parameters<typeof extractFeatures>[0];
+    await expect(extractFeatures(bad)).rejects.toThrow(/`record` must be 'training', 'data' or false/);
+    expect(await cache.countEntries(trainRun.fingerprint)).toBe(8); // nothing extracted
+    const quiet = await extractFeatures({ model: join(model, 'model.json'), boundary: 'block2_add', data: val, cache, record: false });
+    expect(quiet).toMatchObject({ extracted: 8, entries: 16 });
+    expect((await listRuns(cache)).runs.map((r) => r.data)).toEqual([train]);
+    await extractFeatures({ model: join(model, 'model.json'), boundary: 'block2_add', data: val, cache, record: 'data' });
+    const list = await listRuns(cache);
+    expect(list.runs.map((r) => [r.data, r.role])).toEqual([
+      [train, 'training'],
+      [val, 'data'],
+    ]);
+    expect(list.current).toBe(trainRun.runId);
+    await extractFeatures({ model: join(model, 'model.json'), boundary: 'block2_add', data: val, cache });
+    expect((await readRun(cache)).data).toBe(val); // the default, 'training', moves it
+  });
+
   it('the training data stays the current run at every kill point, and the validation set gets its own record', async () => {
     class Killed extends Error {}
     let points = 0;
