@@ -295,6 +295,11 @@ describe('a data set curated over time, through the CLI', () => {
 
     const orphaned = await cli('stats');
     expect((orphaned.json['fingerprints'] as { orphaned: unknown }[])[0]!.orphaned).toEqual({ entries: 1, bytes: featureBytes });
+    expect(orphaned.json['currentRun']).toEqual({ runId: runIdOf(fingerprint, dataB), data: dataB, samples: fx.total });
+    const human = await runCli(['cache', 'stats', '--cache', cache]);
+    expect(human.stdout).toContain(`current training run: ${fingerprint.slice(0, 12)}:`);
+    expect(human.stdout).toContain(`orphaned: 1 entries, ${featureBytes} bytes`);
+    expect(human.stdout).toMatch(/committed generation 0: \d+ entries/);
 
     const dry = await cli('gc', '--dry-run');
     expect(dry.status, dry.stderr).toBe(0);
@@ -304,8 +309,8 @@ describe('a data set curated over time, through the CLI', () => {
     const gc = await cli('gc');
     expect(gc.status, gc.stderr).toBe(0);
     expect(gc.json).toMatchObject({ dryRun: false, orphaned: [{ fingerprint, entries: 1, bytes: featureBytes }], freed: { entries: 1, bytes: featureBytes } });
-    const human = await runCli(['cache', 'gc', '--cache', cache]);
-    expect(human.stdout).toContain('nothing to drop');
+    const again = await runCli(['cache', 'gc', '--cache', cache]);
+    expect(again.stdout).toContain('nothing to drop');
 
     const after = await cli('stats');
     expect((after.json['fingerprints'] as { entries: number; orphaned: unknown }[])[0]).toMatchObject({ entries: fx.total, orphaned: { entries: 0, bytes: 0 } });

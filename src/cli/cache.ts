@@ -23,9 +23,16 @@ export function registerCache(program: Command): void {
   withCache(
     defineCommand<Flags>(cache, 'stats', 'samples, bytes, and per fingerprint its committed, incomplete, superseded and orphaned entries', async (out, f) => {
       await using c = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
-      const { runs } = await listRuns(c);
+      const { current, runs } = await listRuns(c);
       const s = await c.stats({ references: runReferences(runs) });
-      out.result(s, () => [`${s.samples} samples, ${s.bytes} bytes, ${runs.length} run record(s)`, ...s.fingerprints.map(describeFingerprint)].join('\n'));
+      const run = runs.find((r) => r.runId === current);
+      const currentRun = run === undefined ? null : { runId: run.runId, data: run.data, samples: run.samples.length };
+      out.result({ ...s, currentRun }, () =>
+        [
+          `${s.samples} samples, ${s.bytes} bytes, ${runs.length} run record(s); current training run: ${run === undefined ? 'none' : `${shortRunId(run.runId)} (${run.data})`}`,
+          ...s.fingerprints.map(describeFingerprint),
+        ].join('\n'),
+      );
     }),
   );
   withCache(
