@@ -1,10 +1,12 @@
 /**
  * The feature cache: one LevelDB per cache directory, a thin adapter over `level`.
  *
- * `FeatureCache` validates arguments, encodes and decodes values (with CRC checks, see
- * `codec.ts`) and builds keys (see `keys.ts`); LevelDB does the I/O. Every write of features
- * is one atomic batch, so an entry exists only when complete and an interrupted extraction
- * resumes from what is cached.
+ * `FeatureCache` validates arguments (`validate.ts`), encodes and decodes values (with CRC
+ * checks, `codec.ts`) and builds keys (`keys.ts`); LevelDB does the I/O. Every write of
+ * features is one atomic batch, so an entry exists only when complete and an interrupted
+ * extraction resumes from what is cached. Beside it: the public types (`types.ts`), the
+ * lock-holder sidecar (`holder.ts`), LevelDB's errors as splitfit codes (`level-errors.ts`)
+ * and the rule that tells what an entry is to the runs (`references.ts`).
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';

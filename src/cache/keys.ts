@@ -3,7 +3,8 @@
  *
  * Sublevels (abstract-level prefixes them as `!name!key`):
  * - `meta`    — JSON values: `format`, `holder`, `fingerprints` (registry), `augs` (hash → spec), and
- *               whatever other modules store with `putMeta`.
+ *               whatever other modules store with `putMeta`/`batchMeta` — the run records
+ *               `run:<fingerprint>:<dataHash>` and the pointer `run:current` (`extract/run-meta.ts`).
  * - `samples` — JSON `{label?, source}` by sample id.
  * - `f:<fingerprint>` — one per fingerprint; `view`-encoded values (see `codec.ts`), keyed
  *               `${aug}!${generation}!${sampleId}!${view}`.
