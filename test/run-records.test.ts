@@ -182,6 +182,7 @@ describe('legacy caches (full records under run:current and run:<fingerprint>)',
 
     const current = await readRun(cache);
     expect(current).toMatchObject({ runId: runIdOf(FP_B, '/data/b'), role: 'training', data: '/data/b', views: 1 });
+    expect(Object.keys(current)).not.toContain('legacy'); // read-side bookkeeping never leaks into a record
     expect((await listRuns(cache)).runs.map((r) => r.runId).sort()).toEqual([runIdOf(FP_A, '/data/a'), runIdOf(FP_B, '/data/b')].sort());
 
     await saveRun(cache, run(FP_A, '/data/val', { role: 'data' }), { current: false });
@@ -191,6 +192,11 @@ describe('legacy caches (full records under run:current and run:<fingerprint>)',
     expect(await cache.getMeta(runKey(runIdOf(FP_A, '/data/a')))).toMatchObject({ runId: runIdOf(FP_A, '/data/a'), data: '/data/a' });
     expect((await readRun(cache)).data).toBe('/data/b');
     expect((await listRuns(cache)).runs).toHaveLength(3);
+    // A refresh commit writes the run it read back: the stored record is a plain RunMeta.
+    await saveRun(cache, { ...current, generation: 1 }, { current: false });
+    const stored = await cache.getMeta<Record<string, unknown>>(runKey(current.runId));
+    expect(stored).toMatchObject({ runId: current.runId, generation: 1, role: 'training' });
+    expect(Object.keys(stored!)).not.toContain('legacy');
   });
 });
 

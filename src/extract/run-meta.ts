@@ -127,7 +127,8 @@ export async function saveRun(cache: FeatureCache, run: RunInput, options: SaveR
   if (run.runId !== undefined && run.runId !== runId) {
     throw new TypeError(`saveRun: runId ${run.runId} does not match its fingerprint and data (${runId})`);
   }
-  const record: RunMeta = { ...run, runId, role };
+  // A run read back (RunMeta) may be passed in: only its fields are stored, never read-side flags.
+  const record: RunMeta = stripLegacy({ ...run, runId, role });
   const state = await readState(cache);
   const existing = state.runs.get(runId);
   const keep = role === 'data' && existing?.role === 'training';
@@ -161,7 +162,7 @@ export async function readRun(cache: FeatureCache, options: ReadRunOptions = {})
   const current = state.current === undefined ? undefined : state.runs.get(state.current);
   const { fingerprint } = options;
   if (fingerprint === undefined) {
-    if (current !== undefined) return withDefaults(current);
+    if (current !== undefined) return withDefaults(stripLegacy(current));
     if (state.current !== undefined) {
       throw new SplitfitError(
         'SPLITFIT_CACHE_MISMATCH',
@@ -175,9 +176,9 @@ export async function readRun(cache: FeatureCache, options: ReadRunOptions = {})
   if (fp === undefined) {
     throw new SplitfitError('SPLITFIT_CACHE_MISMATCH', `the cache has no run with fingerprint ${fingerprint}; \`splitfit cache stats\` lists the cached fingerprints`);
   }
-  if (current?.fingerprint === fp) return withDefaults(current);
+  if (current?.fingerprint === fp) return withDefaults(stripLegacy(current));
   const ofFp = newestFirst(all.filter((r) => r.fingerprint === fp));
-  return withDefaults(ofFp.find((r) => r.role === 'training') ?? ofFp[0]!);
+  return withDefaults(stripLegacy(ofFp.find((r) => r.role === 'training') ?? ofFp[0]!));
 }
 
 /** Every run record, oldest first, and the current training run's id. */
@@ -320,7 +321,7 @@ async function readState(cache: FeatureCache): Promise<RunState> {
     if (!isRecord(value)) continue;
     const rest = key.slice(RUN_PREFIX.length);
     if (rest.includes(':')) {
-      runs.set(rest, { ...value, runId: rest, role: value.role ?? 'training' });
+      runs.set(rest, { ...stripLegacy({ ...value, runId: rest, role: value.role ?? 'training' }) });
     } else {
       legacy.push({ ...value, runId: runIdOf(value.fingerprint, value.data), role: 'training', legacy: 'fingerprint' });
       legacyKeys.push(key);
