@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { type CorruptEntry, FeatureCache, type FingerprintStats, type GenerationStats } from '../cache/feature-cache.js';
 import { parseFeatureKey, shortFingerprint } from '../cache/keys.js';
-import { fingerprintsInUse } from '../extract/in-use.js';
-import { listRuns, retireFingerprints, retireRun, type RunList, type RunMeta, runReferences, runsToRetire, shortRunId } from '../extract/run-meta.js';
+import { collectGarbage } from '../extract/gc.js';
+import { listRuns, retireRun, type RunList, type RunMeta, runReferences, shortRunId } from '../extract/run-meta.js';
 import { commandLine, type CommonFlags, defineCommand } from './command.js';
 
 interface Flags extends CommonFlags {
@@ -73,19 +73,10 @@ export function registerCache(program: Command): void {
       async (out, f) => {
         await using c = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
         const dryRun = f.dryRun === true;
-        // Retire first (one batch each): what they alone referenced becomes orphaned below.
-        const retiring: RunMeta[] = [];
-        for (const id of f.retire ?? []) retiring.push(...(dryRun ? await runsToRetire(c, id) : await retireRun(c, id)));
-        const use = await fingerprintsInUse(c);
-        for (const s of use.stale) out.warn(`drop ${shortFingerprint(s.fingerprint)}: ${s.reason}`);
-        const stale = use.stale.map((s) => s.fingerprint);
-        // The stale fingerprints' records go before their namespaces (see retireFingerprints).
-        if (!dryRun) await retireFingerprints(c, stale);
-        const gone = new Set([...retiring.map((r) => r.runId)]);
-        const kept = (await listRuns(c)).runs.filter((r) => !gone.has(r.runId) && !stale.includes(r.fingerprint));
-        const r = await c.gc(use.inUse, { dryRun, references: runReferences(kept) });
+        const { retired: retiring, stale, ...r } = await collectGarbage(c, { dryRun, retire: f.retire ?? [] });
+        for (const s of stale) out.warn(`${dryRun ? 'would drop' : 'drop'} ${shortFingerprint(s.fingerprint)}: ${s.reason}`);
         const verb = dryRun ? 'would free' : 'freed';
-        out.result({ ...r, retired: retiring.map((x) => x.runId) }, () =>
+        out.result({ ...r, retired: retiring.map((x) => x.runId), stale }, () =>
           [
             ...retiring.map((x) => `${dryRun ? 'would retire' : 'retired'} run ${shortRunId(x.runId)} (${x.data})`),
             ...r.dropped.map((d) => `${dryRun ? 'would drop' : 'dropped'} ${shortFingerprint(d.fingerprint)}: ${d.entries} entries, ${d.bytes} bytes`),
