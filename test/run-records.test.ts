@@ -215,6 +215,8 @@ describe('retireRun', () => {
     const unknown = await usageError(retireRun(cache, 'a1a1'));
     expect(unknown.message).toContain('/data/2026'); // lists what is recorded
     expect((await listRuns(cache)).runs.map((r) => r.runId)).toEqual([cur.runId]);
+    // A whole run id retired already (a rerun after a kill) is no error: nothing to retire.
+    expect(await retireRun(cache, old.runId)).toEqual([]);
   });
 
   it('runReferences collects samples and committed generations per fingerprint', () => {

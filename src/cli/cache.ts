@@ -96,7 +96,9 @@ export function registerCache(program: Command): void {
       await using c = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
       const retired = await retireRun(c, args[0]!);
       out.result({ retired: retired.map((r) => r.runId) }, () =>
-        [...retired.map((r) => `retired run ${shortRunId(r.runId)} (${r.data}, ${r.samples.length} samples)`), 'run `splitfit cache gc` to reclaim the entries only it referenced'].join('\n'),
+        retired.length === 0
+          ? `no run record ${args[0]!} (retired already)`
+          : [...retired.map((r) => `retired run ${shortRunId(r.runId)} (${r.data}, ${r.samples.length} samples)`), 'run `splitfit cache gc` to reclaim the entries only it referenced'].join('\n'),
       );
     }),
   );

@@ -75,6 +75,7 @@ export const CURRENT_RUN_KEY = 'run:current';
 const RUN_PREFIX = 'run:';
 /** Hex digits of sha256(data) in a run id. */
 export const DATA_HASH_LENGTH = 16;
+const RUN_ID_PATTERN = new RegExp(`^[0-9A-Za-z_.-]{1,128}:[0-9a-f]{${DATA_HASH_LENGTH}}$`);
 
 /** The run id of a data set cached with a base: `<fingerprint>:<16 hex of sha256(data)>`. */
 export function runIdOf(fingerprint: string, data: string): string {
@@ -198,7 +199,10 @@ export async function listRuns(cache: FeatureCache): Promise<RunList> {
  * The run records whose run id starts with `idOrPrefix` — a run id, or a fingerprint prefix of
  * at least 4 characters (all of that fingerprint's records) — that {@link retireRun} would retire.
  *
- * @throws SplitfitError `SPLITFIT_USAGE` when nothing matches, the prefix spans several
+ * A whole run id that matches nothing is taken as retired already (none is returned), so
+ * rerunning a `cache gc --retire` that a kill interrupted completes it.
+ *
+ * @throws SplitfitError `SPLITFIT_USAGE` when a prefix matches nothing, spans several
  *   fingerprints, or a match is the current training run (retiring it would leave train-head
  *   nothing to train on: cache another data set first, or `cache clear`).
  */
@@ -242,6 +246,8 @@ async function planRetire(cache: FeatureCache, idOrPrefix: string): Promise<{ st
   const [fpPart = '', hashPart] = idOrPrefix.split(':', 2);
   const fp = matchFingerprint(fpPart, all.map((r) => r.fingerprint), 'run id');
   const matches = all.filter((r) => r.fingerprint === fp && (hashPart === undefined || (r.runId.split(':')[1] ?? '').startsWith(hashPart)));
+  // A whole run id that is not recorded was retired already (a rerun after a kill): nothing to do.
+  if (matches.length === 0 && RUN_ID_PATTERN.test(idOrPrefix)) return { state, matches };
   if (matches.length === 0) {
     const known = all.map((r) => `${shortRunId(r.runId)} (${r.data})`).join(', ') || 'none';
     throw new SplitfitError('SPLITFIT_USAGE', `no run record matches "${idOrPrefix}"; recorded runs: ${known}. \`splitfit cache runs\` lists them`);
