@@ -11,14 +11,20 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
 import { encodedByteLength, headerByteLength } from '../src/cache/codec.js';
 import { FeatureCache } from '../src/cache/feature-cache.js';
 import { featuresSublevelName, parseFeatureKey } from '../src/cache/keys.js';
 import type { FingerprintReferences, GcResult } from '../src/cache/types.js';
+import { saveModel } from '../src/model/io.js';
+import { extractFeatures } from '../src/extract/extract.js';
+import { collectGarbage } from '../src/extract/gc.js';
 import { fingerprintsInUse } from '../src/extract/in-use.js';
 import { CURRENT_RUN_KEY, listRuns, readRun, type RunInput, runIdOf, saveRun } from '../src/extract/run-meta.js';
 import { backendArgs, CLI, runCli } from './helpers/cli.js';
-import { makeToyFixture, type ToyFixture } from './helpers/reliability.js';
+import { withWriteFault } from './helpers/level-faults.js';
+import { residualToyModel } from './helpers/models.js';
+import { diffSnapshots, makeToyFixture, snapshotCache, type ToyFixture } from './helpers/reliability.js';
 
 const FP = 'a1'.repeat(32);
 const FP2 = 'b2'.repeat(32);
@@ -179,6 +185,74 @@ describe('cache gc of a fingerprint whose model is gone', () => {
     expect(await cache.getMeta(CURRENT_RUN_KEY)).toBeUndefined();
     expect(await cache.listFingerprints()).toEqual([]);
   });
+});
+
+describe('cache gc killed before each of its LevelDB writes', () => {
+  it('every rerun completes to exactly the state of an uninterrupted gc, and the training run stays current', async () => {
+    const base = join(root, 'sweep');
+    const toy = residualToyModel(1);
+    await saveModel(toy, join(base, 'toy'));
+    toy.dispose();
+    const model = join(base, 'toy', 'model.json');
+    await makeEmojiDataset({ out: join(base, 'emoji'), categories: ['Animals & Nature', 'Food & Drink'], perClass: 6, testFraction: 0.5 });
+    const older = join(base, 'emoji', 'test');
+    const current = join(base, 'emoji', 'train');
+    const seeded = join(base, 'seeded');
+    let retireId: string;
+    {
+      await using cache = await FeatureCache.open(seeded, { command: 'vitest sweep setup' });
+      const a = await extractFeatures({ model, boundary: 'block2_add', data: older, cache });
+      await extractFeatures({ model, boundary: 'block2_add', data: current, cache });
+      retireId = runIdOf(a.fingerprint, older);
+      // Superseded: an augmentation no run reads any more, of a sample the current run lists.
+      const run = await readRun(cache);
+      await cache.putFeatures(a.fingerprint, [{ sampleId: run.samples[0]!.id, aug: 'flip:h', data: new Float32Array(16 * 16 * 8), shape: [16, 16, 8] }], 'float32');
+      // Stale: a fingerprint whose model is gone, with its record and samples.
+      await cache.putFeatures(FP, entries(ids(0, 70)), 'float32');
+      const { runId: _derived, ...fields } = run; // a new run id follows from fingerprint and data
+      await saveRun(
+        cache,
+        { ...fields, fingerprint: FP, model: join(base, 'gone', 'model.json'), data: '/gone', samples: ids(0, 70).map((id) => ({ id, label: 0 })) },
+        { current: false, samples: ids(0, 70).map((id) => ({ id, source: `/gone/${id}.png` })) },
+      );
+    }
+    const reference = join(base, 'reference');
+    await cp(seeded, reference, { recursive: true });
+    let expected: Awaited<ReturnType<typeof collectGarbage>> | undefined;
+    {
+      await using cache = await FeatureCache.open(reference, { command: 'vitest sweep reference' });
+      const { writes } = await withWriteFault(undefined, async () => {
+        expected = await collectGarbage(cache, { retire: [retireId] });
+      });
+      expect(writes).toBeGreaterThanOrEqual(6);
+    }
+    expect(expected).toMatchObject({ dropped: [{ fingerprint: FP, entries: 70 }], superseded: [{ entries: 1 }], samples: 70 + 6 });
+    expect(expected!.orphaned[0]!.entries).toBe(6); // the retired data set's own samples
+    const want = await snapshotCache(reference);
+
+    let points = 0;
+    for (let k = 1; ; k++) {
+      const dir = join(base, `kill-${k}`);
+      await cp(seeded, dir, { recursive: true });
+      let killed = false;
+      {
+        await using cache = await FeatureCache.open(dir, { command: `vitest kill ${k}` });
+        killed = (await withWriteFault(k, () => collectGarbage(cache, { retire: [retireId] }))).killed;
+      }
+      if (!killed) break;
+      points++;
+      {
+        await using cache = await FeatureCache.open(dir, { command: 'vitest rerun' });
+        expect((await readRun(cache)).data, `kill point ${k}`).toBe(current);
+        await collectGarbage(cache, { retire: [retireId] });
+        expect((await cache.verify()).ok).toBe(true);
+      }
+      expect(diffSnapshots(want, await snapshotCache(dir)), `kill point ${k}`).toEqual([]);
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(points).toBeGreaterThanOrEqual(6);
+    console.log(`cache gc: ${points} LevelDB write points, all consistent`);
+  }, 300_000);
 });
 
 // ---------------------------------------------------------------------------------------

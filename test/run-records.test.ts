@@ -27,6 +27,7 @@ import {
 } from '../src/extract/run-meta.js';
 import { saveModel } from '../src/model/io.js';
 import { trainHead } from '../src/train/train-head.js';
+import { withWriteFault } from './helpers/level-faults.js';
 import { residualToyModel } from './helpers/models.js';
 
 const FP_A = 'a1'.repeat(32);
@@ -311,4 +312,31 @@ describe('train-head --validation-data, killed after each of its cache meta writ
     // The validation record is the job's one meta write (no put-back write exists any more).
     expect(points).toBe(1);
   }, 120_000);
+
+  it('…and at every LevelDB write of the job (feature batches included), then a rerun completes with it', async () => {
+    let points = 0;
+    for (let k = 1; ; k++) {
+      const dir = join(root, `write-kill-${k}`);
+      await cp(seeded, dir, { recursive: true });
+      let killed = false;
+      {
+        await using cache = await FeatureCache.open(dir, { command: `kill at LevelDB write ${k}` });
+        const job = () => trainHead({ cache, out: join(root, `write-out-${k}`), validationData: val, epochs: 1, batchSize: 4, seed: 1 });
+        killed = (await withWriteFault(k, job)).killed;
+      }
+      await using reopened = await FeatureCache.open(dir, { command: 'vitest check' });
+      expect((await readRun(reopened)).data, `kill point ${k}`).toBe(train);
+      if (!killed) break;
+      points++;
+      const rerun = await trainHead({ cache: reopened, out: join(root, `write-rerun-${k}`), validationData: val, epochs: 1, batchSize: 4, seed: 1 });
+      expect(rerun.labels).toHaveLength(2);
+      expect((await readRun(reopened)).data, `after the rerun of kill point ${k}`).toBe(train);
+      expect((await listRuns(reopened)).runs.map((r) => [r.data, r.role])).toEqual([
+        [train, 'training'],
+        [val, 'data'],
+      ]);
+    }
+    expect(points).toBeGreaterThanOrEqual(2); // the validation feature batch(es), then its record
+    console.log(`train-head --validation-data: ${points} LevelDB write points, all consistent`);
+  }, 300_000);
 });
