@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { BackendChoice } from '../backend/resolve.js';
 import type { FeatureDType } from '../cache/codec.js';
+import { shortFingerprint } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
 import { backendOption, type CommonFlags, defineCommand, openExistingCache, useBackend } from './command.js';
@@ -52,7 +53,7 @@ export function registerCacheFeatures(program: Command): void {
       ...(f.generation === undefined ? {} : { generation: f.generation }),
       record: f.record,
       onProgress: (e) => {
-        if (e.type === 'start') out.info(`fingerprint ${e.fingerprint.slice(0, 16)}: ${e.total} samples, ${e.total - e.toExtract} cached, ${e.toExtract} to extract (${backend})`);
+        if (e.type === 'start') out.info(`fingerprint ${shortFingerprint(e.fingerprint)}: ${e.total} samples, ${e.total - e.toExtract} cached, ${e.toExtract} to extract (${backend})`);
         else if (e.type === 'extract') out.progress('extract', e.done, e.total);
         else out.warn(`skipped ${e.source}: ${e.reason}`);
       },
@@ -61,7 +62,7 @@ export function registerCacheFeatures(program: Command): void {
     const summary = { ...rest, failures, seconds: (performance.now() - started) / 1000 };
     out.result(summary, () =>
       [
-        `extracted ${result.extracted}, skipped ${result.skipped} (cached), failed ${result.failed}; ${result.entries} entries for fingerprint ${result.fingerprint.slice(0, 16)}`,
+        `extracted ${result.extracted}, skipped ${result.skipped} (cached), failed ${result.failed}; ${result.entries} entries for fingerprint ${shortFingerprint(result.fingerprint)}`,
         `features ${JSON.stringify(result.featureShape)} on ${result.backend}; extraction ${result.extractSeconds.toFixed(1)} s, total ${summary.seconds.toFixed(1)} s`,
         ...failures.map((x) => `  failed: ${x.source}: ${x.reason}`),
       ].join('\n'),
