@@ -20,7 +20,7 @@ import { saveModel } from '../src/model/io.js';
 import { extractFeatures } from '../src/extract/extract.js';
 import { collectGarbage } from '../src/extract/gc.js';
 import { fingerprintsInUse } from '../src/extract/in-use.js';
-import { CURRENT_RUN_KEY, listRuns, readRun, type RunInput, runIdOf, saveRun } from '../src/extract/run-meta.js';
+import { CURRENT_RUN_KEY, listExtracting, listRuns, readRun, type RunInput, runIdOf, saveRun } from '../src/extract/run-meta.js';
 import { backendArgs, CLI, runCli } from './helpers/cli.js';
 import { withWriteFault } from './helpers/level-faults.js';
 import { residualToyModel } from './helpers/models.js';
@@ -188,17 +188,23 @@ describe('cache gc of a fingerprint whose model is gone', () => {
 });
 
 describe('cache gc killed before each of its LevelDB writes', () => {
-  it('every rerun completes to exactly the state of an uninterrupted gc, and the training run stays current', async () => {
-    const base = join(root, 'sweep');
+  let base: string;
+  let model: string;
+  let older: string;
+  let current: string;
+  let seeded: string;
+  let retireId: string;
+
+  beforeAll(async () => {
+    base = join(root, 'sweep');
     const toy = residualToyModel(1);
     await saveModel(toy, join(base, 'toy'));
     toy.dispose();
-    const model = join(base, 'toy', 'model.json');
+    model = join(base, 'toy', 'model.json');
     await makeEmojiDataset({ out: join(base, 'emoji'), categories: ['Animals & Nature', 'Food & Drink'], perClass: 6, testFraction: 0.5 });
-    const older = join(base, 'emoji', 'test');
-    const current = join(base, 'emoji', 'train');
-    const seeded = join(base, 'seeded');
-    let retireId: string;
+    older = join(base, 'emoji', 'test');
+    current = join(base, 'emoji', 'train');
+    seeded = join(base, 'seeded');
     {
       await using cache = await FeatureCache.open(seeded, { command: 'vitest sweep setup' });
       const a = await extractFeatures({ model, boundary: 'block2_add', data: older, cache });
@@ -216,6 +222,9 @@ describe('cache gc killed before each of its LevelDB writes', () => {
         { current: false, samples: ids(0, 70).map((id) => ({ id, source: `/gone/${id}.png` })) },
       );
     }
+  });
+
+  it('every rerun completes to exactly the state of an uninterrupted gc, and the training run stays current', async () => {
     const reference = join(base, 'reference');
     await cp(seeded, reference, { recursive: true });
     let expected: Awaited<ReturnType<typeof collectGarbage>> | undefined;
@@ -253,6 +262,33 @@ describe('cache gc killed before each of its LevelDB writes', () => {
     expect(points).toBeGreaterThanOrEqual(6);
     console.log(`cache gc: ${points} LevelDB write points, all consistent`);
   }, 300_000);
+
+  it('keeps what an interrupted cache-features wrote (its rerun resumes from it) unless told dropInterrupted', async () => {
+    const dir = join(base, 'interrupted');
+    await cp(seeded, dir, { recursive: true });
+    const extra = join(base, 'more');
+    await makeEmojiDataset({ out: extra, categories: ['Travel & Places', 'Smileys & Emotion'], perClass: 4, testFraction: 0 });
+    await using cache = await FeatureCache.open(dir, { command: 'vitest interrupted' });
+    const fp = (await readRun(cache)).fingerprint;
+    const before = await cache.countEntries(fp);
+    // Killed after its marker and first feature batch, before its record.
+    const { killed } = await withWriteFault(3, () => extractFeatures({ model, boundary: 'block2_add', data: join(extra, 'train'), cache, batchSize: 4 }));
+    expect(killed).toBe(true);
+    expect(await cache.countEntries(fp)).toBe(before + 4);
+    const kept = await collectGarbage(cache);
+    expect(kept.interrupted.map((m) => m.data)).toEqual([join(extra, 'train')]);
+    expect(kept.orphaned.find((o) => o.fingerprint === fp)).toBeUndefined();
+    // The setup's superseded entry goes; the interrupted extraction's 4 entries stay.
+    expect(await cache.countEntries(fp)).toBe(before - 1 + 4);
+    expect(kept.superseded).toEqual([{ fingerprint: fp, entries: 1, bytes: encodedByteLength([16, 16, 8], 'float32') }]);
+
+    const dropped = await collectGarbage(cache, { dropInterrupted: true });
+    expect(dropped.interrupted.map((m) => m.data)).toEqual([join(extra, 'train')]);
+    expect(dropped.orphaned).toEqual([{ fingerprint: fp, entries: 4, bytes: 4 * encodedByteLength([16, 16, 8], 'float32') }]);
+    expect(await cache.countEntries(fp)).toBe(before - 1);
+    expect(await listExtracting(cache)).toEqual([]);
+    expect((await readRun(cache)).data).toBe(current);
+  });
 });
 
 // ---------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import { isSplitfitError, type SplitfitError } from '../src/errors.js';
 import { extractFeatures } from '../src/extract/extract.js';
 import {
   CURRENT_RUN_KEY,
+  extractingKey,
+  listExtracting,
   listRuns,
   readRun,
   retireRun,
@@ -127,7 +129,8 @@ describe('run ids and the current pointer', () => {
     const r = run(FP_A, '/data/train');
     await saveRun(cache, r, { current: true, samples: r.samples.map((s) => ({ id: s.id, source: `/data/train/${s.id}.png`, label: 'cat' })) });
     expect(calls).toHaveLength(1);
-    expect(calls[0]!.ops.map((o) => `${o.type} ${o.key}`)).toEqual([`put ${runKey(runIdOf(FP_A, '/data/train'))}`, `put ${CURRENT_RUN_KEY}`]);
+    const runId = runIdOf(FP_A, '/data/train');
+    expect(calls[0]!.ops.map((o) => `${o.type} ${o.key}`)).toEqual([`put ${runKey(runId)}`, `put ${CURRENT_RUN_KEY}`, `del ${extractingKey(runId)}`]);
     expect(calls[0]!.options?.putSamples).toHaveLength(2);
     expect((await cache.getSample(r.samples[0]!.id))?.source).toBe(`/data/train/${r.samples[0]!.id}.png`);
   });
@@ -272,6 +275,22 @@ describe('train-head --validation-data, killed after each of its cache meta writ
     expect((await readRun(cache)).data).toBe(val); // the default, 'training', moves it
   });
 
+  it('an extraction marks its samples before its first batch and clears the mark when it records its run', async () => {
+    const dir = join(root, 'marker');
+    await cp(seeded, dir, { recursive: true });
+    await using cache = await FeatureCache.open(dir, { command: 'vitest marker' });
+    const { writes } = await withWriteFault(2, () => extractFeatures({ model: join(model, 'model.json'), boundary: 'block2_add', data: val, cache }));
+    expect(writes).toBeGreaterThanOrEqual(2);
+    const [marker, ...more] = await listExtracting(cache);
+    expect(more).toEqual([]);
+    expect(marker).toMatchObject({ data: val, generation: 0, runId: runIdOf(marker!.fingerprint, val) });
+    expect(marker!.samples).toHaveLength(8);
+    expect((await readRun(cache)).data).toBe(train);
+    await extractFeatures({ model: join(model, 'model.json'), boundary: 'block2_add', data: val, cache });
+    expect(await listExtracting(cache)).toEqual([]);
+    expect(await cache.getMeta(extractingKey(marker!.runId))).toBeUndefined();
+  });
+
   it('the training data stays the current run at every kill point, and the validation set gets its own record', async () => {
     class Killed extends Error {}
     let points = 0;
@@ -303,14 +322,18 @@ describe('train-head --validation-data, killed after each of its cache meta writ
       const current = await readRun(reopened);
       expect(current.data, `kill point ${k}`).toBe(train);
       expect(current.role).toBe('training');
-      if (!killed) break; // the job ran to the end: every write was a kill point
-      points++;
       const { runs } = await listRuns(reopened);
-      expect(runs.find((r) => r.data === val)?.role, `kill point ${k}`).toBe('data');
+      if (!killed) {
+        // The job ran to the end: every write was a kill point. Its validation set has a record of its own.
+        expect(runs.find((r) => r.data === val)?.role).toBe('data');
+        expect(await listExtracting(reopened)).toEqual([]);
+        break;
+      }
+      points++;
       await rm(dir, { recursive: true, force: true });
     }
-    // The validation record is the job's one meta write (no put-back write exists any more).
-    expect(points).toBe(1);
+    // The validation extraction's marker, then its record: no put-back write exists any more.
+    expect(points).toBe(2);
   }, 120_000);
 
   it('…and at every LevelDB write of the job (feature batches included), then a rerun completes with it', async () => {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type CorruptEntry, FeatureCache, type FingerprintStats, type GenerationStats } from '../cache/feature-cache.js';
 import { parseFeatureKey, shortFingerprint } from '../cache/keys.js';
 import { collectGarbage } from '../extract/gc.js';
-import { listRuns, retireRun, type RunList, type RunMeta, runReferences, shortRunId } from '../extract/run-meta.js';
+import { listExtracting, listRuns, retireRun, type RunList, type RunMeta, runReferences, shortRunId } from '../extract/run-meta.js';
 import { commandLine, type CommonFlags, defineCommand } from './command.js';
 
 interface Flags extends CommonFlags {
@@ -10,6 +10,7 @@ interface Flags extends CommonFlags {
   repair?: boolean;
   dryRun?: boolean;
   retire?: string[];
+  dropInterrupted?: boolean;
 }
 
 function withCache(cmd: Command): Command {
@@ -24,13 +25,18 @@ export function registerCache(program: Command): void {
     defineCommand<Flags>(cache, 'stats', 'samples, bytes, and per fingerprint its committed, incomplete, superseded and orphaned entries', async (out, f) => {
       await using c = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
       const { current, runs } = await listRuns(c);
+      const interrupted = await listExtracting(c);
       const s = await c.stats({ references: runReferences(runs) });
       const run = runs.find((r) => r.runId === current);
       const currentRun = run === undefined ? null : { runId: run.runId, data: run.data, samples: run.samples.length };
-      out.result({ ...s, currentRun }, () =>
+      const unrecorded = interrupted.map((m) => ({ runId: m.runId, data: m.data, samples: m.samples.length, startedAt: m.startedAt }));
+      out.result({ ...s, currentRun, interrupted: unrecorded }, () =>
         [
           `${s.samples} samples, ${s.bytes} bytes, ${runs.length} run record(s); current training run: ${run === undefined ? 'none' : `${shortRunId(run.runId)} (${run.data})`}`,
           ...s.fingerprints.map(describeFingerprint),
+          ...unrecorded.map(
+            (m) => `  interrupted cache-features of ${m.data} (started ${m.startedAt}): its entries count as orphaned until a rerun records it; \`cache gc\` keeps them`,
+          ),
         ].join('\n'),
       );
     }),
@@ -73,10 +79,18 @@ export function registerCache(program: Command): void {
       async (out, f) => {
         await using c = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
         const dryRun = f.dryRun === true;
-        const { retired: retiring, stale, ...r } = await collectGarbage(c, { dryRun, retire: f.retire ?? [] });
+        const dropInterrupted = f.dropInterrupted === true;
+        const { retired: retiring, stale, interrupted, ...r } = await collectGarbage(c, { dryRun, retire: f.retire ?? [], dropInterrupted });
         for (const s of stale) out.warn(`${dryRun ? 'would drop' : 'drop'} ${shortFingerprint(s.fingerprint)}: ${s.reason}`);
+        for (const m of interrupted) {
+          out.warn(
+            dropInterrupted
+              ? `${dryRun ? 'would drop' : 'dropped'} what an interrupted cache-features of ${m.data} (started ${m.startedAt}) wrote`
+              : `kept what an interrupted cache-features of ${m.data} (started ${m.startedAt}) wrote: rerun it to finish, or pass --drop-interrupted`,
+          );
+        }
         const verb = dryRun ? 'would free' : 'freed';
-        out.result({ ...r, retired: retiring.map((x) => x.runId), stale }, () =>
+        out.result({ ...r, retired: retiring.map((x) => x.runId), stale, interrupted: interrupted.map((m) => ({ runId: m.runId, data: m.data, startedAt: m.startedAt })) }, () =>
           [
             ...retiring.map((x) => `${dryRun ? 'would retire' : 'retired'} run ${shortRunId(x.runId)} (${x.data})`),
             ...r.dropped.map((d) => `${dryRun ? 'would drop' : 'dropped'} ${shortFingerprint(d.fingerprint)}: ${d.entries} entries, ${d.bytes} bytes`),
@@ -89,6 +103,7 @@ export function registerCache(program: Command): void {
       },
     )
       .option('--dry-run', 'only say what would be dropped')
+      .option('--drop-interrupted', 'also drop what an interrupted cache-features wrote (kept by default, so its rerun resumes)')
       .option('--retire <runId>', 'retire a run record first (a run id or fingerprint prefix, see `cache runs`); repeatable', collect),
   );
   withCache(

@@ -10,7 +10,7 @@ import type { DataSource, Sample } from '../data/types.js';
 import { isSplitfitError, SplitfitError } from '../errors.js';
 import { Batcher } from './batcher.js';
 import { type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
-import { baseRunFields, type RunInput, saveRun } from './run-meta.js';
+import { baseRunFields, markExtracting, type RunInput, saveRun } from './run-meta.js';
 
 export interface ExtractOptions extends PrepareOptions {
   /** Data set: a class-folder directory, a `.csv`/`.jsonl` manifest, an IDX images file, or an opened source. */
@@ -141,6 +141,17 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   const todo = unique.filter((s) => missingViews.has(s.id));
   const toExtract = todo.reduce((n, s) => n + missingViews.get(s.id)!.length, 0);
   options.onProgress?.({ type: 'start', total: source.samples.length, toExtract, fingerprint: p.fingerprint });
+  // Until the run is recorded, its new entries belong to no run: mark them so gc keeps them.
+  if ((options.record ?? 'training') !== false && toExtract > 0) {
+    await markExtracting(cache, {
+      fingerprint: p.fingerprint,
+      data: source.root,
+      samples: todo.map((s) => s.id),
+      ...(plan.aug === undefined ? {} : { augment: plan.aug }),
+      generation: plan.generation,
+      startedAt: new Date().toISOString(),
+    });
+  }
 
   const failures: { source: string; reason: string }[] = [];
   const fail = (sample: Sample, err: unknown): void => {

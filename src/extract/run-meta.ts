@@ -85,6 +85,51 @@ export function runIdOf(fingerprint: string, data: string): string {
 /** The meta key of a run record. */
 export const runKey = (runId: string): string => RUN_PREFIX + runId;
 
+const EXTRACTING_PREFIX = 'extracting:';
+/** The meta key of the marker an extraction writes before its first batch (see {@link markExtracting}). */
+export const extractingKey = (runId: string): string => EXTRACTING_PREFIX + runId;
+
+/**
+ * An extraction that started and has not recorded its run yet — running, or interrupted by a
+ * kill. Its entries are referenced by no run, so without the marker `cache gc` would drop the
+ * work an interrupted `cache-features` resumes from.
+ */
+export interface ExtractingMarker {
+  runId: string;
+  fingerprint: string;
+  data: string;
+  /** Ids of the samples being extracted. */
+  samples: string[];
+  /** Canonical augmentation spec and generation of the entries being written. */
+  augment?: string;
+  generation: number;
+  startedAt: string;
+}
+
+/**
+ * Writes the marker of an extraction that records its run when done (one put, before its first
+ * feature batch). {@link saveRun} deletes it in the batch that records the run; a kill in
+ * between leaves it, and `cache gc` keeps its samples' entries until the rerun records them
+ * (or `gc` is told `dropInterrupted`).
+ */
+export async function markExtracting(cache: FeatureCache, marker: Omit<ExtractingMarker, 'runId'>): Promise<void> {
+  const runId = runIdOf(marker.fingerprint, marker.data);
+  await cache.batchMeta([{ type: 'put', key: extractingKey(runId), value: { ...marker, runId } satisfies ExtractingMarker }]);
+}
+
+/** The markers of extractions that have not recorded their run (interrupted ones, when none is running). */
+export async function listExtracting(cache: FeatureCache): Promise<ExtractingMarker[]> {
+  const rows = await cache.metaEntries<ExtractingMarker>(EXTRACTING_PREFIX);
+  return rows.map(([, v]) => v).filter((v) => typeof v?.runId === 'string' && Array.isArray(v.samples));
+}
+
+/** Deletes every extraction marker in one batch; returns the markers deleted. */
+export async function dropExtracting(cache: FeatureCache): Promise<ExtractingMarker[]> {
+  const markers = await listExtracting(cache);
+  if (markers.length > 0) await cache.batchMeta(markers.map((m) => ({ type: 'del' as const, key: extractingKey(m.runId) })));
+  return markers;
+}
+
 /** The short form of a run id in messages: short fingerprint, `:`, data hash. */
 export function shortRunId(runId: string): string {
   const [fp, hash] = runId.split(':');
@@ -137,6 +182,7 @@ export async function saveRun(cache: FeatureCache, run: RunInput, options: SaveR
   if (!keep) ops.push({ type: 'put', key: runKey(runId), value: record });
   else if (existing.legacy) ops.push({ type: 'put', key: runKey(runId), value: stripLegacy(existing) });
   if (options.current) ops.push({ type: 'put', key: CURRENT_RUN_KEY, value: { runId } });
+  ops.push({ type: 'del', key: extractingKey(runId) }); // the extraction is recorded: its marker goes
   await cache.batchMeta(ops, { putSamples: options.samples ?? [] });
   return keep ? stripLegacy(existing) : record;
 }
@@ -269,15 +315,20 @@ function retireOps(state: RunState, matches: readonly StoredRun[]): MetaOperatio
   return ops;
 }
 
-/** What the runs reference, per fingerprint: the input of `FeatureCache.stats` and `gc`. */
-export function runReferences(runs: readonly RunMeta[]): Map<string, FingerprintReferences> {
+/**
+ * What the runs (and the markers of unrecorded extractions) reference, per fingerprint: the
+ * input of `FeatureCache.stats` and `gc`.
+ */
+export function runReferences(runs: readonly RunMeta[], extracting: readonly ExtractingMarker[] = []): Map<string, FingerprintReferences> {
   const out = new Map<string, { samples: Set<string>; committed: { aug?: string; generation: number }[] }>();
-  for (const r of runs) {
-    const refs = out.get(r.fingerprint) ?? { samples: new Set<string>(), committed: [] };
-    for (const s of r.samples) refs.samples.add(s.id);
-    refs.committed.push({ ...(r.augment === undefined ? {} : { aug: r.augment }), generation: r.generation ?? 0 });
-    out.set(r.fingerprint, refs);
-  }
+  const add = (fingerprint: string, ids: Iterable<string>, augment: string | undefined, generation: number): void => {
+    const refs = out.get(fingerprint) ?? { samples: new Set<string>(), committed: [] };
+    for (const id of ids) refs.samples.add(id);
+    refs.committed.push({ ...(augment === undefined ? {} : { aug: augment }), generation });
+    out.set(fingerprint, refs);
+  };
+  for (const r of runs) add(r.fingerprint, r.samples.map((s) => s.id), r.augment, r.generation ?? 0);
+  for (const m of extracting) add(m.fingerprint, m.samples, m.augment, m.generation);
   return out;
 }
 
