@@ -39,7 +39,7 @@ import { type BackendName, probeBackend, resolveBackend } from '../src/backend/r
 import { FeatureCache } from '../src/cache/feature-cache.js';
 import { extractFeatures } from '../src/extract/extract.js';
 import { prepareBase } from '../src/extract/prepare.js';
-import { baseRunFields, type RunMeta, saveRun } from '../src/extract/run-meta.js';
+import { baseRunFields, type RunInput, saveRun } from '../src/extract/run-meta.js';
 import { suggestBatchSize } from '../src/model/batch-size.js';
 import { compileBase } from '../src/model/compile/index.js';
 import { loadModel } from '../src/model/io.js';
@@ -330,7 +330,7 @@ async function rssWrite(dir: string, n: number): Promise<Record<string, unknown>
         'float32',
       );
     }
-    const meta: RunMeta = {
+    const meta: RunInput = {
       ...baseRunFields(p),
       model: MODEL,
       labels,
@@ -342,7 +342,7 @@ async function rssWrite(dir: string, n: number): Promise<Record<string, unknown>
       plainView0: false,
       createdAt: new Date().toISOString(),
     };
-    await saveRun(cache, meta);
+    await saveRun(cache, meta, { current: true });
   } finally {
     await cache.close();
   }

@@ -6,6 +6,7 @@ import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
 import { FeatureCache } from '../src/cache/feature-cache.js';
 import { augmentPixels, canonicalAugmentSpec, parseAugmentSpec } from '../src/data/augment.js';
 import { extractFeatures } from '../src/extract/extract.js';
+import { readRun } from '../src/extract/run-meta.js';
 import { saveModel } from '../src/model/io.js';
 import { viewFor } from '../src/train/batches.js';
 import { type TrainEvent, trainHead } from '../src/index.js';
@@ -63,7 +64,7 @@ describe('augmentation runs on a toy model', () => {
     const t = await trainHead({ cache, out: join(dir, 'out-views'), epochs: 4, batchSize: 8, seed: 9 });
     expect(t.history.viewsRead).toHaveLength(4);
     await using c = await FeatureCache.open(cache);
-    const ids = (await c.getMeta<{ samples: { id: string }[] }>('run:current'))!.samples.map((s) => s.id);
+    const ids = (await readRun(c)).samples.map((s) => s.id);
     t.history.viewsRead.forEach((counts, epoch) => {
       const expected = [0, 0, 0];
       for (const id of ids) expected[viewFor(9, epoch, id, 3)]!++;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
 import { FeatureCache } from '../src/cache/feature-cache.js';
-import { CURRENT_RUN_KEY, type RunMeta } from '../src/extract/run-meta.js';
+import { readRun } from '../src/extract/run-meta.js';
 import { loadModel } from '../src/model/io.js';
 import { loadFeatureSet } from '../src/train/feature-set.js';
 import { argmaxRows } from '../src/train/metrics.js';
@@ -44,7 +44,7 @@ describe('cache-features → train-head → evaluate/predict', () => {
 
     // Head on cached features vs stitched model on the images: same predictions.
     await using cache = await FeatureCache.open(join(dir, 'cache'));
-    const run = (await cache.getMeta<RunMeta>(CURRENT_RUN_KEY))!;
+    const run = await readRun(cache);
     const set = await loadFeatureSet(cache, run.fingerprint, run.samples, run.featureShape);
     const head = await loadModel(join(out, 'head', 'model.json'));
     const headProbs = tf.tidy(() => (head.predict(tf.tensor(set.x, [set.ids.length, ...set.featureShape])) as tf.Tensor).dataSync() as Float32Array);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerByteLength } from '../src/cache/codec.js';
-import { featuresSublevelName } from '../src/cache/keys.js';
+import { featuresSublevelName, shortFingerprint } from '../src/cache/keys.js';
 import { backendArgs, CLI, runCli } from './helpers/cli.js';
 import { compareRawFeatures, exists, makeToyFixture, readRawFeatures, type RawFeatures, sampleIdOf, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
 
@@ -70,7 +70,7 @@ describe('a damaged cache, through the CLI', () => {
     expect(lines).toHaveLength(1);
     expect(stackLines(r.stderr)).toEqual([]);
     const message = lines[0]!;
-    expect(message).toContain(fingerprint);
+    expect(message).toContain(shortFingerprint(fingerprint));
     expect([...damaged.keys()].some((k) => message.includes(sampleIdOf(k)))).toBe(true);
     expect(message).toMatch(new RegExp(`^splitfit: SPLITFIT_CACHE_CORRUPT: sample ${fx.data}/.+\\.png: `));
     expect(message).toContain('cache verify --repair');

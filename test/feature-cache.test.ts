@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSplitfitError, type SplitfitError } from '../src/errors.js';
 import { encodedByteLength, headerByteLength } from '../src/cache/codec.js';
 import { FeatureCache, type CacheHolder, type CachedFeatures, type FeatureEntry } from '../src/cache/feature-cache.js';
-import { augKey, featureKey, featuresSublevelName, HOLDER_FILE, NO_AUG } from '../src/cache/keys.js';
+import { augKey, featureKey, featuresSublevelName, HOLDER_FILE, NO_AUG, shortFingerprint } from '../src/cache/keys.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const FP = 'a1'.repeat(32);
@@ -405,7 +405,7 @@ describe('corruption', () => {
     expect(err.code).toBe('SPLITFIT_CACHE_CORRUPT');
     expect(err.message).toContain('crc mismatch');
     expect(err.message).toContain(key);
-    expect(err.message).toContain(FP);
+    expect(err.message).toContain(shortFingerprint(FP));
     expect((await rejection(collect(cache.iterateFeatures(FP)))).code).toBe('SPLITFIT_CACHE_CORRUPT');
     expect((await cache.getFeatures(FP, sampleId(4)))?.data).toEqual(features(4));
   });
@@ -495,19 +495,20 @@ describe('maintenance', () => {
     await cache.putFeatures(FP2, entries(3, { aug: 'flip' }), 'float32');
 
     const dry = await cache.gc([FP], { dryRun: true });
-    expect(dry).toEqual({ dryRun: true, dropped: [{ fingerprint: FP2, entries: 3 }], kept: [FP] });
+    const freed = { entries: 3, bytes: 3 * encodedByteLength([DIM], 'float32') };
+    expect(dry).toEqual({ dryRun: true, dropped: [{ fingerprint: FP2, ...freed }], orphaned: [], superseded: [], samples: 0, freed, kept: [FP] });
     expect(await cache.countEntries(FP2)).toBe(3);
     expect(await cache.listFingerprints()).toEqual([FP, FP2]);
 
     const real = await cache.gc([FP]);
-    expect(real).toEqual({ dryRun: false, dropped: [{ fingerprint: FP2, entries: 3 }], kept: [FP] });
+    expect(real).toEqual({ dryRun: false, dropped: [{ fingerprint: FP2, ...freed }], orphaned: [], superseded: [], samples: 0, freed, kept: [FP] });
     expect(await cache.countEntries(FP2)).toBe(0);
     expect(await cache.countEntries(FP)).toBe(8);
     await cache.close();
     await cache.open();
     expect(await cache.listFingerprints()).toEqual([FP]);
     expect((await cache.stats()).fingerprints.map((f) => f.fingerprint)).toEqual([FP]);
-    expect(await cache.gc([FP])).toEqual({ dryRun: false, dropped: [], kept: [FP] });
+    expect(await cache.gc([FP])).toEqual({ dryRun: false, dropped: [], orphaned: [], superseded: [], samples: 0, freed: { entries: 0, bytes: 0 }, kept: [FP] });
   });
 
   it('clear empties the cache and leaves it usable', async () => {

@@ -16,6 +16,7 @@
  */
 import * as zlib from 'node:zlib';
 import { SplitfitError } from '../errors.js';
+import { shortFingerprint } from './keys.js';
 
 /** Version of the value format (and of the key schema); part of every fingerprint. */
 export const CACHE_FORMAT_VERSION = 1;
@@ -71,38 +72,12 @@ function elementCount(shape: readonly number[]): number {
 }
 
 // ---------------------------------------------------------------------------------------
-// CRC32 (IEEE 802.3, reflected, polynomial 0xEDB88320) — node:zlib has it from Node 20.15.
+// CRC32 (IEEE 802.3, reflected, polynomial 0xEDB88320): node:zlib's, present from Node 20.15
+// (package.json `engines`). The on-disk values are this exact function, so they must not change.
 
-let crcTable: Uint32Array | undefined;
-
-function makeCrcTable(): Uint32Array {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-}
-
-/** Table-driven CRC32 (IEEE) in plain JavaScript; the fallback when `zlib.crc32` is missing. */
-export function crc32Js(bytes: Uint8Array, initial = 0): number {
-  const table = (crcTable ??= makeCrcTable());
-  let c = (initial ^ 0xffffffff) >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = table[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-type Crc32Fn = (data: Uint8Array, value?: number) => number;
-// Typed loosely on purpose: @types/node declares crc32, older Node 20 runtimes lack it.
-const nativeCrc32 = (zlib as { crc32?: Crc32Fn }).crc32;
-
-/** Whether CRC32 runs in node:zlib (native) or in the JS fallback. */
-export const CRC32_IMPLEMENTATION: 'zlib' | 'js' = typeof nativeCrc32 === 'function' ? 'zlib' : 'js';
-
-/** CRC32 (IEEE) of `bytes`, continuing from `initial`. Uses `zlib.crc32` when present. */
+/** CRC32 (IEEE) of `bytes`, continuing from `initial`. */
 export function crc32(bytes: Uint8Array, initial = 0): number {
-  return typeof nativeCrc32 === 'function' ? nativeCrc32(bytes, initial) >>> 0 : crc32Js(bytes, initial);
+  return zlib.crc32(bytes, initial) >>> 0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -309,7 +284,7 @@ export function decodeFeatures(bytes: Uint8Array, context: CodecContext): Decode
   if (!parsed.ok) {
     throw new SplitfitError(
       'SPLITFIT_CACHE_CORRUPT',
-      `corrupt feature entry "${context.key}" in cache namespace ${context.fingerprint}: ${parsed.reason} ` +
+      `corrupt feature entry "${context.key}" in cache namespace ${shortFingerprint(context.fingerprint)}: ${parsed.reason} ` +
         `(${parsed.detail}). Run \`splitfit cache verify --repair\` to drop bad entries, then re-run cache-features.`,
     );
   }

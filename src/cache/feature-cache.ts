@@ -1,222 +1,66 @@
 /**
  * The feature cache: one LevelDB per cache directory, a thin adapter over `level`.
  *
- * `FeatureCache` validates arguments, encodes and decodes values (with CRC checks, see
- * `codec.ts`) and builds keys (see `keys.ts`); LevelDB does the I/O. Every write of features
- * is one atomic batch, so an entry exists only when complete and an interrupted extraction
- * resumes from what is cached.
+ * `FeatureCache` validates arguments (`validate.ts`), encodes and decodes values (with CRC
+ * checks, `codec.ts`) and builds keys (`keys.ts`); LevelDB does the I/O. Every write of
+ * features is one atomic batch, so an entry exists only when complete and an interrupted
+ * extraction resumes from what is cached. Beside it: the public types (`types.ts`), the
+ * lock-holder sidecar (`holder.ts`), LevelDB's errors as splitfit codes (`level-errors.ts`)
+ * and the rule that tells what an entry is to the runs (`references.ts`).
  */
-import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { AbstractSublevel } from 'abstract-level';
 import { Level } from 'level';
 import { SplitfitError } from '../errors.js';
 import { checkFeatures, decodeFeatures, encodeFeatures, FEATURE_DTYPES, CACHE_FORMAT_VERSION } from './codec.js';
-import type { CorruptReason, DecodedFeatures, FeatureDType } from './codec.js';
+import type { DecodedFeatures, FeatureDType } from './codec.js';
+import { type EntryStatus, entryClassifier } from './references.js';
+import { assertMetaKey, resolveSelector, sampleRecord, validateOptions, validateReferences, validateSampleEntries } from './validate.js';
+import { lockedMessage, removeHolderFile, writeHolderFile } from './holder.js';
+import { errorMessage, hasLevelCode, ioError, ioHint, openError } from './level-errors.js';
 import {
   assertFingerprint,
-  assertIndex,
   assertSampleId,
   augKey,
   featureKey,
   featureRange,
+  type FeatureKeyParts,
   featuresSublevelName,
-  HOLDER_FILE,
   META_KEYS,
   META_SUBLEVEL,
   NO_AUG,
   parseFeatureKey,
   SAMPLES_SUBLEVEL,
+  shortFingerprint,
 } from './keys.js';
+import type {
+  CacheHolder,
+  CacheStats,
+  CachedFeatures,
+  CorruptEntry,
+  FeatureCacheOptions,
+  FeatureEntry,
+  FeatureSelector,
+  FingerprintReferences,
+  FingerprintStats,
+  GcFreed,
+  GcOptions,
+  GcResult,
+  GenerationStats,
+  IterateOptions,
+  MetaBatchOptions,
+  MetaOperation,
+  MissingOptions,
+  SampleEntry,
+  SampleRecord,
+  StatsOptions,
+  VerifyOptions,
+  VerifyResult,
+} from './types.js';
 
-// ---------------------------------------------------------------------------------------
-// Public types.
-
-/** Options of {@link FeatureCache.open}. */
-export interface FeatureCacheOptions {
-  /**
-   * Create the directory and an empty cache when none exists. When `false`, opening a
-   * directory without a cache fails with `SPLITFIT_IO`.
-   * @default true
-   */
-  createIfMissing?: boolean;
-  /**
-   * Refuse every write (`SPLITFIT_USAGE`). LevelDB still takes its exclusive lock: a
-   * read-only cache cannot be opened while another process holds it either.
-   * @default false
-   */
-  readOnly?: boolean;
-  /**
-   * Command recorded as the lock holder, so that a process that finds the cache locked can
-   * say who holds it (e.g. `splitfit cache-features --model mobilenet_v2 …`).
-   * @default process.argv without the node executable, joined by spaces
-   */
-  command?: string;
-}
-
-/** Who holds a cache open: stored in the `meta` key `holder` and in `splitfit-holder.json`. */
-export interface CacheHolder {
-  pid: number;
-  command: string;
-  /** ISO 8601 time the holder opened the cache. */
-  startedAt: string;
-  readOnly: boolean;
-}
-
-/** A sample's record in the `samples` sublevel. */
-export interface SampleRecord {
-  /** Class name or index; absent for unlabelled data. */
-  label?: string | number;
-  /** Where the sample came from (path, `idx:<file>#<index>`, …), for messages. */
-  source: string;
-}
-
-/** A sample to store: its id (content hash of the source bytes) and its record. */
-export interface SampleEntry extends SampleRecord {
-  id: string;
-}
-
-/** Which cached entry of a sample: its augmentation, generation and view. */
-export interface FeatureSelector {
-  /**
-   * Augmentation spec (canonical string); keys hold its short hash.
-   * @default undefined — no augmentation
-   */
-  aug?: string;
-  /**
-   * Generation of augmented views (bumped when a generation is refreshed).
-   * @default 0
-   */
-  generation?: number;
-  /**
-   * View index within the generation.
-   * @default 0
-   */
-  view?: number;
-}
-
-/** One entry to write with {@link FeatureCache.putFeatures}. */
-export interface FeatureEntry extends FeatureSelector {
-  sampleId: string;
-  data: Float32Array;
-  shape: number[];
-}
-
-/** One entry read back by {@link FeatureCache.iterateFeatures}. */
-export interface CachedFeatures {
-  sampleId: string;
-  view: number;
-  generation: number;
-  /** The augmentation spec, or `undefined` for entries without augmentation. */
-  aug: string | undefined;
-  data: Float32Array;
-  shape: number[];
-  dtype: FeatureDType;
-}
-
-/** Options of {@link FeatureCache.missingSampleIds}. */
-export interface MissingOptions extends FeatureSelector {
-  /**
-   * When set, a sample is missing unless all views `0 … views-1` are cached (`view` is then
-   * ignored).
-   * @default undefined — only `view` is checked
-   */
-  views?: number;
-}
-
-/** Options of {@link FeatureCache.iterateFeatures}. */
-export interface IterateOptions {
-  /**
-   * Augmentation spec to read.
-   * @default undefined — entries without augmentation
-   */
-  aug?: string;
-  /**
-   * Generation to read.
-   * @default undefined — every generation of `aug`, in order
-   */
-  generation?: number;
-  /**
-   * Maximum number of entries per yielded array (one `iterator.nextv` call).
-   * @default 256
-   */
-  batchSize?: number;
-}
-
-/** Per-fingerprint numbers of {@link FeatureCache.stats}. */
-export interface FingerprintStats {
-  fingerprint: string;
-  entries: number;
-  /** Views per sample: highest view index + 1 (0 when empty). */
-  views: number;
-  /** Highest generation present (0 when empty). */
-  generation: number;
-  /** Distinct generations present, ascending. */
-  generations: number[];
-  /** Sum of value sizes (header + payload), in bytes. */
-  bytes: number;
-  /** LevelDB's estimate of the space the entries take on disk (excludes unflushed writes). */
-  diskBytes: number;
-}
-
-/** Result of {@link FeatureCache.stats} (the `cache stats --json` contract). */
-export interface CacheStats {
-  samples: number;
-  /** Sum of feature value sizes over all fingerprints, in bytes. */
-  bytes: number;
-  /** LevelDB's estimate of the whole cache on disk (excludes unflushed writes). */
-  diskBytes: number;
-  fingerprints: FingerprintStats[];
-}
-
-/** One bad entry found by {@link FeatureCache.verify}. */
-export interface CorruptEntry {
-  fingerprint: string;
-  key: string;
-  reason: CorruptReason | 'bad key';
-  detail: string;
-}
-
-/** Options of {@link FeatureCache.verify}. */
-export interface VerifyOptions {
-  /**
-   * Verify only this fingerprint.
-   * @default undefined — every registered fingerprint
-   */
-  fingerprint?: string;
-  /**
-   * Delete the corrupt entries (one batch) so that the next extraction re-creates them.
-   * @default false
-   */
-  repair?: boolean;
-}
-
-/** Result of {@link FeatureCache.verify} (the `cache verify --json` contract). */
-export interface VerifyResult {
-  checked: number;
-  corrupt: CorruptEntry[];
-  /** Number of corrupt entries deleted (0 without `repair`). */
-  repaired: number;
-  /** `true` when no corrupt entry remains: none was found, or all were repaired. */
-  ok: boolean;
-}
-
-/** Options of {@link FeatureCache.gc}. */
-export interface GcOptions {
-  /**
-   * Only report what would be dropped.
-   * @default false
-   */
-  dryRun?: boolean;
-}
-
-/** Result of {@link FeatureCache.gc}. */
-export interface GcResult {
-  dryRun: boolean;
-  dropped: { fingerprint: string; entries: number }[];
-  kept: string[];
-}
+// The storage contract's types live in types.ts; importers of this module keep finding them here.
+export type * from './types.js';
 
 // ---------------------------------------------------------------------------------------
 // Internals.
@@ -231,91 +75,18 @@ interface FormatRecord {
   createdAt: string;
 }
 
-interface HolderFile extends CacheHolder {
-  token: string;
-}
-
 /** Methods classic-level adds to abstract-level (`db.supports.additionalMethods`). */
 interface ClassicLevelExtras {
   approximateSize(start: string, end: string): Promise<number>;
   compactRange(start: string, end: string): Promise<void>;
 }
 
-const RESERVED_META_KEYS: ReadonlySet<string> = new Set(Object.values(META_KEYS));
 const DEFAULT_BATCH_SIZE = 256;
 const SCAN_BATCH = 1000; // keys per nextv() when only keys are needed
 const VALUE_SCAN_BATCH = 64; // values per nextv() when scanning whole caches (~16 MB at 7×7×1280 float32)
 const HAS_MANY_CHUNK = 1024;
 const noop = (): void => undefined;
 
-function errorCode(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
-    return typeof code === 'string' ? code : undefined;
-  }
-  return undefined;
-}
-
-function errorCause(err: unknown): unknown {
-  return err instanceof Error ? err.cause : undefined;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** The fix for the usual I/O failures, appended to SPLITFIT_IO messages. */
-function ioHint(message: string): string {
-  if (/no space left on device|ENOSPC|disk quota exceeded|EDQUOT/i.test(message)) {
-    return '. The disk is full: free space (or use another --cache) and rerun; entries already written are kept and are not extracted again';
-  }
-  if (/read-only file system|EROFS/i.test(message)) return '. The cache is on a read-only file system: use another --cache';
-  if (/permission denied|EACCES|EPERM/i.test(message)) return '. Check the permissions of the cache directory, or use another --cache';
-  return '';
-}
-
-function validateOptions(options: FeatureCacheOptions | undefined): Required<FeatureCacheOptions> {
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new TypeError(`FeatureCache options must be an object, received ${options === null ? 'null' : typeof options}`);
-  }
-  const merged = { createIfMissing: true, readOnly: false, command: process.argv.slice(1).join(' '), ...options };
-  for (const name of ['createIfMissing', 'readOnly'] as const) {
-    if (typeof merged[name] !== 'boolean') {
-      throw new TypeError(`FeatureCache option \`${name}\` must be a boolean, received ${typeof merged[name]}`);
-    }
-  }
-  if (typeof merged.command !== 'string') {
-    throw new TypeError(`FeatureCache option \`command\` must be a string, received ${typeof merged.command}`);
-  }
-  if (merged.readOnly && merged.createIfMissing && options?.createIfMissing === true) {
-    throw new TypeError('FeatureCache options `readOnly` and `createIfMissing: true` conflict: a read-only cache cannot create one');
-  }
-  // A read-only open never creates a cache, unless asked to (rejected above).
-  if (merged.readOnly) merged.createIfMissing = false;
-  return merged;
-}
-
-function resolveSelector(selector: FeatureSelector | undefined): { aug: string; generation: number; view: number } {
-  const { aug, generation = 0, view = 0 } = selector ?? {};
-  assertIndex('generation', generation);
-  assertIndex('view', view);
-  return { aug: augKey(aug), generation, view };
-}
-
-function isHolder(value: unknown): value is HolderFile {
-  if (typeof value !== 'object' || value === null) return false;
-  const v = value as Record<string, unknown>;
-  return typeof v.pid === 'number' && typeof v.command === 'string' && typeof v.startedAt === 'string';
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errorCode(err) === 'EPERM'; // exists, owned by someone else
-  }
-}
 
 // ---------------------------------------------------------------------------------------
 
@@ -446,30 +217,66 @@ export class FeatureCache {
     await this.#io('write meta', () => meta.put(key, value));
   }
 
+  /**
+   * Writes several meta keys — and, with `options`, sample records — in ONE LevelDB batch, so a
+   * kill leaves all of them or none (a run record and the pointer that makes it current, say).
+   * Keys the cache owns are refused.
+   */
+  async batchMeta(ops: readonly MetaOperation[], options?: MetaBatchOptions): Promise<void> {
+    if (!Array.isArray(ops)) throw new TypeError(`batchMeta: operations must be an array, received ${typeof ops}`);
+    for (const op of ops) {
+      if (op?.type !== 'put' && op?.type !== 'del') {
+        throw new TypeError(`batchMeta: each operation's type must be "put" or "del", received ${JSON.stringify((op as { type?: unknown } | undefined)?.type)}`);
+      }
+      assertMetaKey(op.key, true);
+      if (op.type === 'put' && op.value === undefined) throw new TypeError(`meta value of "${op.key}" must be JSON-serializable, received undefined`);
+    }
+    const putSamples = options?.putSamples ?? [];
+    const deleteSamples = options?.deleteSamples ?? [];
+    validateSampleEntries(putSamples);
+    if (!Array.isArray(deleteSamples)) throw new TypeError(`batchMeta option \`deleteSamples\` must be an array of sample ids, received ${typeof deleteSamples}`);
+    deleteSamples.forEach(assertSampleId);
+    const { db, meta, samples } = await this.#writable('batchMeta');
+    if (ops.length + putSamples.length + deleteSamples.length === 0) return;
+    const batch = db.batch();
+    for (const op of ops) {
+      if (op.type === 'put') batch.put<string, unknown>(op.key, op.value, { sublevel: meta });
+      else batch.del(op.key, { sublevel: meta });
+    }
+    for (const e of putSamples) batch.put<string, SampleRecord>(e.id, sampleRecord(e), { sublevel: samples });
+    for (const id of deleteSamples) batch.del(id, { sublevel: samples });
+    await this.#io('write meta', () => batch.write()).catch(async (err: unknown) => {
+      await batch.close().catch(noop);
+      throw err;
+    });
+  }
+
+  /** The meta entries whose key starts with `prefix`, in key order, values decoded. */
+  async metaEntries<T>(prefix: string): Promise<[key: string, value: T][]> {
+    if (typeof prefix !== 'string' || prefix === '') throw new TypeError(`meta prefix must be a non-empty string, received ${JSON.stringify(prefix)}`);
+    const { meta } = await this.#ready();
+    const it = meta.iterator({ gte: prefix, lt: upperBound(prefix) });
+    const out: [string, T][] = [];
+    try {
+      for (;;) {
+        const rows = await this.#io('read meta', () => it.nextv(VALUE_SCAN_BATCH));
+        if (rows.length === 0) return out;
+        for (const [key, value] of rows) out.push([key, value as T]);
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
   // -------------------------------------------------------------------------------------
   // samples
 
   /** Stores sample records (one batch). */
   async putSamples(entries: readonly SampleEntry[]): Promise<void> {
-    if (!Array.isArray(entries)) throw new TypeError(`samples must be an array, received ${typeof entries}`);
-    for (const e of entries) {
-      assertSampleId(e.id);
-      if (typeof e.source !== 'string') throw new TypeError(`sample ${e.id}: source must be a string, received ${typeof e.source}`);
-      if (e.label !== undefined && typeof e.label !== 'string' && typeof e.label !== 'number') {
-        throw new TypeError(`sample ${e.id}: label must be a string or a number, received ${typeof e.label}`);
-      }
-    }
+    validateSampleEntries(entries);
     const { samples } = await this.#writable('putSamples');
     if (entries.length === 0) return;
-    await this.#io('write samples', () =>
-      samples.batch(
-        entries.map((e) => ({
-          type: 'put' as const,
-          key: e.id,
-          value: e.label === undefined ? { source: e.source } : { label: e.label, source: e.source },
-        })),
-      ),
-    );
+    await this.#io('write samples', () => samples.batch(entries.map((e) => ({ type: 'put' as const, key: e.id, value: sampleRecord(e) }))));
   }
 
   /** A sample's record, or `undefined`. */
@@ -671,13 +478,20 @@ export class FeatureCache {
 
   /**
    * Counts samples and, per registered fingerprint, entries, views, generations and bytes
-   * (exact sum of value sizes, read by one scan) plus LevelDB's on-disk estimate.
+   * (exact sum of value sizes, read by one scan) plus LevelDB's on-disk estimate. Given the
+   * runs' `references`, also tells committed, incomplete and superseded generations and
+   * orphaned entries apart (see {@link StatsOptions}, {@link entryClassifier}).
    */
-  async stats(): Promise<CacheStats> {
+  async stats(options?: StatsOptions): Promise<CacheStats> {
+    const references = validateReferences(options?.references, 'stats');
     const { samples, db } = await this.#ready();
     const fingerprints: FingerprintStats[] = [];
     for (const fingerprint of [...this.#fingerprints].sort()) {
       const sub = this.#features(fingerprint);
+      const refs = references?.get(fingerprint);
+      const classify = entryClassifier(refs);
+      const groups = new Map<string, { status: EntryStatus; augKey: string; generation: number; entries: number; bytes: number }>();
+      const orphaned = { entries: 0, bytes: 0 };
       let entries = 0;
       let bytes = 0;
       let maxView = -1;
@@ -694,13 +508,25 @@ export class FeatureCache {
             if (parts === undefined) continue;
             maxView = Math.max(maxView, parts.view);
             generations.add(parts.generation);
+            if (references === undefined) continue;
+            const status = classify(parts);
+            if (status === 'orphaned') {
+              orphaned.entries++;
+              orphaned.bytes += value.byteLength;
+              continue;
+            }
+            const group = `${status}!${parts.augKey}!${parts.generation}`;
+            const g = groups.get(group) ?? { status, augKey: parts.augKey, generation: parts.generation, entries: 0, bytes: 0 };
+            g.entries++;
+            g.bytes += value.byteLength;
+            groups.set(group, g);
           }
         }
       } finally {
         await it.close();
       }
       const sorted = [...generations].sort((a, b) => a - b);
-      fingerprints.push({
+      const stat: FingerprintStats = {
         fingerprint,
         entries,
         views: maxView + 1,
@@ -708,7 +534,25 @@ export class FeatureCache {
         generations: sorted,
         bytes,
         diskBytes: await this.#approximateSize(db, sub.prefix, upperBound(sub.prefix)),
-      });
+      };
+      if (references !== undefined) {
+        const list = [...groups.values()].sort((a, b) => (a.augKey === b.augKey ? a.generation - b.generation : a.augKey < b.augKey ? -1 : 1));
+        const of = (status: EntryStatus): GenerationStats[] =>
+          list
+            .filter((g) => g.status === status)
+            .map((g) => ({
+              ...(g.augKey === NO_AUG ? {} : { aug: this.#augSpecs.get(g.augKey) ?? g.augKey }),
+              generation: g.generation,
+              entries: g.entries,
+              bytes: g.bytes,
+            }));
+        stat.committed = of('committed');
+        stat.incomplete = of('incomplete');
+        stat.superseded = of('superseded');
+        stat.orphaned = orphaned;
+        stat.generation = Math.max(0, ...(refs?.committed ?? []).map((c) => c.generation));
+      }
+      fingerprints.push(stat);
     }
     return {
       samples: await this.#countRange(samples, {}),
@@ -762,13 +606,21 @@ export class FeatureCache {
 
   /**
    * Drops every fingerprint not in `inUse` (its entries, then its registry entry) and
-   * compacts the freed ranges. With `dryRun`, only reports what it would drop.
+   * compacts the freed ranges. Given `references`, also drops the entries of the kept
+   * fingerprints that no run reads (orphaned and superseded) and the sample records no run
+   * references. With `dryRun`, only reports.
+   *
+   * Kill-safety: every step deletes only what is unreferenced and is repeated by the next gc,
+   * so a kill anywhere leaves a cache that is correct, just not yet fully collected. Listing
+   * uses the fingerprint registry and key-only scans; values are read only to count the bytes
+   * of what is dropped.
    */
   async gc(inUse: readonly string[], options?: GcOptions): Promise<GcResult> {
     if (!Array.isArray(inUse)) throw new TypeError(`gc: inUse must be an array of fingerprints, received ${typeof inUse}`);
     inUse.forEach(assertFingerprint);
     const dryRun = options?.dryRun ?? false;
     if (typeof dryRun !== 'boolean') throw new TypeError(`gc option \`dryRun\` must be a boolean, received ${typeof dryRun}`);
+    const references = validateReferences(options?.references, 'gc');
     if (dryRun) await this.#ready();
     else await this.#writable('gc');
     const keep = new Set(inUse);
@@ -776,8 +628,7 @@ export class FeatureCache {
     const dropped: GcResult['dropped'] = [];
     for (const fp of all.filter((f) => !keep.has(f))) {
       const sub = this.#features(fp);
-      const entries = await this.#countRange(sub, {});
-      dropped.push({ fingerprint: fp, entries });
+      dropped.push({ fingerprint: fp, ...(await this.#sizeOf(sub)) });
       if (dryRun) continue;
       // Entries first, registry second: a crash in between leaves an empty, registered namespace.
       await this.#io('gc', () => sub.clear());
@@ -789,7 +640,20 @@ export class FeatureCache {
       this.#featureSublevels.delete(fp);
       await this.#compact(sub.prefix, upperBound(sub.prefix));
     }
-    return { dryRun, dropped, kept: all.filter((f) => keep.has(f)) };
+    const orphaned: GcResult['orphaned'] = [];
+    const superseded: GcResult['superseded'] = [];
+    let samples = 0;
+    if (references !== undefined) {
+      for (const fp of all.filter((f) => keep.has(f))) {
+        const freed = await this.#dropUnread(fp, entryClassifier(references.get(fp)), dryRun);
+        if (freed.orphaned.entries > 0) orphaned.push({ fingerprint: fp, ...freed.orphaned });
+        if (freed.superseded.entries > 0) superseded.push({ fingerprint: fp, ...freed.superseded });
+      }
+      samples = await this.#dropUnreferencedSamples(references, dryRun);
+    }
+    const parts = [...dropped, ...orphaned, ...superseded];
+    const freed = { entries: parts.reduce((n, d) => n + d.entries, 0), bytes: parts.reduce((n, d) => n + d.bytes, 0) };
+    return { dryRun, dropped, orphaned, superseded, samples, freed, kept: all.filter((f) => keep.has(f)) };
   }
 
   /** Deletes everything (features, samples, meta), keeping the format record and holder. */
@@ -877,64 +741,23 @@ export class FeatureCache {
 
   /** Sidecar naming the holder: the DB itself cannot be read by whoever finds it locked. */
   async #writeHolderFile(): Promise<void> {
-    const token = randomUUID();
-    const holder: HolderFile = {
+    this.#holderToken = await writeHolderFile(this.#dir, {
       pid: process.pid,
       command: this.#options.command,
       startedAt: new Date().toISOString(),
       readOnly: this.#options.readOnly,
-      token,
-    };
-    const file = path.join(this.#dir, HOLDER_FILE);
-    const tmp = `${file}.${process.pid}.${token.slice(0, 8)}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(holder) + '\n');
-    await fsp.rename(tmp, file);
-    this.#holderToken = token;
+    });
   }
 
   async #removeHolderFile(): Promise<void> {
     const token = this.#holderToken;
     this.#holderToken = undefined;
-    if (token === undefined) return;
-    const file = path.join(this.#dir, HOLDER_FILE);
-    const holder = await readHolderFile(file);
-    if (holder?.token === token) await fsp.rm(file, { force: true }).catch(noop);
+    if (token !== undefined) await removeHolderFile(this.#dir, token);
   }
 
   async #openError(err: unknown): Promise<SplitfitError> {
-    const code = errorCode(err);
-    const causeCode = errorCode(errorCause(err));
-    const detail = errorMessage(errorCause(err) ?? err);
-    if (code === 'LEVEL_LOCKED' || causeCode === 'LEVEL_LOCKED') {
-      const holder = await readHolderFile(path.join(this.#dir, HOLDER_FILE));
-      const elsewhere = 'A cache can be open in one process at a time: wait for it to finish, stop it, or use another --cache directory.';
-      let message: string;
-      if (holder === undefined) {
-        message = `cache ${this.#dir} is locked by another process (it left no ${HOLDER_FILE}). ${elsewhere}`;
-      } else {
-        const opened = `opened ${holder.readOnly ? 'read-only' : 'for writing'} at ${holder.startedAt}`;
-        if (holder.pid === process.pid) {
-          message =
-            `cache ${this.#dir} is already open in this process (pid ${holder.pid}, "${holder.command}", ${opened}). ` +
-            'Use that FeatureCache or close it first: a cache can be open once at a time.';
-        } else if (!isProcessAlive(holder.pid)) {
-          message =
-            `cache ${this.#dir} is locked by another process; its ${HOLDER_FILE} names pid ${holder.pid} ("${holder.command}"), ` +
-            `which is no longer running, so the holder is unknown. ${elsewhere}`;
-        } else {
-          message = `cache ${this.#dir} is locked by pid ${holder.pid} running "${holder.command}" (${opened}). ${elsewhere}`;
-        }
-      }
-      return new SplitfitError('SPLITFIT_CACHE_LOCKED', message, { cause: err });
-    }
-    if (code === 'LEVEL_CORRUPTION' || causeCode === 'LEVEL_CORRUPTION') {
-      return new SplitfitError(
-        'SPLITFIT_CACHE_CORRUPT',
-        `LevelDB reports corruption in cache ${this.#dir}: ${detail}. Remove the directory (or run ClassicLevel.repair) and re-run cache-features.`,
-        { cause: err },
-      );
-    }
-    return new SplitfitError('SPLITFIT_IO', `could not open cache ${this.#dir}: ${detail}${ioHint(detail)}`, { cause: err });
+    if (hasLevelCode(err, 'LEVEL_LOCKED')) return new SplitfitError('SPLITFIT_CACHE_LOCKED', await lockedMessage(this.#dir), { cause: err });
+    return openError(this.#dir, err);
   }
 
   async #ready(): Promise<{ db: Root; meta: JsonSublevel<unknown>; samples: JsonSublevel<SampleRecord> }> {
@@ -973,7 +796,7 @@ export class FeatureCache {
     if (parts === undefined) {
       throw new SplitfitError(
         'SPLITFIT_CACHE_CORRUPT',
-        `malformed feature key "${key}" in cache namespace ${fingerprint}. Run \`splitfit cache verify --repair\`.`,
+        `malformed feature key "${key}" in cache namespace ${shortFingerprint(fingerprint)}. Run \`splitfit cache verify --repair\`.`,
       );
     }
     const { data, shape, dtype } = decodeFeatures(value, { fingerprint, key });
@@ -988,6 +811,86 @@ export class FeatureCache {
     const record = sampleId === undefined ? undefined : await this.#samples?.get(sampleId).catch(() => undefined);
     if (record === undefined) return err;
     return new SplitfitError('SPLITFIT_CACHE_CORRUPT', `sample ${record.source}: ${err.message}`, { cause: err });
+  }
+
+/** Entries and value bytes of a whole features sublevel (reads the values: gc counts what it frees). */
+  async #sizeOf(sub: FeaturesSublevel): Promise<GcFreed> {
+    const it = sub.iterator({});
+    let entries = 0;
+    let bytes = 0;
+    try {
+      for (;;) {
+        const rows = await this.#io('scan features', () => it.nextv(VALUE_SCAN_BATCH));
+        if (rows.length === 0) return { entries, bytes };
+        entries += rows.length;
+        for (const [, value] of rows) bytes += value.byteLength;
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  /**
+   * Deletes the entries of `fingerprint` that no run reads (`orphaned` or `superseded`, see
+   * {@link entryClassifier}): a key-only scan finds them, then each chunk is read (for its bytes)
+   * and deleted in one batch. A kill between chunks leaves some that the next gc finds again;
+   * entries a run reads are never touched.
+   */
+  async #dropUnread(fingerprint: string, classify: (parts: FeatureKeyParts) => EntryStatus, dryRun: boolean): Promise<Record<'orphaned' | 'superseded', GcFreed>> {
+    const sub = this.#features(fingerprint);
+    const doomed: { key: string; status: 'orphaned' | 'superseded' }[] = [];
+    const it = sub.keys({});
+    try {
+      for (;;) {
+        const keys = await this.#io('scan keys', () => it.nextv(SCAN_BATCH));
+        if (keys.length === 0) break;
+        for (const key of keys) {
+          const parts = parseFeatureKey(key);
+          if (parts === undefined) continue; // a malformed key is `cache verify --repair`'s to judge, not gc's
+          const status = classify(parts);
+          if (status === 'orphaned' || status === 'superseded') doomed.push({ key, status });
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    const freed = { orphaned: { entries: 0, bytes: 0 }, superseded: { entries: 0, bytes: 0 } };
+    for (let start = 0; start < doomed.length; start += VALUE_SCAN_BATCH) {
+      const chunk = doomed.slice(start, start + VALUE_SCAN_BATCH);
+      const values = await this.#io('read features', () => sub.getMany(chunk.map((d) => d.key)));
+      chunk.forEach((d, i) => {
+        freed[d.status].entries++;
+        freed[d.status].bytes += values[i]?.byteLength ?? 0;
+      });
+      if (!dryRun) await this.#io('gc', () => sub.batch(chunk.map((d) => ({ type: 'del' as const, key: d.key }))));
+    }
+    if (!dryRun && doomed.length > 0) await this.#compact(sub.prefix, upperBound(sub.prefix));
+    return freed;
+  }
+
+  /** Deletes the sample records no fingerprint's references name; returns how many. */
+  async #dropUnreferencedSamples(references: ReadonlyMap<string, FingerprintReferences>, dryRun: boolean): Promise<number> {
+    const samples = this.#samples!;
+    const referenced = new Set<string>();
+    for (const r of references.values()) for (const id of r.samples) referenced.add(id);
+    const unreferenced: string[] = [];
+    const it = samples.keys({});
+    try {
+      for (;;) {
+        const ids = await this.#io('scan keys', () => it.nextv(SCAN_BATCH));
+        if (ids.length === 0) break;
+        for (const id of ids) if (!referenced.has(id)) unreferenced.push(id);
+      }
+    } finally {
+      await it.close();
+    }
+    if (!dryRun) {
+      for (let start = 0; start < unreferenced.length; start += SCAN_BATCH) {
+        const chunk = unreferenced.slice(start, start + SCAN_BATCH);
+        await this.#io('gc', () => samples.batch(chunk.map((key) => ({ type: 'del' as const, key }))));
+      }
+    }
+    return unreferenced.length;
   }
 
   async #countRange<V>(sub: JsonSublevel<V>, range: { gte?: string; lt?: string }): Promise<number> {
@@ -1029,25 +932,11 @@ export class FeatureCache {
       return await fn();
     } catch (err) {
       if (err instanceof SplitfitError || err instanceof TypeError) throw err;
-      const code = errorCode(err);
-      if (code === 'LEVEL_CORRUPTION' || errorCode(errorCause(err)) === 'LEVEL_CORRUPTION') {
-        throw new SplitfitError(
-          'SPLITFIT_CACHE_CORRUPT',
-          `${op}: LevelDB reports corruption in cache ${this.#dir}: ${errorMessage(err)}`,
-          { cause: err },
-        );
-      }
-      throw new SplitfitError('SPLITFIT_IO', `${op} failed on cache ${this.#dir}: ${errorMessage(err)}${ioHint(errorMessage(err))}`, { cause: err });
+      throw ioError(this.#dir, op, err);
     }
   }
 }
 
-function assertMetaKey(key: string, forWrite: boolean): void {
-  if (typeof key !== 'string' || key === '') throw new TypeError(`meta key must be a non-empty string, received ${JSON.stringify(key)}`);
-  if (forWrite && RESERVED_META_KEYS.has(key)) {
-    throw new TypeError(`meta key "${key}" is owned by the cache; reserved keys: ${[...RESERVED_META_KEYS].join(', ')}`);
-  }
-}
 
 /** The smallest string above every key that starts with `prefix` (prefixes end in `!`). */
 function upperBound(prefix: string): string {
@@ -1060,14 +949,5 @@ async function exists(file: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function readHolderFile(file: string): Promise<HolderFile | undefined> {
-  try {
-    const parsed: unknown = JSON.parse(await fsp.readFile(file, 'utf8'));
-    return isHolder(parsed) ? parsed : undefined;
-  } catch {
-    return undefined;
   }
 }

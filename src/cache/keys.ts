@@ -3,7 +3,8 @@
  *
  * Sublevels (abstract-level prefixes them as `!name!key`):
  * - `meta`    — JSON values: `format`, `holder`, `fingerprints` (registry), `augs` (hash → spec), and
- *               whatever other modules store with `putMeta`.
+ *               whatever other modules store with `putMeta`/`batchMeta` — the run records
+ *               `run:<fingerprint>:<dataHash>` and the pointer `run:current` (`extract/run-meta.ts`).
  * - `samples` — JSON `{label?, source}` by sample id.
  * - `f:<fingerprint>` — one per fingerprint; `view`-encoded values (see `codec.ts`), keyed
  *               `${aug}!${generation}!${sampleId}!${view}`.
@@ -13,6 +14,7 @@
  * (aug, generation) pair is one contiguous key range.
  */
 import { createHash } from 'node:crypto';
+import { SplitfitError } from '../errors.js';
 
 export const META_SUBLEVEL = 'meta';
 export const SAMPLES_SUBLEVEL = 'samples';
@@ -98,6 +100,44 @@ export function assertIndex(name: 'generation' | 'view', value: number): void {
   }
 }
 
+/** Hex digits of the short fingerprint every message prints. */
+export const SHORT_FINGERPRINT_LENGTH = 12;
+
+/** Fewest characters a fingerprint prefix must have to be taken as one (4 hex = 65,536 values). */
+export const MIN_FINGERPRINT_PREFIX = 4;
+
+/** The short form of a fingerprint in messages and tables: its first 12 characters. */
+export function shortFingerprint(fingerprint: string): string {
+  return fingerprint.slice(0, SHORT_FINGERPRINT_LENGTH);
+}
+
+/**
+ * The one fingerprint among `known` that starts with `prefix` (a whole fingerprint is its own
+ * prefix). `what` names the thing in messages, e.g. "--fingerprint" or "the cache".
+ *
+ * @returns `undefined` when none matches (the caller words "not found" in its own terms).
+ * @throws SplitfitError `SPLITFIT_USAGE` when the prefix is shorter than
+ *   {@link MIN_FINGERPRINT_PREFIX} characters, is not a fingerprint's characters, or matches
+ *   more than one (the message lists the matches).
+ */
+export function matchFingerprint(prefix: string, known: Iterable<string>, what = 'fingerprint'): string | undefined {
+  if (typeof prefix !== 'string' || !FINGERPRINT_PATTERN.test(prefix) || prefix.length < MIN_FINGERPRINT_PREFIX) {
+    throw new SplitfitError(
+      'SPLITFIT_USAGE',
+      `${what} must be a fingerprint or a unique prefix of at least ${MIN_FINGERPRINT_PREFIX} of its characters, received ${JSON.stringify(prefix)}; ` +
+        '`splitfit cache stats` lists the cached fingerprints',
+    );
+  }
+  const matches = [...new Set(known)].filter((fp) => fp.startsWith(prefix)).sort();
+  if (matches.length > 1) {
+    throw new SplitfitError(
+      'SPLITFIT_USAGE',
+      `${what} "${prefix}" matches ${matches.length} fingerprints: ${matches.map(shortFingerprint).join(', ')}; give more characters`,
+    );
+  }
+  return matches[0];
+}
+
 /** Sublevel name of a fingerprint's features: `f:<fingerprint>`. */
 export function featuresSublevelName(fingerprint: string): string {
   assertFingerprint(fingerprint);
@@ -163,10 +203,4 @@ export function featureRange(aug: string, generation?: number): KeyRange {
     prefix += padIndex(generation) + SEPARATOR;
   }
   return { gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(SEPARATOR.charCodeAt(0) + 1) };
-}
-
-/** The short form of a fingerprint in every message and listing: its first 12 hex characters. */
-export const SHORT_FINGERPRINT_LENGTH = 12;
-export function shortFingerprint(fingerprint: string): string {
-  return fingerprint.slice(0, SHORT_FINGERPRINT_LENGTH);
 }

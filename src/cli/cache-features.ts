@@ -24,6 +24,8 @@ interface Flags extends CommonFlags {
   views?: number;
   seed: number;
   plainView0?: boolean;
+  generation?: number;
+  record: 'training' | 'data';
   backend: BackendChoice;
 }
 
@@ -48,6 +50,8 @@ export function registerCacheFeatures(program: Command): void {
       ...(f.preprocess === undefined ? {} : { preprocess: f.preprocess }),
       ...(f.classNames === undefined ? {} : { classNames: f.classNames.split(',') }),
       ...(f.augment === undefined ? {} : { augment: f.augment, views: f.views ?? 1, seed: f.seed, plainView0: f.plainView0 === true }),
+      ...(f.generation === undefined ? {} : { generation: f.generation }),
+      record: f.record,
       onProgress: (e) => {
         if (e.type === 'start') out.info(`fingerprint ${shortFingerprint(e.fingerprint)}: ${e.total} samples, ${e.total - e.toExtract} cached, ${e.toExtract} to extract (${backend})`);
         else if (e.type === 'extract') out.progress('extract', e.done, e.total);
@@ -81,6 +85,8 @@ export function registerCacheFeatures(program: Command): void {
     .option('--views <K>', 'augmented views per sample (needs --augment)', positiveInt('--views', MAX_INDEX + 1))
     .option('--seed <n>', 'seed of the augmented views', nonNegativeInt('--seed'), 0)
     .option('--plain-view0', 'view 0 is the un-augmented image')
+    .option('--generation <n>', 'generation of the augmented views (what `cache verify --repair` prints to re-extract one)', nonNegativeInt('--generation'))
+    .addOption(new Option('--record <role>', 'training: this data set becomes the current training run; data: recorded without becoming it (validation data)').choices(['training', 'data']).default('training'))
     .addHelpText('after', '\nExample:\n  splitfit cache-features --model mobilenet_v2 --data photos/ --cache ./cache\n');
   backendOption(cmd);
 }

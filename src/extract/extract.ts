@@ -12,7 +12,7 @@ import { MAX_INDEX } from '../cache/keys.js';
 import { checkNonNegativeInt, checkPositiveInt } from '../options.js';
 import { Batcher } from './batcher.js';
 import { type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
-import { baseRunFields, type RunMeta, saveRun } from './run-meta.js';
+import { baseRunFields, markExtracting, type RunInput, saveRun } from './run-meta.js';
 
 export interface ExtractOptions extends PrepareOptions {
   /** Data set: a class-folder directory, a `.csv`/`.jsonl` manifest, an IDX images file, or an opened source. */
@@ -39,12 +39,21 @@ export interface ExtractOptions extends PrepareOptions {
   seed?: number;
   /** Make view 0 the un-augmented image. @default false */
   plainView0?: boolean;
-  /** Record this run as the cache's current one (train-head's refresh turns it off). @default true */
-  recordRun?: boolean;
+  /**
+   * How to record the data set in the cache once it is extracted (see `extract/run-meta.ts`):
+   * `'training'` records it and makes it the current training run (what a plain train-head
+   * trains on); `'data'` records it without moving that pointer (train-head's validation data);
+   * `false` records nothing (train-head's background refresh, whose run is already recorded).
+   * @default 'training'
+   */
+  record?: RunRecording;
   /** Stops extraction between samples (`SPLITFIT_INTERRUPTED`); what was written stays, and a rerun resumes. */
   signal?: AbortSignal;
   onProgress?: (event: ExtractEvent) => void;
 }
+
+/** See {@link ExtractOptions.record}. */
+export type RunRecording = 'training' | 'data' | false;
 
 export type ExtractEvent =
   | { type: 'start'; total: number; toExtract: number; fingerprint: string }
@@ -98,6 +107,9 @@ export function validateExtractOptions(options: ExtractOptions): ViewPlan {
   const generation = options.generation ?? 0;
   if (!Number.isInteger(generation) || generation < 0 || generation > MAX_INDEX) throw new TypeError(`generation must be an integer in [0, ${MAX_INDEX}], got ${generation}`);
   const seed = checkNonNegativeInt('seed', options.seed ?? 0);
+  if (options.record !== undefined && options.record !== false && options.record !== 'training' && options.record !== 'data') {
+    throw new TypeError(`extractFeatures option \`record\` must be 'training', 'data' or false, received ${JSON.stringify(options.record)}`);
+  }
   if (options.augment === undefined) {
     if (views !== 1) throw new SplitfitError('SPLITFIT_USAGE', '`views` needs `augment`: without augmentation every view would be the same image', { option: 'views' });
     return { spec: undefined, aug: undefined, views: 1, generation: 0, seed: 0, plainView0: false };
@@ -143,6 +155,17 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   const todo = unique.filter((s) => missingViews.has(s.id));
   const toExtract = todo.reduce((n, s) => n + missingViews.get(s.id)!.length, 0);
   options.onProgress?.({ type: 'start', total: unique.length, toExtract, fingerprint: p.fingerprint });
+  // Until the run is recorded, its new entries belong to no run: mark them so gc keeps them.
+  if ((options.record ?? 'training') !== false && toExtract > 0) {
+    await markExtracting(cache, {
+      fingerprint: p.fingerprint,
+      data: source.root,
+      samples: todo.map((s) => s.id),
+      ...(plan.aug === undefined ? {} : { augment: plan.aug }),
+      generation: plan.generation,
+      startedAt: new Date().toISOString(),
+    });
+  }
 
   const failures: { source: string; reason: string }[] = [];
   const fail = (sample: Sample, err: unknown): void => {
@@ -210,8 +233,9 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   await queue.onIdle();
   while (batcher.length > 0 && firstError === undefined) await runBatch(batcher.take());
   if (firstError !== undefined) throw firstError;
-  // Only a completed run becomes the cache's run: a failed one must not redirect train-head.
-  if (options.recordRun !== false) await recordRun(cache, p, source, plan, options);
+  // Only a completed run is recorded: a failed one must not redirect train-head.
+  const record = options.record ?? 'training';
+  if (record !== false) await recordRun(cache, p, source, plan, options, record);
 
   return {
     fingerprint: p.fingerprint,
@@ -232,11 +256,21 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   };
 }
 
-/** Records samples and the run in the cache, so train-head needs no model or data flags. */
-async function recordRun(cache: FeatureCache, p: PreparedBase, source: DataSource, plan: ViewPlan, options: ExtractOptions): Promise<void> {
-  await cache.putSamples(source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) })));
-  const meta: RunMeta = {
+/**
+ * Records the run and its samples in the cache, so train-head needs no model or data flags:
+ * record, sample records and (for a training run) the current-run pointer in one batch.
+ */
+async function recordRun(
+  cache: FeatureCache,
+  p: PreparedBase,
+  source: DataSource,
+  plan: ViewPlan,
+  options: ExtractOptions,
+  role: 'training' | 'data',
+): Promise<void> {
+  const run: RunInput = {
     ...baseRunFields(p),
+    role,
     labels: source.labels,
     data: source.root,
     ...(options.classNames === undefined ? {} : { classNames: [...options.classNames] }),
@@ -248,7 +282,8 @@ async function recordRun(cache: FeatureCache, p: PreparedBase, source: DataSourc
     plainView0: plan.plainView0,
     createdAt: new Date().toISOString(),
   };
-  await saveRun(cache, meta);
+  const samples = source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) }));
+  await saveRun(cache, run, { current: role === 'training', samples });
 }
 
 function abortReason(signal: AbortSignal): unknown {

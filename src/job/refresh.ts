@@ -43,7 +43,7 @@ export function makeRefresher(c: RefreshContext): Refresher {
         generation,
         seed: c.run.seed,
         plainView0: c.run.plainView0,
-        recordRun: false,
+        record: false,
         batchSize: c.batchSize,
         ...(c.signal ? { signal: c.signal } : {}),
         onProgress: (e) => {

@@ -1,7 +1,7 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';
-import { CURRENT_RUN_KEY, type RunMeta, runKey } from '../extract/run-meta.js';
+import { readRun, type RunMeta } from '../extract/run-meta.js';
 import type { LabeledId } from './validation.js';
 
 /**
@@ -9,17 +9,7 @@ import type { LabeledId } from './validation.js';
  * have cached features (samples that failed to decode have none).
  */
 export async function readTrainingRun(cache: FeatureCache, fingerprint: string | undefined): Promise<{ run: RunMeta; usable: LabeledId[] }> {
-  const meta = await cache.getMeta<RunMeta>(fingerprint ? runKey(fingerprint) : CURRENT_RUN_KEY);
-  if (!meta) {
-    throw new SplitfitError(
-      'SPLITFIT_CACHE_MISMATCH',
-      fingerprint
-        ? `the cache has no run with fingerprint ${fingerprint}; \`splitfit cache stats\` lists the cached fingerprints`
-        : 'the cache holds no features recorded by `splitfit cache-features`; run that first with the same --cache',
-    );
-  }
-  // Caches written before augmentation runs existed lack these fields.
-  const run: RunMeta = { ...meta, views: meta.views ?? 1, generation: meta.generation ?? 0, seed: meta.seed ?? 0, plainView0: meta.plainView0 ?? false };
+  const run = await readRun(cache, fingerprint === undefined ? {} : { fingerprint });
   if (run.labels.length < 2) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `training needs at least 2 classes; the cached data set ${run.data} has ${run.labels.length}`);
   const labeled = run.samples.filter((s) => s.label >= 0);
   const ids = [...new Set(labeled.map((s) => s.id))];

@@ -45,7 +45,7 @@ export async function extractValidationData(
   if (unknown.length > 0) {
     throw new SplitfitError('SPLITFIT_USAGE', `\`validationData\` ${spec} has classes the training data lacks: ${unknown.join(', ')}`, { option: 'validationData' });
   }
-  await extractFeatures({ model: base.source, prepared: base, data: source, cache, recordRun: false, ...(batchSize ? { batchSize } : {}), ...(signal ? { signal } : {}) });
+  await extractFeatures({ model: base.source, prepared: base, data: source, cache, record: 'data', ...(batchSize ? { batchSize } : {}), ...(signal ? { signal } : {}) });
   return source.samples.map((s) => ({ id: s.id, label: run.labels.indexOf(s.label!) }));
 }
 
