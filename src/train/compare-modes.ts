@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { SplitfitError } from '../errors.js';
+import { installBatchNormCompat } from '../model/bn-compat.js';
 import { isBatchNorm, isLockedInInferenceMode, lockBatchNormLayer } from '../model/lock-batchnorm.js';
 
 type Layer = tf.layers.Layer;
@@ -189,6 +190,8 @@ async function copyModel(model: tf.LayersModel): Promise<tf.LayersModel> {
     );
   }
   try {
+    // Before the locks (which wrap it): tfjs 4.22's training-mode BN reads gamma/beta unconditionally.
+    installBatchNormCompat(copy);
     const src = flattenLayers(model);
     const dst = flattenLayers(copy);
     if (src.length !== dst.length) {
