@@ -1,0 +1,73 @@
+/**
+ * Which preprocessing do the bundled InceptionV3 weights want, and does the exported model carry
+ * a BN trap? Held-out accuracy, not speed.
+ *
+ * On Twemoji categories (examples/emoji-categories/dataset.ts, seeded split), for each candidate
+ * preset: cache mixed10 features of the train split, train the default head
+ * (gap,dense:N:softmax), evaluate on the test split. Then, for the `unit` model, compare-modes on
+ * the test split for the model train-head wrote (base BN unfolded) and for the same weights
+ * stitched with `foldBatchNorm: true`.
+ *
+ *   npx tsx bench/inception-preprocess.ts [--per-class 60] [--epochs 30] [--presets unit,symmetric]
+ */
+import * as tf from '@tensorflow/tfjs';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_CATEGORIES, makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
+import { resolveBackend } from '../src/backend/resolve.js';
+import { openDataSource } from '../src/data/sources.js';
+import { extractFeatures } from '../src/extract/extract.js';
+import { loadImages, loadPredictor } from '../src/infer/predictor.js';
+import { loadModel } from '../src/model/io.js';
+import { split } from '../src/model/split.js';
+import { stitch } from '../src/model/stitch.js';
+import { compareModes } from '../src/train/compare-modes.js';
+import { evaluate } from '../src/train/evaluate.js';
+import { trainHead } from '../src/train/train-head.js';
+
+const { values } = parseArgs({
+  options: {
+    'per-class': { type: 'string', default: '60' },
+    epochs: { type: 'string', default: '30' },
+    presets: { type: 'string', default: 'unit,symmetric' },
+    out: { type: 'string', default: '/tmp/splitfit-inception-preprocess' },
+    'modes-batch': { type: 'string', default: '16' },
+  },
+});
+await resolveBackend('auto');
+const work = values.out;
+const counts = await makeEmojiDataset({ out: join(work, 'data'), categories: DEFAULT_CATEGORIES, perClass: Number(values['per-class']), testFraction: 0.3, seed: 0 });
+console.log(`backend ${tf.getBackend()}; Twemoji ${counts.classes.join(', ')}: ${counts.train} train / ${counts.test} test`);
+
+const results: Record<string, unknown> = {};
+for (const preset of values.presets.split(',')) {
+  const cache = join(work, `cache-${preset}`);
+  const out = join(work, `model-${preset}`);
+  rmSync(cache, { recursive: true, force: true });
+  rmSync(out, { recursive: true, force: true });
+  await extractFeatures({ model: 'inception_v3', boundary: 'mixed10', data: join(work, 'data', 'train'), cache, preprocess: preset });
+  await trainHead({ cache, out, epochs: Number(values.epochs), learningRate: 0.003, seed: 0 });
+  const r = await evaluate({ model: join(out, 'model.json'), data: join(work, 'data', 'test') });
+  results[preset] = { accuracy: r.accuracy, n: r.n };
+  console.log(`${preset}: held-out accuracy ${r.accuracy.toFixed(4)} (n = ${r.n})`);
+}
+
+// BN trap: the model train-head wrote vs the same weights stitched folded.
+const preset = values.presets.split(',')[0]!;
+const modelPath = join(work, `model-${preset}`, 'model.json');
+const predictor = await loadPredictor(modelPath);
+const source = await openDataSource(join(work, 'data', 'test'));
+const labels = predictor.labels ?? source.labels;
+const pixels = await loadImages(source.samples, predictor);
+const x = tf.tensor4d(pixels, [source.samples.length, predictor.inputSize[0], predictor.inputSize[1], predictor.channels]);
+const y = tf.oneHot(tf.tensor1d(source.samples.map((s) => labels.indexOf(s.label!)), 'int32'), labels.length).toFloat();
+const batchSize = Number(values['modes-batch']);
+const written = await loadModel(modelPath);
+const naive = await compareModes(written, x, y, { batchSize });
+console.log(`compare-modes, model as train-head wrote it: training ${naive.training.accuracy.toFixed(4)}, inference ${naive.inference.accuracy.toFixed(4)}, gap ${naive.accuracyGap.toFixed(4)}`);
+const parts = await split(written, 'mixed10');
+const folded = await stitch(parts.base, parts.head, { foldBatchNorm: true });
+const fm = await compareModes(folded, x, y, { batchSize });
+console.log(`compare-modes, stitched with foldBatchNorm: training ${fm.training.accuracy.toFixed(4)}, inference ${fm.inference.accuracy.toFixed(4)}, gap ${fm.accuracyGap.toFixed(4)}`);
+console.log(JSON.stringify({ presets: results, compareModes: { written: naive, folded: fm } }));
