@@ -8,7 +8,7 @@
  * the test split for the model train-head wrote (base BN unfolded) and for the same weights
  * stitched with `foldBatchNorm: true`.
  *
- *   npx tsx bench/inception-preprocess.ts [--per-class 60] [--epochs 30] [--presets unit,symmetric]
+ *   npx tsx bench/inception-preprocess.ts [--per-class 60] [--epochs 30] [--presets unit,symmetric] [--seed 0] [--finetune <epochs>]
  */
 import * as tf from '@tensorflow/tfjs';
 import { rmSync } from 'node:fs';
@@ -33,11 +33,14 @@ const { values } = parseArgs({
     presets: { type: 'string', default: 'unit,symmetric' },
     out: { type: 'string', default: '/tmp/splitfit-inception-preprocess' },
     'modes-batch': { type: 'string', default: '16' },
+    seed: { type: 'string', default: '0' },
+    /** Also fine-tune mixed10 on mixed9 features (original: head, lockBatchNorm) for the first preset. */
+    finetune: { type: 'string', default: '0' },
   },
 });
 await resolveBackend('auto');
 const work = values.out;
-const counts = await makeEmojiDataset({ out: join(work, 'data'), categories: DEFAULT_CATEGORIES, perClass: Number(values['per-class']), testFraction: 0.3, seed: 0 });
+const counts = await makeEmojiDataset({ out: join(work, 'data'), categories: DEFAULT_CATEGORIES, perClass: Number(values['per-class']), testFraction: 0.3, seed: Number(values.seed) });
 console.log(`backend ${tf.getBackend()}; Twemoji ${counts.classes.join(', ')}: ${counts.train} train / ${counts.test} test`);
 
 const results: Record<string, unknown> = {};
@@ -71,3 +74,16 @@ const folded = await stitch(parts.base, parts.head, { foldBatchNorm: true });
 const fm = await compareModes(folded, x, y, { batchSize });
 console.log(`compare-modes, stitched with foldBatchNorm: training ${fm.training.accuracy.toFixed(4)}, inference ${fm.inference.accuracy.toFixed(4)}, gap ${fm.accuracyGap.toFixed(4)}`);
 console.log(JSON.stringify({ presets: results, compareModes: { written: naive, folded: fm } }));
+
+const finetuneEpochs = Number(values.finetune);
+if (finetuneEpochs > 0) {
+  // The second stage of the recipe: mixed10 (its BN frozen and locked) + a new classifier on mixed9 features.
+  const cache = join(work, 'cache-mixed9');
+  const out = join(work, 'model-finetune');
+  rmSync(cache, { recursive: true, force: true });
+  rmSync(out, { recursive: true, force: true });
+  await extractFeatures({ model: 'inception_v3', boundary: 'mixed9', data: join(work, 'data', 'train'), cache, preprocess: preset });
+  await trainHead({ cache, out, epochs: finetuneEpochs, learningRate: 1e-4, seed: 0, head: 'original:mixed10,gap,dense:N:softmax', lockBatchNorm: true, batchSize: 16 });
+  const r = await evaluate({ model: join(out, 'model.json'), data: join(work, 'data', 'test') });
+  console.log(`fine-tune original:mixed10 on mixed9 (${finetuneEpochs} epochs, lr 1e-4, lockBatchNorm): held-out accuracy ${r.accuracy.toFixed(4)} (n = ${r.n})`);
+}
