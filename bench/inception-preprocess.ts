@@ -8,7 +8,7 @@
  * the test split for the model train-head wrote (base BN unfolded) and for the same weights
  * stitched with `foldBatchNorm: true`.
  *
- *   npx tsx bench/inception-preprocess.ts [--per-class 60] [--epochs 30] [--presets unit,symmetric] [--seed 0] [--finetune <epochs>]
+ *   npx tsx bench/inception-preprocess.ts [--model inception_v3|mobilenet_v2] [--per-class 60] [--epochs 30] [--presets unit,symmetric] [--seed 0] [--finetune <epochs>]
  */
 import * as tf from '@tensorflow/tfjs';
 import { rmSync } from 'node:fs';
@@ -19,6 +19,7 @@ import { resolveBackend } from '../src/backend/resolve.js';
 import { openDataSource } from '../src/data/sources.js';
 import { extractFeatures } from '../src/extract/extract.js';
 import { loadImages, loadPredictor } from '../src/infer/predictor.js';
+import { bundledModel } from '../src/model/bundled.js';
 import { loadModel } from '../src/model/io.js';
 import { split } from '../src/model/split.js';
 import { stitch } from '../src/model/stitch.js';
@@ -34,11 +35,15 @@ const { values } = parseArgs({
     out: { type: 'string', default: '/tmp/splitfit-inception-preprocess' },
     'modes-batch': { type: 'string', default: '16' },
     seed: { type: 'string', default: '0' },
+    model: { type: 'string', default: 'inception_v3' },
     /** Also fine-tune mixed10 on mixed9 features (original: head, lockBatchNorm) for the first preset. */
     finetune: { type: 'string', default: '0' },
   },
 });
 await resolveBackend('auto');
+const bundled = bundledModel(values.model);
+if (!bundled) throw new Error(`--model must be a bundled model, got ${values.model}`);
+const boundary = bundled.boundary;
 const work = values.out;
 const counts = await makeEmojiDataset({ out: join(work, 'data'), categories: DEFAULT_CATEGORIES, perClass: Number(values['per-class']), testFraction: 0.3, seed: Number(values.seed) });
 console.log(`backend ${tf.getBackend()}; Twemoji ${counts.classes.join(', ')}: ${counts.train} train / ${counts.test} test`);
@@ -49,7 +54,7 @@ for (const preset of values.presets.split(',')) {
   const out = join(work, `model-${preset}`);
   rmSync(cache, { recursive: true, force: true });
   rmSync(out, { recursive: true, force: true });
-  await extractFeatures({ model: 'inception_v3', boundary: 'mixed10', data: join(work, 'data', 'train'), cache, preprocess: preset });
+  await extractFeatures({ model: values.model, boundary, data: join(work, 'data', 'train'), cache, preprocess: preset });
   await trainHead({ cache, out, epochs: Number(values.epochs), learningRate: 0.003, seed: 0 });
   const r = await evaluate({ model: join(out, 'model.json'), data: join(work, 'data', 'test') });
   results[preset] = { accuracy: r.accuracy, n: r.n };
@@ -69,14 +74,14 @@ const batchSize = Number(values['modes-batch']);
 const written = await loadModel(modelPath);
 const naive = await compareModes(written, x, y, { batchSize });
 console.log(`compare-modes, model as train-head wrote it: training ${naive.training.accuracy.toFixed(4)}, inference ${naive.inference.accuracy.toFixed(4)}, gap ${naive.accuracyGap.toFixed(4)}`);
-const parts = await split(written, 'mixed10');
+const parts = await split(written, boundary);
 const folded = await stitch(parts.base, parts.head, { foldBatchNorm: true });
 const fm = await compareModes(folded, x, y, { batchSize });
 console.log(`compare-modes, stitched with foldBatchNorm: training ${fm.training.accuracy.toFixed(4)}, inference ${fm.inference.accuracy.toFixed(4)}, gap ${fm.accuracyGap.toFixed(4)}`);
 console.log(JSON.stringify({ presets: results, compareModes: { written: naive, folded: fm } }));
 
 const finetuneEpochs = Number(values.finetune);
-if (finetuneEpochs > 0) {
+if (finetuneEpochs > 0 && values.model === 'inception_v3') {
   // The second stage of the recipe: mixed10 (its BN frozen and locked) + a new classifier on mixed9 features.
   const cache = join(work, 'cache-mixed9');
   const out = join(work, 'model-finetune');

@@ -163,13 +163,13 @@ const densenet: Family = {
   },
 };
 
-/** Squeeze-excite: GAP → Dense → BN (rank 2) → ReLU → Dense sigmoid → Reshape → Multiply; Average and Maximum merges; Dropout in the base. */
+/** Squeeze-excite: GAP → Dense → BN (rank 2) → ReLU → Dense sigmoid → Reshape → Multiply; BN after a ReLU conv; Average and Maximum merges; Dropout in the base. */
 const squeezeExcite: Family = {
   name: 'squeeze-excite',
   boundary: 'post_relu',
   upTo: 'out',
-  foldedIntoConv: 4,
-  affine: 0,
+  foldedIntoConv: 3,
+  affine: 1,
   fallbacks: [],
   build() {
     const { conv, bn, init } = builder(4);
@@ -184,7 +184,8 @@ const squeezeExcite: Family = {
     };
     const stem = relu(bn(conv(input, 8, 3, 'stem'), 'stem_bn'), 'stem_relu');
     const excited = se(stem, 8, 'se1');
-    const proj = bn(conv(excited, 8, 1, 'proj'), 'proj_bn');
+    // BN after the activation: the conv's ReLU sits between them, so it stays an affine map.
+    const proj = bn(conv(excited, 8, 1, 'proj', { activation: 'relu' }), 'proj_bn');
     let x = ap(tf.layers.average({ name: 'avg' }), [excited, proj]);
     x = ap(tf.layers.maximum({ name: 'max' }), [x, excited]);
     x = ap(tf.layers.dropout({ rate: 0.3, name: 'drop' }), x);
