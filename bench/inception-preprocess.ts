@@ -15,17 +15,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CATEGORIES, makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
-import { resolveBackend } from '../src/backend/resolve.js';
-import { openDataSource } from '../src/data/sources.js';
-import { extractFeatures } from '../src/extract/extract.js';
-import { loadImages, loadPredictor } from '../src/infer/predictor.js';
+// The public API where it has the name, so the script survives the job/ and infer/ moves.
 import { bundledModel } from '../src/model/bundled.js';
-import { loadModel } from '../src/model/io.js';
-import { split } from '../src/model/split.js';
-import { stitch } from '../src/model/stitch.js';
-import { compareModes } from '../src/train/compare-modes.js';
-import { evaluate } from '../src/train/evaluate.js';
-import { trainHead } from '../src/train/train-head.js';
+import { loadImages } from '../src/infer/predictor.js';
+import { compareModes, evaluate, extractFeatures, loadModel, loadPredictor, openDataSource, resolveBackend, split, stitch, trainHead } from '../src/index.js';
 
 const { values } = parseArgs({
   options: {
