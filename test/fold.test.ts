@@ -49,6 +49,21 @@ describe('exportBase', () => {
     expect(() => exportBase(base, { fold: 1 as unknown as boolean })).toThrow(/`fold` must be a boolean, received number/);
   });
 
+  it('turns a shared BN (called twice, so a fallback of the plan) into one affine map per call, not a copied BN', () => {
+    const input = tf.input({ shape: [3, 3, 2], name: 'image' });
+    const shared = tf.layers.batchNormalization({ name: 'shared_bn', center: false });
+    const a = ap(shared, ap(tf.layers.conv2d({ filters: 2, kernelSize: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }), name: 'c1' }), input));
+    const b = ap(shared, ap(tf.layers.conv2d({ filters: 2, kernelSize: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }), name: 'c2' }), input));
+    const base = tf.model({ inputs: input, outputs: ap(tf.layers.add({ name: 'sum' }), [a, b]) });
+    shared.setWeights([tf.tensor1d([1.5, -0.5]), tf.tensor1d([0.2, -0.3]), tf.tensor1d([0.4, 2])]);
+    const exported = exportBase(base);
+    expect(exported.copied).toEqual([]);
+    expect(exported.folded).toEqual({ intoConv: 0, asAffine: 2 });
+    expect(exported.model.layers.filter((l) => l.getClassName() === 'BatchNormalization')).toEqual([]);
+    const x = tf.randomNormal([2, 3, 3, 2], 0, 1, 'float32', 6);
+    expect(maxAbsDiff(exported.model.apply(x, { training: true }) as tf.Tensor, base.predict(x) as tf.Tensor)).toBeLessThanOrEqual(1e-5);
+  });
+
   it('leaks no tensors (weights are handed to the new layers and the staging copies disposed)', () => {
     const model = modelWithFallback();
     const { base } = splitBase(model, 'bn_1');

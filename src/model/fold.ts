@@ -7,7 +7,7 @@
  * `fit` on the exported model cannot fall into the frozen-BN trap.
  */
 import * as tf from '@tensorflow/tfjs';
-import { buildPlan, type PlanNode, type PlanWeight } from './compile/plan.js';
+import { batchNormScaleShift, buildPlan, type PlanNode, type PlanWeight } from './compile/plan.js';
 
 type Layer = tf.layers.Layer;
 type Sym = tf.SymbolicTensor;
@@ -31,7 +31,7 @@ export interface ExportedBase {
   folded: { intoConv: number; asAffine: number };
   /** Training-only layers (Dropout, GaussianNoise…) dropped because they are the identity at inference. */
   dropped: string[];
-  /** Layers copied as they are (the plan could not express them); BN among them keep their trap. */
+  /** Layers copied as they are (the plan could not express them). A BN is never among them unless it normalises over the batch axis. */
   copied: { layer: string; className: string }[];
 }
 
@@ -166,6 +166,16 @@ function exportNode(
       return x;
     case 'fallback': {
       const layer = s.layer;
+      const rank = x.shape.length;
+      const axis = Number((layer.getConfig() as { axis?: number }).axis ?? -1);
+      const a = axis < 0 ? axis + rank : axis;
+      if (layer.getClassName() === 'BatchNormalization' && xs.length === 1 && a >= 1 && a < rank) {
+        // A shared BN (one plan node per call): each call still is an affine map, not a copied trap.
+        const ss = batchNormScaleShift(layer);
+        result.folded.asAffine++;
+        const broadcast = a === rank - 1 ? undefined : Array.from({ length: rank - 1 }, (_, i) => (i === a - 1 ? ss.scale.length : 1));
+        return affine(x, ss.scale, ss.shift, broadcast, layer.name, fresh, pending);
+      }
       result.copied.push({ layer: layer.name, className: layer.getClassName() });
       const copy = cloneLayer(layer, name());
       return place(copy, xs.length === 1 ? x : xs, pending, layer.getWeights().map((w) => w.clone()));

@@ -117,7 +117,7 @@ function inputRank(layer: tf.layers.Layer): number | undefined {
 }
 
 /** Inference-mode BN as `x·scale + shift`, computed in float64 (folding rounds to float32 once). */
-function batchNormScaleShift(layer: tf.layers.Layer): { scale: Float64Array; shift: Float64Array } {
+export function batchNormScaleShift(layer: tf.layers.Layer): { scale: Float64Array; shift: Float64Array } {
   const c = layer.getConfig() as Config;
   const weights = layer.getWeights();
   let i = 0;
