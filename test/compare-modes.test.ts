@@ -219,6 +219,33 @@ describe('compareModes', () => {
     model.dispose();
   });
 
+  it('trainableBatchNorm: false leaves only the frozen-BN trap in the gap (a head\'s own trainable BN runs in inference mode)', async () => {
+    // naive: a frozen BN (the trap); withHeadBn adds a trainable BN in the head (the user's choice).
+    const withHeadBn = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ inputShape: [SIZE, SIZE, 3], filters: 4, kernelSize: 3, padding: 'same', kernelInitializer: init(1), name: 'conv', trainable: false }),
+        tf.layers.activation({ activation: 'relu', name: 'relu' }),
+        tf.layers.globalAveragePooling2d({ name: 'gap' }),
+        tf.layers.batchNormalization({ name: 'head_bn', scale: false }),
+        tf.layers.dense({ units: CLASSES, activation: 'softmax', kernelInitializer: init(2), name: 'out' }),
+      ],
+    });
+    const bn = withHeadBn.getLayer('head_bn');
+    bn.setWeights([tf.fill([4], 0.3), tf.fill([4], 0.2), tf.fill([4], 0.05)]);
+    const all = await compareModes(withHeadBn, x, y, { dropout: false });
+    const frozenOnly = await compareModes(withHeadBn, x, y, { dropout: false, trainableBatchNorm: false });
+    expect(Math.abs(all.training.loss - all.inference.loss)).toBeGreaterThan(1e-3);
+    expect(Math.abs(frozenOnly.training.loss - frozenOnly.inference.loss)).toBeLessThanOrEqual(1e-6);
+    expect(frozenOnly.inference.loss).toBe(all.inference.loss);
+    // A frozen BN is the trap itself: the option does not hide it.
+    const trap = await compareModes(naive, x, y);
+    const trapFrozenOnly = await compareModes(naive, x, y, { trainableBatchNorm: false });
+    expect(trapFrozenOnly.training.loss).toBeCloseTo(trap.training.loss, 6);
+    expect(Math.abs(trap.training.loss - trap.inference.loss)).toBeGreaterThan(1e-3);
+    await expect(compareModes(naive, x, y, { trainableBatchNorm: 0 as unknown as boolean })).rejects.toThrow(/`trainableBatchNorm` must be a boolean, received number/);
+    withHeadBn.dispose();
+  });
+
   it('uses mini-batch statistics per batchSize in training mode only', async () => {
     const small = await compareModes(naive, x, y, { batchSize: 8 });
     const whole = await compareModes(naive, x, y, { batchSize: N });

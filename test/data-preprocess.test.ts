@@ -33,7 +33,7 @@ describe('preprocess presets', () => {
 
 describe('parsePreprocess / describePreprocess', () => {
   it('accepts the presets and the range aliases, case- and space-insensitively', () => {
-    expect(PREPROCESS_PRESETS).toEqual(['unit', 'symmetric', 'caffe']);
+    expect(PREPROCESS_PRESETS).toEqual(['unit', 'symmetric', 'caffe', 'torch']);
     expect(['unit', 'Unit', '[0,1]', '[0, 1]', '0,1'].map(parsePreprocess)).toEqual(new Array(5).fill('unit'));
     expect(['symmetric', '[-1,1]', ' [-1, 1] ', '-1,1'].map(parsePreprocess)).toEqual(new Array(4).fill('symmetric'));
     expect(parsePreprocess('CAFFE')).toBe('caffe');
@@ -53,6 +53,7 @@ describe('parsePreprocess / describePreprocess', () => {
       'preprocess/v1:unit:x/255',
       'preprocess/v1:symmetric:x/127.5-1',
       'preprocess/v1:caffe:rgb-to-bgr,minus[103.939,116.779,123.68]',
+      'preprocess/v1:torch:(x/255-[0.485,0.456,0.406])/[0.229,0.224,0.225]',
     ]);
   });
 });

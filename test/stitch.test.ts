@@ -61,6 +61,39 @@ describe('stitch', () => {
   });
 });
 
+describe('stitch with foldBatchNorm (no BN trap in the export)', () => {
+  it('mobilenet_v2 at out_relu: no BN or Dropout left, training mode = inference mode, parity ≤ 1e-4 vs head(base(x)) after save → load', async () => {
+    const mobilenet = await loadModel('mobilenet_v2');
+    const x = tf.randomUniform([2, 224, 224, 3], 0, 1, 'float32', 13);
+    const { base, featureShape } = splitBase(mobilenet, 'out_relu');
+    const head = await buildHead(mobilenet, 'out_relu', featureShape, { numClasses: 4, seed: 3 });
+    const stitched = await stitch(base, head, { foldBatchNorm: true, name: 'folded' });
+    expect(stitched.name).toBe('folded');
+    expect(stitched.layers.filter((l) => /BatchNormalization|Dropout/.test(l.getClassName()))).toEqual([]);
+    expect(stitched.layers.every((l) => l.trainable === false || l.name.startsWith('head_'))).toBe(true);
+    const dir = await mkdtemp(join(tmpdir(), 'splitfit-stitch-folded-'));
+    await saveModel(stitched, dir);
+    const reloaded = tf.getBackend() === 'tensorflow' ? await tf.loadLayersModel(`file://${join(dir, 'model.json')}`) : await loadModel(join(dir, 'model.json'));
+    const direct = tf.tidy(() => head.predict(base.predict(x) as tf.Tensor) as tf.Tensor);
+    const inference = reloaded.predict(x) as tf.Tensor;
+    const training = reloaded.apply(x, { training: true }) as tf.Tensor;
+    expect(maxAbsDiff(direct, inference)).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(training, inference)).toBe(0);
+    tf.dispose([direct, inference, training, x]);
+    for (const m of [reloaded, stitched, head, mobilenet]) m.dispose();
+  });
+
+  it('keeps the original layers when foldBatchNorm is false, and rejects a non-boolean', async () => {
+    const model = residualToyModel();
+    const { base, featureShape } = splitBase(model, 'block1_add');
+    const head = await buildHead(model, 'block1_add', featureShape, { numClasses: 3 });
+    const kept = await stitch(base, head, { foldBatchNorm: false });
+    expect(kept.layers.filter((l) => l.getClassName() === 'BatchNormalization').map((l) => l.name)).toEqual(['stem_bn', 'block1_bn']);
+    await expect(stitch(base, head, { foldBatchNorm: 'yes' as unknown as boolean })).rejects.toThrow(/`foldBatchNorm` must be a boolean, received string/);
+    kept.dispose();
+  });
+});
+
 describe('head spec', () => {
   it('parses every element', () => {
     expect(parseHeadSpec('original:block_16_project,gap,dense:256:relu,dropout:0.5,bn,flatten,dense:N:softmax')).toEqual([

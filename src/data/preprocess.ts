@@ -4,9 +4,11 @@ import { closestMatches, SplitfitError } from '../errors.js';
  * Pixel scaling presets, named for what the base model was trained with:
  * - `unit`: x / 255 → [0, 1] (nsfwjs MobileNetV2, many tfjs models);
  * - `symmetric`: x / 127.5 − 1 → [−1, 1] (Keras `mobilenet_v2.preprocess_input`, "tf" mode);
- * - `caffe`: RGB → BGR, then minus the ImageNet channel means, no scaling (Keras ResNet50/VGG, "caffe" mode).
+ * - `caffe`: RGB → BGR, then minus the ImageNet channel means, no scaling (Keras ResNet50/VGG, "caffe" mode);
+ * - `torch`: x / 255, minus the ImageNet mean, divided by its std, per RGB channel (torchvision,
+ *   Keras DenseNet/"torch" mode).
  */
-export const PREPROCESS_PRESETS = ['unit', 'symmetric', 'caffe'] as const;
+export const PREPROCESS_PRESETS = ['unit', 'symmetric', 'caffe', 'torch'] as const;
 export type PreprocessPreset = (typeof PREPROCESS_PRESETS)[number];
 
 /** Other spellings accepted by {@link parsePreprocess} (compared without spaces, case-insensitive). */
@@ -15,10 +17,16 @@ const ALIASES: Record<string, PreprocessPreset> = {
   '0,1': 'unit',
   '[-1,1]': 'symmetric',
   '-1,1': 'symmetric',
+  // Keras `imagenet_utils.preprocess_input` calls the [-1, 1] mode "tf".
+  tf: 'symmetric',
 };
 
 /** ImageNet means in BGR order, as Keras' `imagenet_utils.preprocess_input(mode='caffe')`. */
 const CAFFE_BGR_MEANS = [103.939, 116.779, 123.68] as const;
+
+/** ImageNet RGB mean and std of [0, 1] pixels, as torchvision and Keras' `mode='torch'`. */
+const TORCH_MEAN = [0.485, 0.456, 0.406] as const;
+const TORCH_STD = [0.229, 0.224, 0.225] as const;
 
 /** Normalises a preset name (`Unit`, `[0, 1]`, `[-1,1]` …); unknown names throw `SPLITFIT_USAGE` listing the choices. */
 export function parsePreprocess(name: string): PreprocessPreset {
@@ -30,7 +38,7 @@ export function parsePreprocess(name: string): PreprocessPreset {
   throw new SplitfitError(
     'SPLITFIT_USAGE',
     `unknown preprocessing ${JSON.stringify(name)}${near.length > 0 ? ` (did you mean ${near.join(', ')}?)` : ''}; ` +
-      `valid choices: ${PREPROCESS_PRESETS.join(', ')} (aliases: [0,1] = unit, [-1,1] = symmetric)`,
+      `valid choices: ${PREPROCESS_PRESETS.join(', ')} (aliases: [0,1] = unit, [-1,1] and tf = symmetric)`,
   );
 }
 
@@ -63,6 +71,16 @@ export function preprocess(pixels: Uint8Array, channels: 1 | 3, preset: Preproce
       }
       return out;
     }
+    case 'torch': {
+      if (channels !== 3) {
+        throw new SplitfitError('SPLITFIT_USAGE', 'preprocessing "torch" needs 3-channel (RGB) input (per-channel ImageNet mean/std); use unit or symmetric for grayscale');
+      }
+      for (let i = 0; i < pixels.length; i++) {
+        const c = i % 3;
+        out[i] = (pixels[i]! / 255 - TORCH_MEAN[c]!) / TORCH_STD[c]!;
+      }
+      return out;
+    }
     default:
       throw new TypeError(`unknown preprocessing preset ${JSON.stringify(preset)}; call parsePreprocess first`);
   }
@@ -77,6 +95,8 @@ export function describePreprocess(preset: PreprocessPreset): string {
       return 'preprocess/v1:symmetric:x/127.5-1';
     case 'caffe':
       return `preprocess/v1:caffe:rgb-to-bgr,minus[${CAFFE_BGR_MEANS.join(',')}]`;
+    case 'torch':
+      return `preprocess/v1:torch:(x/255-[${TORCH_MEAN.join(',')}])/[${TORCH_STD.join(',')}]`;
     default:
       throw new TypeError(`unknown preprocessing preset ${JSON.stringify(preset)}; call parsePreprocess first`);
   }

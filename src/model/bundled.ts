@@ -13,7 +13,7 @@ export interface BundledModel {
   licence: string;
   /** Input size and preprocessing the weights were trained with. */
   inputSize: [number, number];
-  preprocess: 'unit';
+  preprocess: 'unit' | 'symmetric';
   /** Suggested freeze boundary. */
   boundary: string;
 }
@@ -29,6 +29,19 @@ export const BUNDLED_MODELS: readonly BundledModel[] = [
     preprocess: 'unit',
     boundary: 'out_relu',
   },
+  {
+    name: 'inception_v3',
+    description:
+      'InceptionV3, 299×299×3 in [0,1], 94 BatchNormalization layers (all scale: false), concat blocks mixed0…mixed10 (Keras 2.2.4 layers model, uint8-quantized weights)',
+    origin: 'npm nsfwjs@4.4.0, dist/models/inception_v3 (its 5-class content head is dropped by splitting at mixed10)',
+    licence: 'MIT (nsfwjs, © Infinite Red); InceptionV3 architecture and ImageNet weights: Apache-2.0 (Keras Applications)',
+    inputSize: [299, 299],
+    // Measured (bench/inception-preprocess.ts, Twemoji 4 classes, 280 train / 120 held out, two
+    // seeded splits): unit 0.667 / 0.567, symmetric 0.575 / 0.483, torch 0.608 — the weights
+    // want [0,1], as nsfwjs feeds them, not Keras' [-1,1].
+    preprocess: 'unit',
+    boundary: 'mixed10',
+  },
 ];
 
 /** Files inside the `nsfwjs` package (its `exports` hides them, so they are found from its root). */
@@ -36,6 +49,10 @@ const FILES: Record<string, { model: string; shards: string[] }> = {
   mobilenet_v2: {
     model: 'dist/models/mobilenet_v2/model.min.js',
     shards: ['dist/models/mobilenet_v2/group1-shard1of1.min.js'],
+  },
+  inception_v3: {
+    model: 'dist/models/inception_v3/model.min.js',
+    shards: [1, 2, 3, 4, 5, 6].map((i) => `dist/models/inception_v3/group1-shard${i}of6.min.js`),
   },
 };
 

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { closestMatches, SplitfitError } from '../errors.js';
+import { installBatchNormCompat } from './bn-compat.js';
 import { asFunctional, modelGraph } from './graph.js';
 import { FEATURES_INPUT, remainderModel } from './split.js';
 
@@ -235,5 +236,8 @@ export async function buildHead(
   if (x.shape.length !== 2 || width !== options.numClasses) {
     throw specError(shown, `the head must end in ${options.numClasses} outputs (one per class), got [${x.shape.slice(1).join(', ')}]; end it with dense:N:softmax`);
   }
-  return tf.model({ inputs, outputs: x, name: 'splitfit_head' });
+  const head = tf.model({ inputs, outputs: x, name: 'splitfit_head' });
+  // `original:` layers may be scale:false / center:false BN, which tfjs 4.22 cannot fit (bn-compat.ts).
+  installBatchNormCompat(head);
+  return head;
 }

@@ -8,6 +8,7 @@
  * behaviour: inference mode, statistics untouched.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ensureBatchNormCompat } from './bn-compat.js';
 
 type Layer = tf.layers.Layer;
 type CallFn = Layer['call'];
@@ -96,6 +97,9 @@ export function lockBatchNormLayer(layer: Layer, isFrozen: () => boolean): void 
     existing.isFrozen = isFrozen;
     return;
   }
+  // First, so the wrapper's inner call is one that runs scale:false / center:false layers under
+  // a gradient (tfjs 4.22 crashes there, see bn-compat.ts); unlocking keeps it.
+  ensureBatchNormCompat(layer);
   const hadOwnCall = Object.prototype.hasOwnProperty.call(layer, 'call');
   const state: LockState = { isFrozen, inner: layer.call, hadOwnCall };
   locks.set(layer, state);

@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { SplitfitError } from '../errors.js';
+import { installBatchNormCompat } from '../model/bn-compat.js';
 import { isBatchNorm, isLockedInInferenceMode, lockBatchNormLayer } from '../model/lock-batchnorm.js';
 
 type Layer = tf.layers.Layer;
@@ -28,6 +29,14 @@ export interface CompareModesOptions {
    * @default true
    */
   dropout?: boolean;
+  /**
+   * Run trainable BatchNormalization layers (a head's own `bn`, an unfrozen `original:` block)
+   * with batch statistics in the training-mode pass, as `fit` does. `false` runs them in
+   * inference mode in both passes, so together with `dropout: false` the gap is the frozen-BN
+   * trap alone: the part of the model the user did not choose to train.
+   * @default true
+   */
+  trainableBatchNorm?: boolean;
 }
 
 export interface ModeMetrics {
@@ -46,7 +55,7 @@ export interface CompareModesResult {
   accuracyGap: number;
 }
 
-const DEFAULTS: Required<CompareModesOptions> = { batchSize: 32, dropout: true };
+const DEFAULTS: Required<CompareModesOptions> = { batchSize: 32, dropout: true, trainableBatchNorm: true };
 
 /** Layers whose output is random under `training: true` and the identity otherwise. */
 const NOISE_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'AlphaDropout', 'GaussianDropout', 'GaussianNoise']);
@@ -61,6 +70,9 @@ export function validateCompareModesOptions(options: CompareModesOptions = {}): 
   }
   if (typeof opts.dropout !== 'boolean') {
     throw new TypeError(`Option \`dropout\` must be a boolean, received ${typeof opts.dropout}.`);
+  }
+  if (typeof opts.trainableBatchNorm !== 'boolean') {
+    throw new TypeError(`Option \`trainableBatchNorm\` must be a boolean, received ${typeof opts.trainableBatchNorm}.`);
   }
   return opts;
 }
@@ -91,6 +103,7 @@ export async function compareModes(
   const copy = await copyModel(model);
   try {
     if (!opts.dropout) silenceNoiseLayers(copy);
+    if (!opts.trainableBatchNorm) freezeTrainableBatchNorm(copy);
     // Inference first: the training-mode pass moves the copy's unlocked BN statistics.
     const inference = await runMode(copy, x, y, false, opts.batchSize, binary);
     const training = await runMode(copy, x, y, true, opts.batchSize, binary);
@@ -189,6 +202,8 @@ async function copyModel(model: tf.LayersModel): Promise<tf.LayersModel> {
     );
   }
   try {
+    // Before the locks (which wrap it): tfjs 4.22's training-mode BN reads gamma/beta unconditionally.
+    installBatchNormCompat(copy);
     const src = flattenLayers(model);
     const dst = flattenLayers(copy);
     if (src.length !== dst.length) {
@@ -238,6 +253,17 @@ function silenceNoiseLayers(model: tf.LayersModel): void {
     // Only the private copy is touched: identity in both passes.
     layer.call = (inputs, kwargs) => inner.call(layer, inputs, { ...kwargs, training: false });
   }
+}
+
+/** Locks, on the private copy, the BN layers that are trainable (layer and every container holding it) in inference mode. */
+function freezeTrainableBatchNorm(model: tf.LayersModel): void {
+  const walk = (container: Layer, frozen: boolean): void => {
+    for (const layer of (container as unknown as { layers?: Layer[] }).layers ?? []) {
+      if (isBatchNorm(layer) && !frozen && layer.trainable) lockBatchNormLayer(layer, () => true);
+      walk(layer, frozen || !layer.trainable);
+    }
+  };
+  walk(model, !model.trainable);
 }
 
 async function runMode(

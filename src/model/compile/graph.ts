@@ -145,8 +145,9 @@ export function planToGraph(plan: Plan): GraphNode[] {
         break;
       }
       case 'scaleShift': {
-        const m = add(fresh(`${base}/mul`), 'Mul', [xs[0]!, constF(`${base}/scale`, Float32Array.from(s.scale), [s.scale.length])], { T });
-        y = add(fresh(`${base}/add`), 'AddV2', [m, constF(`${base}/shift`, Float32Array.from(s.shift), [s.shift.length])], { T });
+        const shape = s.broadcast ?? [s.scale.length];
+        const m = add(fresh(`${base}/mul`), 'Mul', [xs[0]!, constF(`${base}/scale`, Float32Array.from(s.scale), shape)], { T });
+        y = add(fresh(`${base}/add`), 'AddV2', [m, constF(`${base}/shift`, Float32Array.from(s.shift), shape)], { T });
         break;
       }
       case 'activation':

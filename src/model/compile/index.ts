@@ -128,9 +128,10 @@ class OpRunner {
     this.readers.set(plan.output, (this.readers.get(plan.output) ?? 0) + 1);
   }
 
-  private tensor(w: PlanWeight | Float64Array): tf.Tensor {
+  /** `shape` reshapes a 1-D Float64Array weight (a BN's broadcast scale over a non-last axis). */
+  private tensor(w: PlanWeight | Float64Array, shape?: number[]): tf.Tensor {
     // Kept: the runner may be built inside a caller's tf.tidy (the first batch of an extraction).
-    const t = tf.keep(w instanceof Float64Array ? tf.tensor1d(Float32Array.from(w)) : tf.tensor(w.data, w.shape, 'float32'));
+    const t = tf.keep(w instanceof Float64Array ? tf.tensor(Float32Array.from(w), shape ?? [w.length], 'float32') : tf.tensor(w.data, w.shape, 'float32'));
     this.weights.push(t);
     return t;
   }
@@ -179,8 +180,8 @@ class OpRunner {
         };
       }
       case 'scaleShift': {
-        const scale = this.tensor(s.scale);
-        const shift = this.tensor(s.shift);
+        const scale = this.tensor(s.scale, s.broadcast);
+        const shift = this.tensor(s.shift, s.broadcast);
         return ([x]) => tf.tidy(() => tf.add(tf.mul(x!, scale), shift));
       }
       case 'activation':

@@ -38,8 +38,11 @@ export type PlanStep =
       activation: PlanActivation;
     }
   | { op: 'dense'; kernel: PlanWeight; bias?: PlanWeight; activation: PlanActivation }
-  /** An unfolded inference-mode BatchNormalization over the last axis: `x·scale + shift`. */
-  | { op: 'scaleShift'; scale: Float64Array; shift: Float64Array }
+  /**
+   * An unfolded inference-mode BatchNormalization: `x·scale + shift`, over the last axis, or over
+   * another one when `broadcast` (the per-sample shape scale/shift take, e.g. `[C, 1, 1]`) is set.
+   */
+  | { op: 'scaleShift'; scale: Float64Array; shift: Float64Array; broadcast?: number[] }
   | { op: 'activation'; activation: PlanActivation }
   | { op: 'pad'; padding: Padding2D }
   | { op: 'add' | 'multiply' | 'subtract' | 'maximum' | 'minimum' | 'average' }
@@ -81,6 +84,16 @@ export interface PlanOptions {
 
 type Config = Record<string, unknown>;
 
+/**
+ * Test hooks: the conformance suite perturbs folding through these to prove that its checks
+ * fail when folding is wrong. Never set outside tests.
+ * @internal
+ */
+export const planTestHooks: {
+  /** Called with every BN's inference-mode `scale`/`shift` before they are used; may modify them. */
+  perturbBatchNorm?: (layer: string, scaleShift: { scale: Float64Array; shift: Float64Array }) => void;
+} = {};
+
 const pair = (v: unknown, what: string): [number, number] => {
   if (typeof v === 'number') return [v, v];
   if (Array.isArray(v) && v.length === 2 && v.every((n) => typeof n === 'number')) return [v[0] as number, v[1] as number];
@@ -104,7 +117,7 @@ function inputRank(layer: tf.layers.Layer): number | undefined {
 }
 
 /** Inference-mode BN as `x·scale + shift`, computed in float64 (folding rounds to float32 once). */
-function batchNormScaleShift(layer: tf.layers.Layer): { scale: Float64Array; shift: Float64Array } {
+export function batchNormScaleShift(layer: tf.layers.Layer): { scale: Float64Array; shift: Float64Array } {
   const c = layer.getConfig() as Config;
   const weights = layer.getWeights();
   let i = 0;
@@ -120,6 +133,7 @@ function batchNormScaleShift(layer: tf.layers.Layer): { scale: Float64Array; shi
     scale[k] = s;
     shift[k] = (beta === undefined ? 0 : beta[k]!) - mean[k]! * s;
   }
+  planTestHooks.perturbBatchNorm?.(layer.name, { scale, shift });
   return { scale, shift };
 }
 
@@ -155,9 +169,15 @@ function stepOf(layer: tf.layers.Layer, className: string, nInputs: number): Pla
     }
     case 'BatchNormalization': {
       const rank = inputRank(layer);
-      const axis = Number(c['axis'] ?? -1);
-      if (rank === undefined || (axis !== -1 && axis !== rank - 1)) return undefined;
-      return { op: 'scaleShift', ...batchNormScaleShift(layer) };
+      const raw = Number(c['axis'] ?? -1);
+      if (rank === undefined || !Number.isInteger(raw)) return undefined;
+      const axis = raw < 0 ? raw + rank : raw;
+      // Axis 0 is the batch: per-sample statistics are not an affine map the plan can hold.
+      if (axis < 1 || axis >= rank) return undefined;
+      const ss = batchNormScaleShift(layer);
+      if (axis === rank - 1) return { op: 'scaleShift', ...ss };
+      const broadcast = Array.from({ length: rank - 1 }, (_, i) => (i === axis - 1 ? ss.scale.length : 1));
+      return { op: 'scaleShift', ...ss, broadcast };
     }
     case 'ReLU': {
       const max = c['maxValue'];
@@ -225,6 +245,36 @@ function stepOf(layer: tf.layers.Layer, className: string, nInputs: number): Pla
   }
 }
 
+/** A SeparableConv2D as a depthwise step (strides, dilation, padding) and a pointwise 1×1 conv step (bias, activation). */
+function separableSteps(layer: tf.layers.Layer): [PlanStep, PlanStep] | undefined {
+  const c = layer.getConfig() as Config;
+  const channelsLast = c['dataFormat'] === undefined || c['dataFormat'] === null || c['dataFormat'] === 'channelsLast';
+  const activation = activationOf(c['activation']);
+  const padding = c['padding'];
+  if (!channelsLast || activation === undefined || (padding !== 'same' && padding !== 'valid')) return undefined;
+  const [depthwise, pointwise, bias] = layer.getWeights();
+  if (depthwise?.rank !== 4 || pointwise?.rank !== 4) return undefined;
+  return [
+    {
+      op: 'depthwiseConv2d',
+      kernel: weightOf(depthwise),
+      strides: pair(c['strides'] ?? 1, `${layer.name} strides`),
+      dilations: pair(c['dilationRate'] ?? 1, `${layer.name} dilationRate`),
+      padding,
+      activation: 'linear',
+    },
+    {
+      op: 'conv2d',
+      kernel: weightOf(pointwise),
+      ...(bias === undefined ? {} : { bias: weightOf(bias) }),
+      strides: [1, 1],
+      dilations: [1, 1],
+      padding: 'valid',
+      activation,
+    },
+  ];
+}
+
 /**
  * Builds the inference plan of `base` (a single-input functional model). Each layer call becomes
  * a node keyed `layer:node:0`; folds run afterwards over the consumer counts.
@@ -247,6 +297,14 @@ export function buildPlan(base: tf.LayersModel, options: PlanOptions = {}): Plan
     }
     l.inbound_nodes.forEach((refs, n) => {
       const inputs = refs.map(key);
+      const separable = l.class_name === 'SeparableConv2D' && l.inbound_nodes.length === 1 ? separableSteps(layer) : undefined;
+      if (separable) {
+        // Two nodes: the depthwise part, then the pointwise 1×1 conv that a following BN folds into.
+        const mid = `${l.name}/depthwise:${n}:0`;
+        nodes.push({ key: mid, inputs, step: separable[0], layers: [l.name] });
+        nodes.push({ key: `${l.name}:${n}:0`, inputs: [mid], step: separable[1], layers: [l.name] });
+        return;
+      }
       // A layer called more than once (shared) is planned once per call; only single calls are folded.
       const step = l.inbound_nodes.length === 1 ? stepOf(layer, l.class_name, inputs.length) : undefined;
       if (step === undefined && !fallbacks.some((f) => f.layer === l.name)) fallbacks.push({ layer: l.name, className: l.class_name });
@@ -324,7 +382,7 @@ function fold(plan: Plan, options: PlanOptions): void {
     if (step.op !== 'conv2d' && step.op !== 'depthwiseConv2d' && step.op !== 'dense') continue;
     // conv → BN: w' = w·s, b' = b·s + t with s = γ/√(σ²+ε), t = β − μ·s (per output channel).
     let next = soleConsumer(node, users);
-    if (options.foldBatchNorm !== false && next?.step.op === 'scaleShift' && step.activation === 'linear') {
+    if (options.foldBatchNorm !== false && next?.step.op === 'scaleShift' && next.step.broadcast === undefined && step.activation === 'linear') {
       const out = step.kernel.shape.at(-1)! * (step.op === 'depthwiseConv2d' ? step.kernel.shape.at(-2)! : 1);
       const { scale, shift } = next.step;
       if (scale.length === out) {
