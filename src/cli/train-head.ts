@@ -26,6 +26,7 @@ interface Flags extends CommonFlags {
   memoryBudgetMb?: number;
   refreshEvery?: number;
   lockBn?: boolean;
+  foldBn: boolean;
   backend: BackendChoice;
 }
 
@@ -48,6 +49,7 @@ export function registerTrainHead(program: Command): void {
       memoryBudget: f.memoryBudgetMb === undefined ? undefined : f.memoryBudgetMb * 2 ** 20,
       refreshEvery: f.refreshEvery,
       lockBatchNorm: f.lockBn,
+      foldBatchNorm: f.foldBn,
       signal,
     };
     // Checked before the cache opens and the model loads, so bad flags or a bad --out cost nothing.
@@ -109,6 +111,7 @@ export function registerTrainHead(program: Command): void {
     .option('--fingerprint <fp>', 'train on this cached run (any unique prefix) instead of the last one')
     .option('--refresh-every <R>', 'augmented caches: new generation of views every R epochs, extracted while training', positiveInt('--refresh-every'))
     .option('--lock-bn', 'original: heads: keep the pretrained BatchNorm layers frozen, in inference mode')
+    .option('--no-fold-bn', "export the base's original BatchNorm/Dropout layers instead of folding them (folded: the model behaves the same under a further fit)")
     .option('--memory-budget-mb <n>', 'hold features in memory up to this size, else stream from LevelDB (default: 1024)', positiveInt('--memory-budget-mb'))
     .addHelpText('after', '\nExample:\n  splitfit train-head --cache ./cache --out model/ --epochs 20 --validation-split 0.2\n');
   backendOption(cmd);

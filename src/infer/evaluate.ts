@@ -56,7 +56,8 @@ async function modesOn(p: Predictor, samples: DataSource['samples'], y: number[]
   const x = tf.tensor4d(pixels, [samples.length, p.inputSize[0], p.inputSize[1], p.channels]);
   const labels = tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), k).toFloat());
   try {
-    return await compareModes(p.model, x, labels, { batchSize });
+    // Frozen BN alone: a head's own dropout or `bn` is training behaviour the user chose, not the trap.
+    return await compareModes(p.model, x, labels, { batchSize, dropout: false, trainableBatchNorm: false });
   } finally {
     x.dispose();
     labels.dispose();

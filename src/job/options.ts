@@ -49,6 +49,15 @@ export interface TrainHeadOptions {
   refreshEvery?: number;
   /** Batch size of the base during refresh and validation extractions. @default the prepared base's suggestion */
   extractBatchSize?: number;
+  /**
+   * Export the frozen base with every BatchNormalization folded into the preceding conv/dense (or a
+   * fixed per-channel affine map) and its Dropout removed: the stitched model then gives the same
+   * output under `training: true` as under `training: false`, so a further plain `fit` cannot fall
+   * into the frozen-BN trap. `false` exports the source's original layers (e.g. to unfreeze and
+   * fine-tune its BN later, with `lockBatchNorm`). Predictions are the same either way (≤ 1e-4).
+   * @default true
+   */
+  foldBatchNorm?: boolean;
   /** The source model, when `cache-features` ran on an in-memory model. */
   model?: tf.LayersModel;
   /** Stops training between steps (`SPLITFIT_INTERRUPTED`); nothing is written to `out`, the cache stays consistent. */
@@ -71,6 +80,7 @@ const DEFAULTS = {
   seed: 0,
   memoryBudget: 2 ** 30,
   lockBatchNorm: false,
+  foldBatchNorm: true,
 };
 
 export type ResolvedTrainHeadOptions = ReturnType<typeof validateTrainHeadOptions>;

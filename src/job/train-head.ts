@@ -123,7 +123,8 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   if (data !== undefined) await dropScratchGenerations(cache, run, history.generations.at(-1)!.generation + 1);
   throwIfAborted(o.signal);
 
-  const model = await stitch(base.base, head);
+  // Folded: the exported base has no BatchNorm or Dropout left, so a further plain `fit` cannot fall into the trap.
+  const model = await stitch(base.base, head, { foldBatchNorm: o.foldBatchNorm });
   const manifest: SplitfitManifest = {
     format: MANIFEST_FORMAT,
     model: run.model,
@@ -139,6 +140,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     backend: tf.getBackend(),
     createdAt: new Date().toISOString(),
     data: run.data,
+    baseExport: o.foldBatchNorm ? 'folded' : 'original',
     training: {
       epochs: history.loss.length,
       batchSize: o.batchSize,

@@ -6,7 +6,7 @@ export const MANIFEST_FORMAT = 'splitfit/2';
 
 export interface SplitfitManifest {
   /**
-   * `splitfit/2` adds `data` and `training`; folders written as `splitfit/1` are read with those
+   * `splitfit/2` adds `data`, `baseExport` and `training`; folders written as `splitfit/1` are read with those
    * fields absent.
    */
   format: typeof MANIFEST_FORMAT;
@@ -24,6 +24,8 @@ export interface SplitfitManifest {
   createdAt: string;
   /** The training data source, as recorded by `cache-features`. */
   data?: string;
+  /** How the frozen base was exported: BN folded (no training-only behaviour), or the source's layers. */
+  baseExport?: 'folded' | 'original';
   /** The resolved training settings. */
   training?: TrainingSettings;
 }
