@@ -310,9 +310,12 @@ async function runSplitfit(o: Resolved, selected: DataSource, x: tf.Tensor4D, la
 
     // The BN statistics, both in the source model (which extraction ran) and in the stitched model.
     const afterSource = snapshotMovingStats(source);
+    // train-head exports the base with BN folded into its convolutions: then the stitched model has no
+    // moving statistics at all, and the source's (which extraction ran) are the ones to check.
     const afterStitched = snapshotMovingStats(stitched);
-    const movingStatsChanged = !movingStatsEqual(before, afterSource) || !movingStatsEqual(before, afterStitched);
-    const bnLayersChanged = Math.max(changedLayers(before, afterSource), changedLayers(before, afterStitched));
+    const folded = afterStitched.size === 0;
+    const movingStatsChanged = !movingStatsEqual(before, afterSource) || (!folded && !movingStatsEqual(before, afterStitched));
+    const bnLayersChanged = Math.max(changedLayers(before, afterSource), folded ? 0 : changedLayers(before, afterStitched));
 
     // Training-mode accuracy of the final head on the cached features, batches in order.
     const cache = await FeatureCache.open(cacheDir, { command: 'bn-gap' });
