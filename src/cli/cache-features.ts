@@ -5,6 +5,7 @@ import { MAX_INDEX, shortFingerprint } from '../cache/keys.js';
 import { PREPROCESS_PRESETS } from '../data/preprocess.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
+import { describeRun } from '../extract/prepare.js';
 import { backendOption, type CommonFlags, defineCommand, openExistingCache, useBackend } from './command.js';
 import { nonNegativeInt, positiveInt, size } from './parse.js';
 
@@ -28,6 +29,8 @@ interface Flags extends CommonFlags {
   record: 'training' | 'data';
   backend: BackendChoice;
 }
+
+const PRESET_SOURCE = { given: '--preprocess', bundled: "the bundled model's", default: 'default: no --preprocess given and not a bundled model' } as const;
 
 export function registerCacheFeatures(program: Command): void {
   const cmd = defineCommand<Flags>(program, 'cache-features', 'run the frozen base once (inference mode) and cache its features in LevelDB', async (out, f, _args, { signal }) => {
@@ -65,6 +68,7 @@ export function registerCacheFeatures(program: Command): void {
         ...result.notes.map((n) => `note: ${n}`),
         `extracted ${result.extracted}, skipped ${result.skipped} (cached), failed ${result.failed}, duplicates ${result.duplicates}; ${result.entries} entries for fingerprint ${shortFingerprint(result.fingerprint)}`,
         `features ${JSON.stringify(result.featureShape)} on ${result.backend}; extraction ${result.extractSeconds.toFixed(1)} s, total ${summary.seconds.toFixed(1)} s`,
+        `base: input ${result.base.inputSize.join('x')}, preprocess ${result.base.preprocess} (${PRESET_SOURCE[result.base.presetSource]}), batch ${result.base.batchSize}; ${describeRun(result.base.run)}`,
         ...failures.map((x) => `  failed: ${x.source}: ${x.reason}`),
       ].join('\n'),
     );

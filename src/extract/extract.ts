@@ -11,7 +11,7 @@ import { isSplitfitError, SplitfitError, throwIfAborted } from '../errors.js';
 import { MAX_INDEX } from '../cache/keys.js';
 import { checkNonNegativeInt, checkPositiveInt } from '../options.js';
 import { Batcher } from './batcher.js';
-import { type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
+import { type BaseRunInfo, type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
 import { baseRunFields, markExtracting, type RunInput, saveRun } from './run-meta.js';
 
 export interface ExtractOptions extends PrepareOptions {
@@ -84,6 +84,14 @@ export interface ExtractResult {
   generation: number;
   /** Time spent extracting, after the model was loaded. */
   extractSeconds: number;
+  /** What ran: the preprocessing (and where it came from), input size, batch size and how the base computed. */
+  base: {
+    preprocess: string;
+    presetSource: PreparedBase['presetSource'];
+    inputSize: [number, number];
+    batchSize: number;
+    run: BaseRunInfo | undefined;
+  };
 }
 
 interface ViewPlan {
@@ -253,6 +261,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
     views: plan.views,
     generation: plan.generation,
     extractSeconds: (performance.now() - started) / 1000,
+    base: { preprocess: p.preset, presetSource: p.presetSource, inputSize: p.inputSize, batchSize, run: p.runInfo() },
   };
 }
 

@@ -46,6 +46,22 @@ export interface PreparedBase extends Base {
   run(x: tf.Tensor4D): tf.Tensor;
   /** Extraction batch size when none is given: the base's largest activations stay cache-sized (see `suggestBatchSize`). */
   batchSize: number;
+  /** Where the preprocessing preset came from: given, the bundled model's, or the default `unit`. */
+  presetSource: 'given' | 'bundled' | 'default';
+  /** How the base ran (after the first batch; `undefined` before). */
+  runInfo(): BaseRunInfo | undefined;
+}
+
+/** How the frozen base computed its features: what the CLI and `ExtractResult` report. */
+export interface BaseRunInfo {
+  /** `graph`: one native TensorFlow graph per batch; `ops`: the compiled plan op by op; `predict`: plain `base.predict`. */
+  mode: 'graph' | 'ops' | 'predict';
+  /** BatchNormalization layers folded into the preceding conv/dense. */
+  batchNormFolded: number;
+  /** Layers the plan could not compile, run as layers. */
+  fallbacks: string[];
+  /** Why the compiled graph or the compiled plan was not used, when it was asked for. */
+  reason?: string;
 }
 
 /** Loads the model, cuts it at the boundary and fingerprints the base with everything that shapes its features. */
@@ -69,7 +85,8 @@ export async function prepareBase(options: PrepareOptions): Promise<PreparedBase
   const channels = c;
   return {
     ...b,
-    run: runner(b.base, options.compiled ?? true),
+    ...runner(b.base, options.compiled ?? true),
+    presetSource: options.preprocess !== undefined ? 'given' : bundled?.preprocess !== undefined ? 'bundled' : 'default',
     batchSize: suggestBatchSize(b.base),
     source,
     modelRef: ref === undefined ? '<memory>' : isBundledModel(ref) ? ref : resolve(ref),
@@ -82,17 +99,37 @@ export async function prepareBase(options: PrepareOptions): Promise<PreparedBase
 }
 
 /** `base.predict`, or the compiled base, compiled lazily so callers that never extract pay nothing. */
-function runner(base: tf.LayersModel, compiled: boolean): (x: tf.Tensor4D) => tf.Tensor {
-  if (!compiled) return (x) => base.predict(x) as tf.Tensor;
+function runner(base: tf.LayersModel, compiled: boolean): Pick<PreparedBase, 'run' | 'runInfo'> {
+  if (!compiled) return { run: (x) => base.predict(x) as tf.Tensor, runInfo: () => ({ mode: 'predict', batchNormFolded: 0, fallbacks: [], reason: 'compiled: false' }) };
   let c: CompiledBase | null | undefined;
-  return (x) => {
-    if (c === undefined) {
-      try {
-        c = compileBase(base);
-      } catch {
-        c = null; // an unexpected model structure: the plain path still gives the right features
+  let info: BaseRunInfo | undefined;
+  return {
+    run: (x) => {
+      if (c === undefined) {
+        try {
+          c = compileBase(base);
+          info = {
+            mode: c.mode,
+            batchNormFolded: c.folded.batchNorm,
+            fallbacks: c.fallbacks.map((f) => `${f.layer} (${f.className})`),
+            ...(c.graphError ? { reason: c.graphError } : {}),
+          };
+        } catch (err) {
+          // An unexpected model structure: the plain path still gives the right features — and says so.
+          c = null;
+          info = { mode: 'predict', batchNormFolded: 0, fallbacks: [], reason: `the base could not be compiled: ${err instanceof Error ? err.message : String(err)}` };
+        }
       }
-    }
-    return c === null ? (base.predict(x) as tf.Tensor) : c.predict(x);
+      return c === null ? (base.predict(x) as tf.Tensor) : c.predict(x);
+    },
+    runInfo: () => info,
   };
+}
+
+/** One line: how the base ran, e.g. `compiled graph, 52 BN folded, 0 fallbacks`. */
+export function describeRun(info: BaseRunInfo | undefined): string {
+  if (!info) return 'base not run (everything was cached)';
+  const what = info.mode === 'graph' ? 'compiled graph' : info.mode === 'ops' ? 'compiled ops' : 'plain predict';
+  const fallbacks = info.fallbacks.length === 0 ? '0 fallbacks' : `${info.fallbacks.length} fallbacks: ${info.fallbacks.join(', ')}`;
+  return `${what}, ${info.batchNormFolded} BN folded, ${fallbacks}${info.reason ? ` (${info.reason})` : ''}`;
 }
