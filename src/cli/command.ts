@@ -10,6 +10,7 @@ import { makeOutput, type Output, reportError } from './output.js';
 export interface CommonFlags {
   json?: boolean;
   verbose?: boolean;
+  quiet?: boolean;
 }
 
 /** What a command's action gets besides its flags. */
@@ -33,23 +34,29 @@ export function defineCommand<F extends CommonFlags>(
   action: (out: Output, flags: F, args: string[], ctx: CommandContext) => Promise<void>,
 ): Command {
   const cmd = parent.command(nameAndArgs).description(description);
-  cmd.option('--json', 'print JSON: events as lines, the result as the last line').option('--verbose', 'show stack traces on errors');
+  cmd
+    .option('--json', 'print JSON: events as lines, the result as the last line')
+    .option('--quiet', 'no progress or notes: only warnings, errors and the result')
+    .option('--verbose', 'show stack traces on errors');
   cmd.action(async (...params: unknown[]) => {
     const command = params.at(-1) as Command;
     const flags = command.opts<F>();
     const args = command.args;
     const controller = new AbortController();
+    const out = makeOutput(flags);
     let received: keyof typeof SIGNAL_EXIT | undefined;
     const onSignal = (name: keyof typeof SIGNAL_EXIT): void => {
       if (received) process.exit(SIGNAL_EXIT[received]);
       received = name;
+      out.interrupted(name);
       controller.abort(new SplitfitError('SPLITFIT_INTERRUPTED', `interrupted by ${name}; what was done is kept — rerun the same command to resume`));
     };
     const handlers = (['SIGINT', 'SIGTERM'] as const).map((name) => [name, () => onSignal(name)] as const);
     for (const [name, h] of handlers) process.on(name, h);
     try {
-      await action(makeOutput(flags), flags, args, { signal: controller.signal });
+      await action(out, flags, args, { signal: controller.signal });
     } catch (err) {
+      out.end();
       const status = reportError(withFlagNames(err, command), flags);
       process.exitCode = received ? SIGNAL_EXIT[received] : status;
     } finally {

@@ -64,7 +64,7 @@ export function registerTrainHead(program: Command): void {
         if (e.type === 'start') out.info(`training on ${e.samples} samples (${e.mode}), validating on ${e.validation}, ${e.epochs} epochs`);
         else if (e.type === 'epoch') {
           const { type: _t, epoch, viewsRead: _v, ...log } = e;
-          out.progress('epoch', epoch, resolved.epochs, log);
+          out.epoch(epoch, resolved.epochs, log);
         } else if (e.type === 'generation') {
           out.info(`epoch ${e.epoch}: now on generation ${e.generation} (extracted in ${e.extractSeconds.toFixed(1)} s; training waited ${e.waitedSeconds.toFixed(1)} s)`);
         }
