@@ -170,7 +170,7 @@ describe('train-head report, evaluate --report, splitfit report, in a real brows
     const log = watchPage(page);
     const url = pathToFileURL(join(out, 'report.html')).href;
     await page.goto(url);
-    await page.waitForFunction(() => (window as unknown as { splitfitReport?: { ready?: boolean } }).splitfitReport?.ready === true, null, { timeout: 20_000 });
+    await page.waitForFunction(() => (globalThis as unknown as { splitfitReport?: { ready?: boolean } }).splitfitReport?.ready === true, null, { timeout: 20_000 });
     expect(log.errors).toEqual([]);
     expect(log.requests).toEqual([url]);
 
@@ -183,7 +183,7 @@ describe('train-head report, evaluate --report, splitfit report, in a real brows
         chartArea: { left: number; right: number; top: number; bottom: number };
         canvas: { width: number; height: number; getContext(t: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } };
       }
-      const w = window as unknown as { Chart: { getChart(id: string): ChartLike }; splitfitReport: { charts: { id: string; type: string }[] } };
+      const w = globalThis as unknown as { Chart: { getChart(id: string): ChartLike }; splitfitReport: { charts: { id: string; type: string }[] } };
       return w.splitfitReport.charts.map(({ id, type }) => {
         const c = w.Chart.getChart(id);
         const marks = c.data.datasets.flatMap((_, i) => c.getDatasetMeta(i).data);

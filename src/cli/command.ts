@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { type Command, Help, Option } from 'commander';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -34,6 +34,13 @@ export function defineCommand<F extends CommonFlags>(
   action: (out: Output, flags: F, args: string[], ctx: CommandContext) => Promise<void>,
 ): Command {
   const cmd = parent.command(nameAndArgs).description(description);
+  // commander's help does not say which options are required (`requiredOption`); ours does.
+  cmd.configureHelp({
+    optionDescription(option: Option): string {
+      const text = Help.prototype.optionDescription.call(this, option);
+      return option.mandatory ? `(required) ${text}` : text;
+    },
+  });
   cmd
     .option('--json', 'print JSON: events as lines, the result as the last line')
     .option('--quiet', 'no progress or notes: only warnings, errors and the result')

@@ -37,9 +37,9 @@ async function validationSection(input: TrainReportInput, set: FeatureSet): Prom
   const metrics = classificationMetrics(probs, set.labels, k);
   const separate = o.validationData !== undefined;
   const on = separate
-    ? `the validation data ${o.validationData} (${set.ids.length} samples, not trained on), scored with the final head after the last epoch`
+    ? `the validation data ${o.validationData} (${set.ids.length} samples, not trained on), scored with the saved head`
     : `the internal validation split: ${(o.validationSplit * 100).toFixed(0)} % of the cached training data held out with seed ${o.seed} (${set.ids.length} samples, not trained on)` +
-      `${run.augment === undefined ? '' : run.plainView0 ? ', un-augmented view' : ', first augmented view'}, scored with the final head after the last epoch`;
+      `${run.augment === undefined ? '' : run.plainView0 ? ', un-augmented view' : ', first augmented view'}, scored with the saved head`;
   // Files are found by content id in the data set as it is now; only the worst few are looked up.
   let byId: Promise<Map<string, Sample>> | undefined;
   const lookup = (): Promise<Map<string, Sample>> =>

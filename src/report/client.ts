@@ -61,12 +61,12 @@ export const CLIENT_SCRIPT = String.raw`
     },
   };
 
-  function curve(parent, id, title, epochs, series, best, yTitle) {
-    var last = epochs.length;
+  function curve(parent, id, title, epochs, series, best, saved, yTitle) {
+    var last = saved;
     var datasets = series.map(function (s) {
       return {
         label: s.label, data: s.data, borderColor: s.color, backgroundColor: s.color, borderDash: s.dash || [], tension: 0,
-        // The best epoch is a large circle, the last epoch (the saved model) a triangle.
+        // The best epoch is a large circle, the saved model's epoch a triangle.
         pointRadius: function (ctx) { return ctx.dataIndex === best - 1 ? 6 : ctx.dataIndex === last - 1 ? 5 : 2; },
         pointStyle: function (ctx) { return ctx.dataIndex === last - 1 ? 'triangle' : 'circle'; },
       };
@@ -96,17 +96,19 @@ export const CLIENT_SCRIPT = String.raw`
   if (h) {
     var sec = el('section', {}, [el('h2', { text: 'Training curves' })]);
     var epochs = h.loss.map(function (_, i) { return i + 1; });
-    var bestNote = 'best epoch ' + h.bestEpoch + ' (lowest ' + h.bestBy + '); the saved model is the last epoch, ' + epochs.length + ' (triangle)';
+    var saved = h.savedEpoch || epochs.length;
+    var bestNote = 'best epoch ' + h.bestEpoch + ' (lowest ' + h.bestBy + '); the saved model has the weights of ' +
+      (saved === epochs.length ? 'the last epoch, ' + saved : 'epoch ' + saved + ' (restored by early stopping)') + ' (triangle)';
     sec.appendChild(el('p', { class: 'meta', text: bestNote }));
     var grid = el('div', { class: 'two' });
     sec.appendChild(grid);
     var loss = [{ label: 'train loss', data: h.loss, color: BLUE }];
     if (h.valLoss) loss.push({ label: 'validation loss', data: h.valLoss, color: ORANGE, dash: [6, 3] });
-    curve(grid, 'chart-loss', 'Loss', epochs, loss, h.bestEpoch, 'cross-entropy');
+    curve(grid, 'chart-loss', 'Loss', epochs, loss, h.bestEpoch, saved, 'cross-entropy');
     var acc = [{ label: 'train accuracy', data: h.acc, color: BLUE }];
     if (h.valAcc) acc.push({ label: 'validation accuracy', data: h.valAcc, color: ORANGE, dash: [6, 3] });
     if (h.valAuc && h.valAuc.length === epochs.length) acc.push({ label: 'validation AUC', data: h.valAuc, color: GREEN, dash: [2, 2] });
-    curve(grid, 'chart-accuracy', 'Accuracy' + (h.valAuc && h.valAuc.length ? ' and AUC' : ''), epochs, acc, h.bestEpoch, 'fraction');
+    curve(grid, 'chart-accuracy', 'Accuracy' + (h.valAuc && h.valAuc.length ? ' and AUC' : ''), epochs, acc, h.bestEpoch, saved, 'fraction');
     main.appendChild(sec);
   }
 

@@ -35,6 +35,8 @@ export interface ReportHistory {
   /** 1-based epoch with the lowest monitored loss (`valLoss` when there is validation, else `loss`). */
   bestEpoch: number;
   bestBy: 'val loss' | 'loss';
+  /** 1-based epoch whose weights the saved model has: the last, unless training restored the best (`history.bestEpoch`). */
+  savedEpoch: number;
 }
 
 export interface EvaluationSection {

@@ -4,7 +4,10 @@ import { bestEpoch, type EvaluationSection, REPORT_FORMAT, type ReportData, type
 
 export interface TrainingReportInput {
   manifest: SplitfitManifest;
-  history: Pick<History, 'loss' | 'acc' | 'valLoss' | 'valAcc' | 'valAuc' | 'seconds'> & Partial<Pick<History, 'generations'>>;
+  history: Pick<History, 'loss' | 'acc' | 'valLoss' | 'valAcc' | 'valAuc' | 'seconds'> & Partial<Pick<History, 'generations'>> & {
+    /** Set when early stopping restored the weights of this (1-based) epoch. */
+    bestEpoch?: number;
+  };
   /** Wall time of the whole train-head job, when known. */
   jobSeconds?: number;
   /** The validation section (absent when the run had no validation data). */
@@ -23,6 +26,7 @@ export function trainingReport(input: TrainingReportInput): ReportData {
     ...(h.valAuc ? { valAuc: h.valAuc } : {}),
     seconds: h.seconds,
     ...bestEpoch(h),
+    savedEpoch: typeof h.bestEpoch === 'number' && h.bestEpoch >= 1 && h.bestEpoch <= h.loss.length ? h.bestEpoch : h.loss.length,
   };
   const config: [string, string][] = [
     ['model', m.model],
