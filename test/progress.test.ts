@@ -1,6 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { makeOutput } from '../src/cli/output.js';
 import { formatDuration, formatEpoch, formatRate, formatStatus, ProgressRenderer, type ProgressStream } from '../src/cli/progress.js';
+import { backendArgs, CLI, runCli } from './helpers/cli.js';
+import { makeToyFixture, splitfitStderr, type ToyFixture } from './helpers/reliability.js';
 
 /** A stream that records what was written, as a terminal of `columns` (or a pipe when `columns` is undefined). */
 function fakeStream(columns?: number): ProgressStream & { text: string } {
@@ -164,5 +170,48 @@ describe('formatting', () => {
     expect(formatEpoch(3, 20, m)).toBe('epoch  3/20  loss 0.4321 acc 0.8750 | val loss 0.5000 acc 0.8000 auc 0.9000  0.42 s');
     expect(formatEpoch(3, 20, m, 60)).toBe('epoch  3/20  loss 0.4321 acc 0.8750 | val loss 0.5000 acc 0.8000');
     expect(formatEpoch(3, 20, { loss: 0.5, acc: 0.75, seconds: 12.34 })).toBe('epoch  3/20  loss 0.5000 acc 0.7500  12.3 s');
+  });
+});
+
+describe('through the CLI, stderr a pipe', () => {
+  let fx: ToyFixture;
+  let cache: string;
+  beforeAll(async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'splitfit-progress-'));
+    fx = await makeToyFixture(dir, 8);
+    cache = join(dir, 'cache');
+    const made = await runCli(['cache-features', '--model', fx.model, '--boundary', fx.boundary, '--data', fx.data, '--cache', cache, '--quiet', ...backendArgs()]);
+    expect(made.status, made.stderr).toBe(0);
+    // --quiet: the result on stdout, nothing of splitfit's own on stderr.
+    expect(made.stdout).toMatch(/^extracted 24, skipped 0/);
+    expect(splitfitStderr(made.stderr)).toEqual([]);
+  });
+
+  it('--backend cpu --quiet: no tfjs "install our node backend" banner, nothing at all on stderr', async () => {
+    const r = await runCli(['train-head', '--cache', cache, '--out', join(fx.dir, 'out-cpu'), '--epochs', '1', '--backend', 'cpu', '--quiet']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^trained 1 epochs: /);
+  });
+
+  it('the first SIGINT says at once how to resume, then the coded line; exit 130', async () => {
+    const out = join(fx.dir, 'out-sigint');
+    const child = spawn(process.execPath, [CLI, 'train-head', '--cache', cache, '--out', out, '--epochs', '100000', '--batch-size', '1', ...backendArgs()], {
+      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (/^epoch +1\//m.test(stderr) && !child.killed) child.kill('SIGINT');
+    });
+    expect(await exited).toBe(130);
+    const lines = splitfitStderr(stderr);
+    expect(stderr).not.toMatch(/[\r\x1b]/);
+    const at = lines.indexOf('interrupted (SIGINT) — stopping after the current step; what was done is kept: rerun the same command to resume (SIGINT again stops at once)');
+    expect(at).toBeGreaterThan(0);
+    expect(lines.at(-1)).toMatch(/^splitfit: SPLITFIT_INTERRUPTED: interrupted by SIGINT; .*rerun the same command to resume$/);
+    expect(lines.slice(0, at).every((l) => /^(epoch|training) /.test(l))).toBe(true);
   });
 });

@@ -96,10 +96,14 @@ export function backendOption(cmd: Command): Command {
   return cmd.addOption(new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto'));
 }
 
-/** Activates the backend and says so in one line when the native one is missing. */
+/**
+ * Activates the backend and says so in one line when `auto` found no native one. An explicit choice
+ * is not second-guessed: probing native TensorFlow would load libtensorflow (and its start-up lines)
+ * into a process that asked for `cpu` or `wasm`.
+ */
 export async function useBackend(out: Output, choiceName: BackendChoice): Promise<string> {
   const active = await resolveBackend(choiceName);
-  const notice = await fallbackNotice(active);
+  const notice = choiceName === 'auto' ? await fallbackNotice(active) : undefined;
   if (notice) out.warn(notice);
   return active;
 }
