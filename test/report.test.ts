@@ -5,13 +5,17 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
-import { readRecord, sha256, verifyFolder } from '../src/output/commit.js';
+import { extractFeatures } from '../src/extract/extract.js';
+import { trainHead } from '../src/job/train-head.js';
+import { commitFiles, readRecord, sha256, verifyFolder } from '../src/output/commit.js';
+import { regenerateReport } from '../src/report/write.js';
 import type { EvaluationSection, ReportData } from '../src/report/data.js';
 import { embedJson, REPORT_CSP } from '../src/report/html.js';
 import { classReport, worstMisclassified } from '../src/train/class-metrics.js';
 import { rocAuc } from '../src/train/metrics.js';
 import { type Browser, launchBrowser, watchPage } from './helpers/browser.js';
 import { backendArgs, runCli } from './helpers/cli.js';
+import { makeToyFixture } from './helpers/reliability.js';
 
 describe('per-class metrics', () => {
   // 3 classes, 6 samples: rows are softmax outputs, labels the truth.
@@ -252,5 +256,55 @@ describe('train-head report, evaluate --report, splitfit report, in a real brows
     // The model folder is not touched.
     expect(sha256(await readFile(join(out, 'report.html')))).toBe(sha256(before));
     expect((await stat(file)).size).toBe(Buffer.byteLength(html));
+  });
+});
+
+describe('a run without validation data, and a folder written before reports', () => {
+  it('says why there is no confusion matrix; splitfit report rebuilds report.html from history.json and splitfit.json', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'splitfit-report-none-'));
+    const fx = await makeToyFixture(dir, 6);
+    const cache = join(dir, 'cache');
+    await extractFeatures({ model: fx.model, boundary: fx.boundary, data: fx.data, cache });
+    const out = join(dir, 'out');
+    await trainHead({ cache, out, epochs: 4, batchSize: 8 });
+    const data = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as ReportData;
+    expect(data.evaluations).toEqual([]);
+    expect(data.notes).toHaveLength(1);
+    expect(data.notes[0]).toMatch(/^No validation data: .*--validation-split 0\.2.*splitfit evaluate --model <out>\/model\.json --data <held-out> --report <out>\/report\.html/);
+    expect(data.history).toMatchObject({ bestBy: 'loss', savedEpoch: 4 });
+
+    // A folder committed before reports existed: same model files, no report.
+    const record = (await readRecord(out))!;
+    await commitFiles(out, new Map(), { keep: record.files.map((f) => f.path).filter((p) => !p.startsWith('report.')) });
+    expect((await readRecord(out))!.files.map((f) => f.path)).not.toContain('report.html');
+    const again = await regenerateReport(out);
+    expect(again).toEqual({ file: join(out, 'report.html'), as: 'committed', sections: [] });
+    expect((await verifyFolder(out))!.files.map((f) => f.path).sort()).toEqual(record.files.map((f) => f.path).sort());
+    const rebuilt = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as ReportData;
+    expect(rebuilt.history!.loss).toEqual(data.history!.loss);
+
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.context.newPage();
+      const log = watchPage(page);
+      await page.goto(pathToFileURL(join(out, 'report.html')).href);
+      await page.waitForFunction(() => (globalThis as unknown as { splitfitReport?: { ready?: boolean } }).splitfitReport?.ready === true, null, { timeout: 20_000 });
+      expect(log.errors).toEqual([]);
+      const charts = await page.evaluate(() => {
+        const w = globalThis as unknown as { Chart: { getChart(id: string): { data: { datasets: unknown[] }; getDatasetMeta(i: number): { data: unknown[] } } }; splitfitReport: { charts: { id: string }[] } };
+        return w.splitfitReport.charts.map(({ id }) => {
+          const c = w.Chart.getChart(id);
+          return [id, c.data.datasets.reduce((n: number, _d, i) => n + c.getDatasetMeta(i).data.length, 0)];
+        });
+      });
+      expect(charts).toEqual([
+        ['chart-loss', 4],
+        ['chart-accuracy', 4],
+      ]);
+      // Rebuilt from history + manifest, which say the run had no validation: the same note.
+      expect(await page.locator('.note').allTextContents()).toEqual(data.notes);
+    } finally {
+      await browser.close();
+    }
   });
 });

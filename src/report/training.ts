@@ -12,6 +12,8 @@ export interface TrainingReportInput {
   jobSeconds?: number;
   /** The validation section (absent when the run had no validation data). */
   evaluation?: EvaluationSection;
+  /** Rebuilt from `history.json` and `splitfit.json` of a folder written before reports: the predictions are gone. */
+  rebuilt?: boolean;
 }
 
 /** The report of a train-head run: configuration, timings, curves, and the validation section when there is one. */
@@ -59,13 +61,19 @@ export function trainingReport(input: TrainingReportInput): ReportData {
     ['written', m.createdAt],
   ];
   const notes =
-    input.evaluation === undefined
-      ? [
-          'No validation data: this run trained on every cached sample, so there is no confusion matrix or per-class table here. ' +
-            'Hold some out (validationSplit, --validation-split 0.2), pass validationData (--validation-data <spec>), ' +
-            'or add a held-out section with `splitfit evaluate --model <out>/model.json --data <held-out> --report <out>/report.html`.',
-        ]
-      : [];
+    input.evaluation !== undefined
+      ? []
+      : input.rebuilt && (t === undefined || t.validation !== 'none')
+        ? [
+            'This report was rebuilt from history.json and splitfit.json: the validation predictions (confusion matrix, ' +
+              'per-class table, misclassified samples) were not kept by the splitfit that wrote this folder. Rerun train-head, ' +
+              'or add a held-out section with `splitfit evaluate --model <out>/model.json --data <held-out> --report <out>/report.html`.',
+          ]
+        : [
+            'No validation data: this run trained on every cached sample, so there is no confusion matrix or per-class table here. ' +
+              'Hold some out (validationSplit, --validation-split 0.2), pass validationData (--validation-data <spec>), ' +
+              'or add a held-out section with `splitfit evaluate --model <out>/model.json --data <held-out> --report <out>/report.html`.',
+          ];
   return {
     format: REPORT_FORMAT,
     title: `splitfit train-head: ${m.model} cut at ${m.boundary}, ${m.labels.length} classes`,

@@ -71,7 +71,7 @@ async function folderReport(dir: string): Promise<ReportData> {
   if (!has(MANIFEST_FILE) || !has('history.json')) throw new SplitfitError('SPLITFIT_USAGE', `${dir} has no ${MANIFEST_FILE} and history.json: not a train-head output folder`);
   const manifest: SplitfitManifest = parseManifest(await readJson(join(dir, MANIFEST_FILE)), join(dir, MANIFEST_FILE));
   const history = await readJson<History>(join(dir, 'history.json'));
-  return trainingReport({ manifest, history });
+  return trainingReport({ manifest, history, rebuilt: true });
 }
 
 async function readJson<T>(file: string): Promise<T> {
