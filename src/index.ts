@@ -25,7 +25,7 @@ export type { DataSource, RawImage, Sample } from './data/types.js';
 export { FeatureCache } from './cache/feature-cache.js';
 export { CACHE_FORMAT_VERSION, type FeatureDType } from './cache/codec.js';
 
-export { type ExtractEvent, type ExtractOptions, type ExtractResult, extractFeatures } from './extract/extract.js';
+export { type ExtractEvent, type ExtractOptions, type ExtractResult, extractFeatures, validateExtractOptions } from './extract/extract.js';
 export { prepareBase, type PreparedBase, type PrepareOptions } from './extract/prepare.js';
 
 export { trainHead, type TrainHeadResult } from './job/train-head.js';

@@ -4,6 +4,8 @@ import { SplitfitError } from '../errors.js';
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 export type BackendChoice = 'auto' | BackendName;
+/** What a user may ask for: `auto` (tensorflow → wasm → cpu) or one backend. */
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', ...BACKEND_NAMES];
 
 /** Why a backend could not be registered, keyed by name; filled by the probes below. */
 export interface BackendProbe {
@@ -59,7 +61,7 @@ export async function resolveBackend(choice: BackendChoice = 'auto'): Promise<Ba
   if (choice !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(choice)) {
     throw new SplitfitError(
       'SPLITFIT_USAGE',
-      `unknown backend "${String(choice)}"; choose one of: auto, ${BACKEND_NAMES.join(', ')}`,
+      `unknown backend "${String(choice)}"; choose one of: ${BACKEND_CHOICES.join(', ')}`,
     );
   }
   const order: readonly BackendName[] = choice === 'auto' ? BACKEND_NAMES : [choice];

@@ -2,6 +2,7 @@ import { type Command, Option } from 'commander';
 import type { BackendChoice } from '../backend/resolve.js';
 import { FEATURE_DTYPES, type FeatureDType } from '../cache/codec.js';
 import { MAX_INDEX, shortFingerprint } from '../cache/keys.js';
+import { PREPROCESS_PRESETS } from '../data/preprocess.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
 import { backendOption, type CommonFlags, defineCommand, openExistingCache, useBackend } from './command.js';
@@ -69,7 +70,7 @@ export function registerCacheFeatures(program: Command): void {
     .requiredOption('--data <spec>', 'class folders, a .csv/.jsonl manifest (path,label), or an IDX images file')
     .option('--cache <dir>', 'cache directory', './cache')
     .option('--input-size <HxW>', "resize images to HxW (must match the model's input)", size('--input-size'))
-    .option('--preprocess <name>', 'unit ([0,1]) | symmetric ([-1,1]) | caffe')
+    .option('--preprocess <name>', `preprocessing preset: ${PREPROCESS_PRESETS.join(' | ')} (default: the bundled model's, else unit)`)
     .option('--batch-size <n>', 'samples per base forward pass (default: chosen from the model\'s activation sizes)', positiveInt('--batch-size'))
     .option('--concurrency <n>', 'images decoded at once', positiveInt('--concurrency'), 4)
     .addOption(new Option('--dtype <dtype>', 'feature storage').choices(FEATURE_DTYPES).default('float32'))

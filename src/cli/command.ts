@@ -2,7 +2,7 @@ import { type Command, Help, Option } from 'commander';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type BackendChoice, fallbackNotice, resolveBackend } from '../backend/resolve.js';
+import { BACKEND_CHOICES, type BackendChoice, fallbackNotice, resolveBackend } from '../backend/resolve.js';
 import { FeatureCache } from '../cache/feature-cache.js';
 import { SplitfitError } from '../errors.js';
 import { makeOutput, type Output, reportError } from './output.js';
@@ -89,8 +89,6 @@ export function withFlagNames(err: unknown, command: Command): unknown {
   });
   return message === err.message ? err : new SplitfitError(err.code, message, { cause: err, ...(err.option ? { option: err.option } : {}) });
 }
-
-export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 
 export function backendOption(cmd: Command): Command {
   return cmd.addOption(new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto'));

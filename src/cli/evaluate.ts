@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { BackendChoice } from '../backend/resolve.js';
+import { PREPROCESS_PRESETS } from '../data/preprocess.js';
 import { SplitfitError } from '../errors.js';
 import { evaluate, verdict } from '../infer/evaluate.js';
 import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
@@ -55,7 +56,7 @@ export function registerEvaluate(program: Command): void {
     .requiredOption('--data <spec>', 'class folders, a manifest, or an IDX images file')
     .option('--compare-modes', 'also run in training mode on a copy and report the gap')
     .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32)
-    .option('--preprocess <name>', 'when the model has no splitfit.json: unit | symmetric | caffe')
+    .option('--preprocess <name>', `preprocessing preset: ${PREPROCESS_PRESETS.join(' | ')} (when the model has no splitfit.json)`)
     .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels')
     .option('--report <file>', "also write an HTML report; the model folder's report.html gains an evaluation section")
     .addHelpText('after', '\nExample:\n  splitfit evaluate --model model/model.json --data photos-test/ --report model/report.html\n');

@@ -13,6 +13,14 @@ import { registerReport } from './report.js';
 import { registerTrainHead } from './train-head.js';
 import { VERSION } from './version.js';
 
+// `splitfit … | head` closes the pipe early: that is the reader's choice, not an error to crash on.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 const program = new Command('splitfit')
   .description('Small-data transfer learning on TensorFlow.js: split, cache frozen features, train the head, stitch.')
   .version(VERSION)

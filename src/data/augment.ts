@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import { SplitfitError } from '../errors.js';
-import { rng } from '../random.js';
+import { digestSeed, rng } from '../random.js';
 
 /**
  * Augmentations applied to decoded uint8 pixels (HWC, already at the model's input size) before
@@ -76,8 +75,7 @@ export interface ViewKey {
 
 /** A PRNG seeded by the view's identity: the same four values give the same pixels everywhere. */
 function viewRandom(key: ViewKey): () => number {
-  const digest = createHash('sha256').update(`${key.seed}/${key.generation}/${key.sampleId}/${key.view}`).digest();
-  return rng(digest.readUInt32LE(0));
+  return rng(digestSeed(`${key.seed}/${key.generation}/${key.sampleId}/${key.view}`));
 }
 
 /**

@@ -1,4 +1,4 @@
-import { rng, shuffled } from '../random.js';
+import { hashSeed, rng, shuffled } from '../random.js';
 import { closestMatches, SplitfitError } from '../errors.js';
 import type { DataSource, Sample } from './types.js';
 
@@ -36,7 +36,7 @@ export function selectSamples(source: DataSource, options: SelectSamplesOptions 
     if (indices.length === 0 && classes) {
       throw new SplitfitError('SPLITFIT_DATA_EMPTY', `class '${label}' has no samples in ${source.root}`);
     }
-    const picked = perClass === undefined ? indices : shuffled(indices, rng(seedFor(seed, label))).slice(0, perClass);
+    const picked = perClass === undefined ? indices : shuffled(indices, rng(hashSeed(`${seed}:${label}`)) /* each class its own stream */).slice(0, perClass);
     for (const i of picked) chosen.add(i);
   }
   const samples: Sample[] = source.samples.filter((_, i) => chosen.has(i));
@@ -72,14 +72,4 @@ function validateSelectOptions(
     }
   }
   return { classes, perClass, seed };
-}
-
-/** FNV-1a over `seed:label`, so each class gets its own stream. */
-function seedFor(seed: number, label: string): number {
-  let h = 0x811c9dc5;
-  for (const ch of `${seed}:${label}`) {
-    h ^= ch.codePointAt(0)!;
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }

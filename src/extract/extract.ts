@@ -9,7 +9,7 @@ import { openDataSource } from '../data/sources.js';
 import type { DataSource, Sample } from '../data/types.js';
 import { isSplitfitError, SplitfitError, throwIfAborted } from '../errors.js';
 import { MAX_INDEX } from '../cache/keys.js';
-import { checkPositiveInt } from '../options.js';
+import { checkNonNegativeInt, checkPositiveInt } from '../options.js';
 import { Batcher } from './batcher.js';
 import { type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
 import { baseRunFields, type RunMeta, saveRun } from './run-meta.js';
@@ -82,17 +82,24 @@ interface ViewPlan {
   plainView0: boolean;
 }
 
-function planViews(options: ExtractOptions): ViewPlan {
-  const views = options.views ?? 1;
+/**
+ * The one validator of `extractFeatures`'s own options (the model's are `prepareBase`'s): every value,
+ * and the rules spanning two options, checked before any model loads or cache opens.
+ */
+export function validateExtractOptions(options: ExtractOptions): ViewPlan {
+  if (typeof options !== 'object' || options === null) throw new TypeError('extractFeatures needs an options object');
+  if (options.batchSize !== undefined) checkPositiveInt('batchSize', options.batchSize);
+  if (options.concurrency !== undefined) checkPositiveInt('concurrency', options.concurrency);
+  const views = checkPositiveInt('views', options.views ?? 1, MAX_INDEX + 1);
   const generation = options.generation ?? 0;
-  checkPositiveInt('views', views, MAX_INDEX + 1);
-  if (!Number.isInteger(generation) || generation < 0) throw new TypeError(`generation must be a whole number, got ${generation}`);
+  if (!Number.isInteger(generation) || generation < 0 || generation > MAX_INDEX) throw new TypeError(`generation must be an integer in [0, ${MAX_INDEX}], got ${generation}`);
+  const seed = checkNonNegativeInt('seed', options.seed ?? 0);
   if (options.augment === undefined) {
     if (views !== 1) throw new SplitfitError('SPLITFIT_USAGE', '`views` needs `augment`: without augmentation every view would be the same image', { option: 'views' });
     return { spec: undefined, aug: undefined, views: 1, generation: 0, seed: 0, plainView0: false };
   }
   const spec = parseAugmentSpec(options.augment);
-  return { spec, aug: canonicalAugmentSpec(spec), views, generation, seed: options.seed ?? 0, plainView0: options.plainView0 ?? false };
+  return { spec, aug: canonicalAugmentSpec(spec), views, generation, seed, plainView0: options.plainView0 ?? false };
 }
 
 /**
@@ -101,6 +108,7 @@ function planViews(options: ExtractOptions): ViewPlan {
  * and each batch is written atomically, so an interrupted run loses at most one batch of work.
  */
 export async function extractFeatures(options: ExtractOptions): Promise<ExtractResult> {
+  validateExtractOptions(options);
   const prepared = options.prepared ?? (await prepareBase(options));
   const source = typeof options.data === 'string' ? await openDataSource(options.data, { classNames: options.classNames }) : options.data;
   const cache = typeof options.cache === 'object' ? options.cache : await FeatureCache.open(options.cache ?? './cache');
@@ -115,8 +123,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   const started = performance.now();
   const batchSize = options.batchSize ?? p.batchSize;
   const concurrency = options.concurrency ?? 4;
-  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new SplitfitError('SPLITFIT_USAGE', `--batch-size must be a positive integer, got ${batchSize}`);
-  const plan = planViews(options);
+  const plan = validateExtractOptions(options);
   if (source.samples.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `no samples in ${source.root}`);
 
   const selector = { ...(plan.aug === undefined ? {} : { aug: plan.aug }), generation: plan.generation };

@@ -5,7 +5,7 @@ import { SplitfitError, throwIfAborted } from '../errors.js';
 import { type PreparedBase, prepareBase } from '../extract/prepare.js';
 import type { RunMeta } from '../extract/run-meta.js';
 import { shortFingerprint } from '../cache/keys.js';
-import { buildHead, defaultHeadSpec } from '../model/head-spec.js';
+import { buildHead, checkHeadSize, defaultHeadSpec, parseHeadSpec } from '../model/head-spec.js';
 import { batchNormLayers, lockBatchNorm } from '../model/lock-batchnorm.js';
 import { stitch } from '../model/stitch.js';
 import { checkOutputFolder, writeOutputFolder } from '../output/folder.js';
@@ -56,6 +56,10 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   if (o.refreshEvery !== undefined && run.augment === undefined) {
     throw new SplitfitError('SPLITFIT_USAGE', '`refreshEvery` needs a cache built with `cache-features --augment <spec>`', { option: 'refreshEvery' });
   }
+  // The head spec is checked before the base loads: a bad --head costs nothing.
+  const headSpec = o.head ?? defaultHeadSpec(run.featureShape);
+  const ops = parseHeadSpec(headSpec);
+  if (!ops.some((op) => op.kind === 'original')) checkHeadSize(ops, run.featureShape, k, headSpec);
   const base = await prepareRunBase(run, o);
   const selector = (generation: number): EntrySelector => ({ ...(run.augment === undefined ? {} : { aug: run.augment }), generation, views: run.views });
 
@@ -101,7 +105,6 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
           onExtract: (generation, done, total) => o.onProgress?.({ type: 'extract', generation, done, total }),
         });
 
-  const headSpec = o.head ?? defaultHeadSpec(run.featureShape);
   const head = await buildHead(base.source, run.boundary, run.featureShape, { spec: headSpec, numClasses: k, seed: o.seed });
   if (o.lockBatchNorm) {
     for (const layer of batchNormLayers(head)) if (!layer.name.startsWith('head_')) layer.trainable = false;

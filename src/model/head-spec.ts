@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { SplitfitError } from '../errors.js';
+import { closestMatches, SplitfitError } from '../errors.js';
 import { asFunctional, modelGraph } from './graph.js';
 import { FEATURES_INPUT, remainderModel } from './split.js';
 
@@ -15,9 +15,30 @@ export const ACTIVATIONS = ['linear', 'relu', 'relu6', 'elu', 'selu', 'sigmoid',
 export type Activation = (typeof ACTIVATIONS)[number];
 
 const SYNTAX = 'comma list of original:<layer>, gap, flatten, dense:<units|N>:<activation>, dropout:<rate>, bn';
+const KINDS = ['original', 'gap', 'flatten', 'dense', 'dropout', 'bn'] as const;
+
+/** Widest dense layer a spec may ask for: far above any head, far below an allocation that fails. */
+export const MAX_UNITS = 65_536;
+/** Most parameters a head's new layers may have together: 2^28 float32 weights are 1 GiB before the optimizer's copies. */
+export const MAX_HEAD_PARAMS = 2 ** 28;
+/** Most elements in one spec. */
+export const MAX_HEAD_ELEMENTS = 64;
+/** Longest spec text read (checked before splitting it). */
+const MAX_SPEC_CHARS = 4096;
+
+const UNITS = /^[1-9][0-9]*$/;
+/** A plain decimal rate: `0.5`, `.5`, `5e-1`; no hex, no sign, no empty string (which Number() reads as 0). */
+const DECIMAL = /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
 
 function specError(spec: string, why: string): SplitfitError {
-  return new SplitfitError('SPLITFIT_HEAD_SPEC', `invalid head spec "${spec}": ${why} (expected a ${SYNTAX})`);
+  const shown = spec.length > 120 ? `${spec.slice(0, 120)}…` : spec;
+  return new SplitfitError('SPLITFIT_HEAD_SPEC', `invalid head spec "${shown}": ${why} (expected a ${SYNTAX})`);
+}
+
+/** " (did you mean …?)" for a misspelt word, or "". */
+function didYouMean(word: string, choices: readonly string[]): string {
+  const near = closestMatches(word, choices);
+  return near.length > 0 ? `; did you mean ${near.map((n) => `"${n}"`).join(', ')}?` : '';
 }
 
 /** The head used when none is given: pool a feature map, then classify. */
@@ -26,10 +47,13 @@ export function defaultHeadSpec(featureShape: readonly number[]): string {
 }
 
 export function parseHeadSpec(spec: string): HeadOp[] {
+  if (typeof spec !== 'string') throw new TypeError(`parseHeadSpec: spec must be a string, got ${typeof spec}`);
+  if (spec.length > MAX_SPEC_CHARS) throw specError(spec, `the spec is ${spec.length} characters long; at most ${MAX_SPEC_CHARS} are read`);
   const parts = spec.split(',').map((p) => p.trim());
-  if (parts.length === 0 || parts.some((p) => p === '')) throw specError(spec, 'empty element');
+  if (parts.some((p) => p === '')) throw specError(spec, 'empty element');
+  if (parts.length > MAX_HEAD_ELEMENTS) throw specError(spec, `${parts.length} elements; a head has at most ${MAX_HEAD_ELEMENTS}`);
   return parts.map((part, i): HeadOp => {
-    const [kind, ...args] = part.split(':');
+    const [kind = '', ...args] = part.split(':');
     switch (kind) {
       case 'original':
         if (i !== 0) throw specError(spec, '`original:<layer>` must come first');
@@ -42,24 +66,91 @@ export function parseHeadSpec(spec: string): HeadOp[] {
         return { kind };
       case 'dense': {
         const [units, activation = 'linear', ...rest] = args;
-        const n = units === 'N' ? 'N' : Number(units);
-        if (rest.length > 0 || units === undefined || (n !== 'N' && (!Number.isInteger(n) || n <= 0))) {
+        if (rest.length > 0 || units === undefined || (units !== 'N' && !UNITS.test(units))) {
           throw specError(spec, `\`${part}\`: dense takes dense:<positive integer|N>:<activation>`);
         }
+        const n = units === 'N' ? 'N' : Number(units);
+        if (n !== 'N' && n > MAX_UNITS) throw specError(spec, `\`${part}\`: ${units} units is more than ${MAX_UNITS}, the widest dense layer splitfit builds`);
         if (!(ACTIVATIONS as readonly string[]).includes(activation)) {
-          throw specError(spec, `unknown activation "${activation}"; valid: ${ACTIVATIONS.join(', ')}`);
+          throw specError(spec, `unknown activation "${activation}"${didYouMean(activation, ACTIVATIONS)}; valid: ${ACTIVATIONS.join(', ')}`);
         }
         return { kind: 'dense', units: n, activation: activation as Activation };
       }
       case 'dropout': {
-        const rate = Number(args[0]);
-        if (args.length !== 1 || !(rate >= 0 && rate < 1)) throw specError(spec, `\`${part}\`: dropout takes a rate in [0, 1)`);
+        const [text = ''] = args;
+        const rate = DECIMAL.test(text) ? Number(text) : Number.NaN;
+        if (args.length !== 1 || !(rate >= 0 && rate < 1)) throw specError(spec, `\`${part}\`: dropout takes a rate in [0, 1), e.g. dropout:0.2`);
         return { kind: 'dropout', rate };
       }
       default:
-        throw specError(spec, `unknown element "${kind ?? ''}"`);
+        throw specError(spec, `unknown element "${kind}"${didYouMean(kind, KINDS)}`);
     }
   });
+}
+
+/**
+ * Checks parsed ops a library caller passes in place of a spec string: the same bounds the parser
+ * applies. Wrong types are programmer errors (TypeError); values out of range are SPLITFIT_HEAD_SPEC.
+ */
+export function validateHeadOps(ops: readonly HeadOp[], shown: string): HeadOp[] {
+  if (ops.length > MAX_HEAD_ELEMENTS) throw specError(shown, `${ops.length} elements; a head has at most ${MAX_HEAD_ELEMENTS}`);
+  return ops.map((op, i) => {
+    if (typeof op !== 'object' || op === null || !(KINDS as readonly string[]).includes((op as { kind?: unknown }).kind as string)) {
+      throw new TypeError(`head op ${i} must be {kind: ${KINDS.join(' | ')}, …}, got ${JSON.stringify(op)}`);
+    }
+    switch (op.kind) {
+      case 'original':
+        if (i !== 0) throw specError(shown, '`original:<layer>` must come first');
+        if (typeof op.upTo !== 'string' || op.upTo === '') throw specError(shown, '`original` takes one layer name');
+        break;
+      case 'dense':
+        if (op.units !== 'N' && !(Number.isInteger(op.units) && op.units > 0 && op.units <= MAX_UNITS)) {
+          throw specError(shown, `dense units ${String(op.units)}: expected N or an integer in [1, ${MAX_UNITS}]`);
+        }
+        if (!(ACTIVATIONS as readonly string[]).includes(op.activation)) throw specError(shown, `unknown activation "${String(op.activation)}"; valid: ${ACTIVATIONS.join(', ')}`);
+        break;
+      case 'dropout':
+        if (typeof op.rate !== 'number' || !(op.rate >= 0 && op.rate < 1)) throw specError(shown, `dropout rate ${String(op.rate)}: expected a number in [0, 1)`);
+        break;
+      default:
+        break;
+    }
+    return op;
+  });
+}
+
+/**
+ * Refuses a head whose new layers would exceed MAX_HEAD_PARAMS, before any weight is allocated
+ * (tfjs allocates a layer's kernel when it is applied, and a 10^12-element one crashes the process).
+ * `inputShape` is what the first new layer reads (after `original:` layers); shapes that do not
+ * fit an op are left to buildHead's own checks, which name the op.
+ */
+export function checkHeadSize(ops: readonly HeadOp[], inputShape: readonly (number | null)[], numClasses: number, shown: string): void {
+  let shape = [...inputShape];
+  let params = 0;
+  for (const op of ops) {
+    if (shape.some((d) => d === null)) return;
+    const dims = shape as number[];
+    if (op.kind === 'gap') {
+      if (dims.length !== 3) return;
+      shape = [dims[2]!];
+    } else if (op.kind === 'flatten') {
+      shape = [dims.reduce((a, b) => a * b, 1)];
+    } else if (op.kind === 'dense') {
+      if (dims.length !== 1) return;
+      const units = op.units === 'N' ? numClasses : op.units;
+      params += dims[0]! * units + units;
+      shape = [units];
+    } else if (op.kind === 'bn') {
+      params += 4 * (dims.at(-1) ?? 0);
+    }
+    if (params > MAX_HEAD_PARAMS) {
+      throw specError(
+        shown,
+        `the head's new layers would have ${params} parameters, more than ${MAX_HEAD_PARAMS} (2^28); use fewer dense units, or gap instead of flatten before dense`,
+      );
+    }
+  }
 }
 
 export interface BuildHeadOptions {
@@ -83,8 +174,8 @@ export async function buildHead(
   options: BuildHeadOptions,
 ): Promise<tf.LayersModel> {
   const specText = typeof options.spec === 'string' ? options.spec : undefined;
-  const ops = Array.isArray(options.spec) ? options.spec : parseHeadSpec(specText ?? defaultHeadSpec(featureShape));
-  const shown = specText ?? ops.map((o) => o.kind).join(',');
+  const shown = specText ?? (Array.isArray(options.spec) ? options.spec.map((o) => String((o as { kind?: unknown } | null)?.kind)).join(',') : defaultHeadSpec(featureShape));
+  const ops = Array.isArray(options.spec) ? validateHeadOps(options.spec, shown) : parseHeadSpec(specText ?? defaultHeadSpec(featureShape));
   const taken = new Set(asFunctional(source).layers.map((l) => l.name));
   const name = (base: string): string => {
     let n = `head_${base}`;
@@ -108,6 +199,7 @@ export async function buildHead(
     inputs = tf.input({ shape: [...featureShape], name: FEATURES_INPUT });
     x = inputs;
   }
+  checkHeadSize(ops, x.shape.slice(1), options.numClasses, shown);
   let denseCount = 0;
   for (const op of ops) {
     const rank = x.shape.length - 1;

@@ -1,14 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { constants } from 'node:fs';
+import { mkdir, open, realpath, rename, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { SplitfitError } from '../errors.js';
 import { bundledModelArtifacts, isBundledModel } from './bundled.js';
-
-interface ModelJson {
-  modelTopology?: unknown;
-  weightsManifest?: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
-  format?: string;
-}
+import { checkTopology } from './graph.js';
+import { parseModelDocument, type WeightGroup } from './model-json.js';
 
 /**
  * Loads a LayersModel from `model.json` + weight shards on disk, or a bundled model by name.
@@ -23,49 +20,142 @@ export async function loadModel(ref: string): Promise<tf.LayersModel> {
   }
 }
 
+/** Largest model.json read: real topologies are a few MB; this stops `--model /dev/zero`-like input early. */
+export const MAX_MODEL_JSON_BYTES = 256 * 2 ** 20;
+/** Largest total of weight bytes: a Node Buffer holds at most 4 GiB. */
+export const MAX_WEIGHT_BYTES = 2 ** 32 - 1;
+
+/**
+ * Reads and checks `model.json` and its shards: the document's fields and topology are checked
+ * before tfjs sees them (no hang, no crash deep inside tfjs), every shard must be a regular file
+ * inside the model's folder (after symlinks), and each weight group's shards must hold exactly the
+ * bytes its manifest declares, so a truncated or mixed-up weights.bin never loads.
+ */
 export async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts> {
   const jsonPath = resolve(path.endsWith('.json') ? path : join(path, 'model.json'));
-  let json: ModelJson;
+  let text: string;
   try {
-    json = JSON.parse(await readFile(jsonPath, 'utf8')) as ModelJson;
+    text = (await readRegularFile(jsonPath, MAX_MODEL_JSON_BYTES)).toString('utf8');
   } catch (err) {
-    const what = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : message(err);
     throw new SplitfitError(
       'SPLITFIT_MODEL_LOAD',
-      `cannot read model ${jsonPath}: ${what}; pass a tfjs model.json or a bundled model name (see \`splitfit models\`)`,
+      `cannot read model ${jsonPath}: ${describeReadError(err)}; pass a tfjs model.json or a bundled model name (see \`splitfit models\`)`,
       { cause: err },
     );
   }
-  if (!isLayersTopology(json.modelTopology)) {
-    const hint = json.format === 'graph-model' ? ' (this is a GraphModel; splitfit needs a LayersModel)' : '';
-    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `${jsonPath} is not a tfjs LayersModel${hint}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `cannot read model ${jsonPath}: not JSON (${message(err)}); pass a tfjs LayersModel model.json`, { cause: err });
   }
-  const groups = json.weightsManifest ?? [];
+  const doc = parseModelDocument(json, jsonPath);
+  checkTopology(doc.modelTopology, jsonPath);
+  const folder = await realpath(dirname(jsonPath));
   const buffers: Uint8Array[] = [];
-  for (const group of groups) {
-    for (const p of group.paths) {
-      const shard = join(dirname(jsonPath), p);
+  let total = 0;
+  for (const [i, group] of doc.groups.entries()) {
+    // One at a time: a manifest may list thousands of shards, and each check opens the file.
+    const shards: Shard[] = [];
+    for (const p of group.paths) shards.push(await locateShard(jsonPath, folder, p));
+    const actual = shards.reduce((n, s) => n + s.size, 0);
+    if (actual !== group.bytes) throw shardSizeError(jsonPath, i, group, shards, actual);
+    total += actual;
+    if (total > MAX_WEIGHT_BYTES) throw new SplitfitError('SPLITFIT_MODEL_LOAD', `model ${jsonPath}: its weights exceed ${MAX_WEIGHT_BYTES} bytes, more than splitfit can hold in memory`);
+    for (const s of shards) {
+      let bytes: Buffer;
       try {
-        buffers.push(await readFile(shard));
+        bytes = await readRegularFile(s.real, s.size);
       } catch (err) {
-        throw new SplitfitError('SPLITFIT_MODEL_LOAD', `model ${jsonPath} names weight shard ${p}, which cannot be read: ${message(err)}`, {
-          cause: err,
-        });
+        throw new SplitfitError('SPLITFIT_MODEL_LOAD', `model ${jsonPath} names weight shard ${s.path}, which cannot be read: ${describeReadError(err)}`, { cause: err });
       }
+      // The shard changed between the size check and the read (another process rewrote it).
+      if (bytes.byteLength !== s.size) throw shardSizeError(jsonPath, i, group, [{ ...s, size: bytes.byteLength }], bytes.byteLength);
+      buffers.push(bytes);
     }
   }
   return {
-    modelTopology: json.modelTopology,
-    weightSpecs: groups.flatMap((g) => g.weights),
+    modelTopology: doc.modelTopology,
+    weightSpecs: doc.groups.flatMap((g) => g.weights),
     weightData: concat(buffers),
   };
 }
 
-function isLayersTopology(t: unknown): t is tf.io.ModelJSON['modelTopology'] {
-  if (typeof t !== 'object' || t === null) return false;
-  const o = t as Record<string, unknown>;
-  const cfg = (o['model_config'] ?? o) as Record<string, unknown>;
-  return typeof cfg['class_name'] === 'string' && typeof cfg['config'] === 'object';
+interface Shard {
+  /** As model.json names it. */
+  path: string;
+  /** Resolved, symlinks followed. */
+  real: string;
+  size: number;
+}
+
+/** Resolves a shard path and refuses one that leaves the model's folder (`../`, absolute, or a symlink out). */
+async function locateShard(jsonPath: string, folder: string, p: string): Promise<Shard> {
+  const refuse = (why: string): SplitfitError =>
+    new SplitfitError('SPLITFIT_MODEL_LOAD', `model ${jsonPath} names weight shard ${JSON.stringify(p)}, ${why}; shards must be files inside the model's folder ${folder}`);
+  if (isAbsolute(p)) throw refuse('an absolute path');
+  let real: string;
+  try {
+    real = await realpath(join(folder, p));
+  } catch (err) {
+    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `model ${jsonPath} names weight shard ${p}, which cannot be read: ${describeReadError(err)}`, { cause: err });
+  }
+  const rel = relative(folder, real);
+  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) throw refuse(`which resolves to ${real}, outside the model's folder`);
+  let size: number;
+  try {
+    size = (await statRegularFile(real)).size;
+  } catch (err) {
+    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `model ${jsonPath} names weight shard ${p}, which cannot be read: ${describeReadError(err)}`, { cause: err });
+  }
+  return { path: p, real, size };
+}
+
+function shardSizeError(jsonPath: string, index: number, group: WeightGroup, shards: Shard[], actual: number): SplitfitError {
+  const what =
+    shards.length === 0
+      ? 'lists no weight shard and so holds'
+      : shards.length === 1
+        ? `weight shard ${shards[0]!.path} holds`
+        : `weight shards ${shards.map((s) => s.path).join(', ')} hold together`;
+  return new SplitfitError(
+    'SPLITFIT_MODEL_LOAD',
+    `model ${jsonPath}: ${what} ${actual} bytes, but weightsManifest[${index}] declares ${group.bytes} bytes for its ${group.weights.length} weights (by dtype and shape); ` +
+      'the shard is truncated or belongs to another model — re-export or re-copy the model folder',
+  );
+}
+
+class NotRegularFileError extends Error {}
+
+/** fstat after a non-blocking open: a FIFO or device is refused without blocking on it. */
+async function statRegularFile(path: string): Promise<{ size: number }> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new NotRegularFileError(st.isDirectory() ? 'a folder, not a file' : 'not a regular file (a FIFO, device or socket)');
+    return { size: st.size };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads a regular file of at most `limit` bytes (refused before reading when larger). */
+async function readRegularFile(path: string, limit: number): Promise<Buffer> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new NotRegularFileError(st.isDirectory() ? 'a folder, not a file' : 'not a regular file (a FIFO, device or socket)');
+    if (st.size > limit) throw new NotRegularFileError(`${st.size} bytes, more than the ${limit} expected`);
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+function describeReadError(err: unknown): string {
+  if (err instanceof NotRegularFileError) return err.message;
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'file not found' : message(err);
 }
 
 function concat(parts: Uint8Array[]): ArrayBuffer {

@@ -1,6 +1,6 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
 import { type EntrySelector, type FeatureSet, featureSize, gatherRows } from './feature-set.js';
-import { epochSeed, rng, shuffled } from '../random.js';
+import { epochSeed, hashSeed, rng, shuffled } from '../random.js';
 
 export interface Batch {
   x: Float32Array;
@@ -22,9 +22,7 @@ export interface BatchSource {
  */
 export function viewFor(seed: number, epoch: number, sampleId: string, views: number): number {
   if (views === 1) return 0;
-  let h = epochSeed(seed, epoch) ^ 0x811c9dc5;
-  for (let i = 0; i < sampleId.length; i++) h = Math.imul(h ^ sampleId.charCodeAt(i), 0x01000193);
-  return (h >>> 0) % views;
+  return hashSeed(sampleId, epochSeed(seed, epoch) ^ 0x811c9dc5) % views;
 }
 
 /** All features in memory; a fresh seeded permutation (and view draw) each epoch. */
