@@ -256,6 +256,11 @@ describe('train-head report, evaluate --report, splitfit report, in a real brows
     // The model folder is not touched.
     expect(sha256(await readFile(join(out, 'report.html')))).toBe(sha256(before));
     expect((await stat(file)).size).toBe(Buffer.byteLength(html));
+    // A report into a folder that does not exist fails before the model runs, in one coded line.
+    const missing = await runCli(['evaluate', '--model', join(out, 'model.json'), '--data', join(data, 'test'), '--report', join(dir, 'no-such', 'r.html'), '--json', ...backendArgs()]);
+    expect(missing.status).toBe(1);
+    expect(missing.json).toEqual({ error: { code: 'SPLITFIT_IO', message: `report file ${join(dir, 'no-such', 'r.html')}: its folder ${join(dir, 'no-such')} does not exist; create it or write the report elsewhere` } });
+    expect(missing.stdout.trim().split('\n')).toHaveLength(1);
   });
 });
 

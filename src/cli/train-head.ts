@@ -90,7 +90,7 @@ export function registerTrainHead(program: Command): void {
         `trained ${result.epochs} epochs: loss ${h.loss[last]!.toFixed(4)} acc ${h.acc[last]!.toFixed(4)}${val}`,
         `wrote ${result.out} (model.json = stitched model, head/, history.json, splitfit.json, report.html, committed as one) in ${summary.seconds.toFixed(1)} s`,
         `report: ${join(result.out, 'report.html')} (open it in a browser)`,
-        `next: splitfit evaluate --model ${join(result.out, 'model.json')} --data <held-out data>`,
+        `next: splitfit evaluate --model ${join(result.out, 'model.json')} --data <held-out data> --report ${join(result.out, 'report.html')}`,
       ].join('\n');
     });
   });

@@ -7,7 +7,7 @@ import { type CompareModesResult, compareModes } from '../train/compare-modes.js
 import { classificationMetrics, type Metrics } from '../train/metrics.js';
 import { type ClassMetrics, classReport } from '../train/class-metrics.js';
 import { evaluationSection } from '../report/evaluation.js';
-import { writeEvaluationReport } from '../report/write.js';
+import { assertReportFolder, writeEvaluationReport } from '../report/write.js';
 
 export interface EvaluateOptions {
   /** A stitched model (`model.json`, with `splitfit.json` beside it) or any tfjs LayersModel. */
@@ -44,6 +44,7 @@ export interface EvaluateResult extends Metrics {
 }
 
 export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult> {
+  if (options.report !== undefined) await assertReportFolder(options.report);
   const predictor = await loadPredictor(options.model, options.preprocess === undefined ? {} : { preprocess: options.preprocess });
   const source = typeof options.data === 'string' ? await openDataSource(options.data, options.classNames ? { classNames: options.classNames } : {}) : options.data;
   const labels = predictor.labels ?? source.labels;

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SplitfitError } from '../errors.js';
 import { message, writeAtomic } from '../model/io.js';
@@ -44,8 +44,21 @@ export async function writeEvaluationReport(file: string, section: EvaluationSec
   const data: ReportData = base
     ? withEvaluation(base, section)
     : { format: REPORT_FORMAT, title: `splitfit evaluate: ${model ?? 'model'}`, createdAt: new Date().toISOString(), config: [['model', model ?? '—']], timings: [], evaluations: [section], notes: [] };
-  await writeAtomic(target, await renderReport({ ...data, title: base ? `${base.title} — evaluated` : data.title }));
+  const html = await renderReport({ ...data, title: base ? `${base.title} — evaluated` : data.title });
+  await assertReportFolder(file);
+  await writeAtomic(target, html);
   return { file: target, as: 'file', sections: data.evaluations.map((e) => e.title) };
+}
+
+/**
+ * Fails with `SPLITFIT_IO` unless the folder of report file `file` exists: creating it would hide a
+ * typo (and Node's recursive mkdir never returns under /proc). Checked before any work, and again
+ * just before writing.
+ */
+export async function assertReportFolder(file: string): Promise<void> {
+  const dir = dirname(resolve(file));
+  const folder = await stat(dir).catch(() => undefined);
+  if (!folder?.isDirectory()) throw new SplitfitError('SPLITFIT_IO', `report file ${file}: its folder ${dir} does not exist; create it or write the report elsewhere`);
 }
 
 async function commitReport(dir: string, data: ReportData): Promise<WrittenReport> {
