@@ -31,7 +31,7 @@ describe('train-head output folder', () => {
     const out = join(root, 'mixed');
     expect((await train(out)).status).toBe(0);
     const record = JSON.parse(await readFile(join(out, 'splitfit.commit.json'), 'utf8')) as { files: { path: string }[] };
-    expect(record.files.map((f) => f.path).sort()).toEqual(['head/model.json', 'head/weights.bin', 'history.json', 'model.json', 'splitfit.json', 'weights.bin']);
+    expect(record.files.map((f) => f.path).sort()).toEqual(['head/model.json', 'head/weights.bin', 'history.json', 'model.json', 'report.html', 'report.json', 'splitfit.json', 'weights.bin']);
     const image = join(fx.data, fx.classes[0]!, (await readdir(join(fx.data, fx.classes[0]!)))[0]!);
     const ok = await runCli(['predict', '--model', join(out, 'model.json'), image, '--json', ...backendArgs()]);
     expect(ok.status, ok.stderr).toBe(0);

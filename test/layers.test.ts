@@ -18,6 +18,7 @@ export const LAYERS = [
   ['extract'],
   ['train'],
   ['output'],
+  ['report'],
   ['infer'],
   ['job'],
   ['cli'],

@@ -70,11 +70,24 @@ export async function resolveBackend(choice: BackendChoice = 'auto'): Promise<Ba
     const probe = await probeBackend(name);
     if (probe.ok && (await tf.setBackend(name))) {
       await tf.ready();
+      if (name === 'cpu') silenceCpuBanner();
       return name;
     }
     failures.push(`${name}: ${probe.reason ?? 'failed to initialise'}`);
   }
   throw new SplitfitError('SPLITFIT_BACKEND_UNAVAILABLE', `no usable backend (${failures.join('; ')})`);
+}
+
+/**
+ * tfjs's cpu backend prints "install our node backend" on its first tensor in Node: wrong advice for
+ * splitfit (native TensorFlow comes from `npm run native`, and `fallbackNotice` says so in one line).
+ * The banner is guarded by the backend's `firstUse` flag alone, so clearing it silences just that
+ * banner (unlike `tf.enableProdMode()`, which silences every tfjs warning); a tfjs without the flag
+ * is left alone.
+ */
+function silenceCpuBanner(): void {
+  const backend = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+  if (backend && backend.firstUse === true) backend.firstUse = false;
 }
 
 /** One line for users when the fast path is missing; undefined when native runs. */

@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { type Command, Help, Option } from 'commander';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -10,6 +10,7 @@ import { makeOutput, type Output, reportError } from './output.js';
 export interface CommonFlags {
   json?: boolean;
   verbose?: boolean;
+  quiet?: boolean;
 }
 
 /** What a command's action gets besides its flags. */
@@ -33,23 +34,36 @@ export function defineCommand<F extends CommonFlags>(
   action: (out: Output, flags: F, args: string[], ctx: CommandContext) => Promise<void>,
 ): Command {
   const cmd = parent.command(nameAndArgs).description(description);
-  cmd.option('--json', 'print JSON: events as lines, the result as the last line').option('--verbose', 'show stack traces on errors');
+  // commander's help does not say which options are required (`requiredOption`); ours does.
+  cmd.configureHelp({
+    optionDescription(option: Option): string {
+      const text = Help.prototype.optionDescription.call(this, option);
+      return option.mandatory ? `(required) ${text}` : text;
+    },
+  });
+  cmd
+    .option('--json', 'print JSON: events as lines, the result as the last line')
+    .option('--quiet', 'no progress or notes: only warnings, errors and the result')
+    .option('--verbose', 'show stack traces on errors');
   cmd.action(async (...params: unknown[]) => {
     const command = params.at(-1) as Command;
     const flags = command.opts<F>();
     const args = command.args;
     const controller = new AbortController();
+    const out = makeOutput(flags);
     let received: keyof typeof SIGNAL_EXIT | undefined;
     const onSignal = (name: keyof typeof SIGNAL_EXIT): void => {
       if (received) process.exit(SIGNAL_EXIT[received]);
       received = name;
+      out.interrupted(name);
       controller.abort(new SplitfitError('SPLITFIT_INTERRUPTED', `interrupted by ${name}; what was done is kept — rerun the same command to resume`));
     };
     const handlers = (['SIGINT', 'SIGTERM'] as const).map((name) => [name, () => onSignal(name)] as const);
     for (const [name, h] of handlers) process.on(name, h);
     try {
-      await action(makeOutput(flags), flags, args, { signal: controller.signal });
+      await action(out, flags, args, { signal: controller.signal });
     } catch (err) {
+      out.end();
       const status = reportError(withFlagNames(err, command), flags);
       process.exitCode = received ? SIGNAL_EXIT[received] : status;
     } finally {
@@ -80,10 +94,14 @@ export function backendOption(cmd: Command): Command {
   return cmd.addOption(new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto'));
 }
 
-/** Activates the backend and says so in one line when the native one is missing. */
+/**
+ * Activates the backend and says so in one line when `auto` found no native one. An explicit choice
+ * is not second-guessed: probing native TensorFlow would load libtensorflow (and its start-up lines)
+ * into a process that asked for `cpu` or `wasm`.
+ */
 export async function useBackend(out: Output, choiceName: BackendChoice): Promise<string> {
   const active = await resolveBackend(choiceName);
-  const notice = await fallbackNotice(active);
+  const notice = choiceName === 'auto' ? await fallbackNotice(active) : undefined;
   if (notice) out.warn(notice);
   return active;
 }

@@ -4,7 +4,7 @@ import { defineCommand } from './command.js';
 import { VERSION } from './version.js';
 
 export function registerDoctor(program: Command): void {
-  defineCommand(program, 'doctor', 'which backends work here, versions, and how to enable native TensorFlow', async (out) => {
+  const cmd = defineCommand(program, 'doctor', 'which backends work here, versions, and how to enable native TensorFlow', async (out) => {
     const report = await doctor(VERSION);
     out.result(report, () =>
       [
@@ -16,4 +16,5 @@ export function registerDoctor(program: Command): void {
       ].join('\n'),
     );
   });
+  cmd.addHelpText('after', '\nExample:\n  splitfit doctor --json\n');
 }

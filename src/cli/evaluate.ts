@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { BackendChoice } from '../backend/resolve.js';
 import { PREPROCESS_PRESETS } from '../data/preprocess.js';
 import { SplitfitError } from '../errors.js';
-import { evaluate } from '../infer/evaluate.js';
+import { evaluate, verdict } from '../infer/evaluate.js';
 import { backendOption, type CommonFlags, defineCommand, useBackend } from './command.js';
 import { positiveInt } from './parse.js';
 
@@ -13,8 +13,11 @@ interface Flags extends CommonFlags {
   batchSize: number;
   preprocess?: string;
   classNames?: string;
+  report?: string;
   backend: BackendChoice;
 }
+
+export { verdict };
 
 export function registerEvaluate(program: Command): void {
   const cmd = defineCommand<Flags>(program, 'evaluate', 'loss, accuracy and AUC of a model on labeled data; --compare-modes detects the BatchNorm gap', async (out, f, _args, { signal }) => {
@@ -27,6 +30,7 @@ export function registerEvaluate(program: Command): void {
       signal,
       ...(f.preprocess === undefined ? {} : { preprocess: f.preprocess }),
       ...(f.classNames === undefined ? {} : { classNames: f.classNames.split(',') }),
+      ...(f.report === undefined ? {} : { report: f.report }),
     });
     out.result(r, () => {
       const lines = [`n ${r.n}: loss ${r.loss.toFixed(4)}, accuracy ${r.accuracy.toFixed(4)}${r.auc === undefined ? '' : `, AUC ${r.auc.toFixed(4)}`}`];
@@ -38,6 +42,12 @@ export function registerEvaluate(program: Command): void {
           `accuracy gap ${m.accuracyGap.toFixed(4)} — ${verdict(m.accuracyGap)}`,
         );
       }
+      const width = Math.max(5, ...r.perClass.map((m) => m.label.length));
+      lines.push(`${'class'.padEnd(width)}  precision  recall      F1  support      AUC`);
+      for (const m of r.perClass) {
+        lines.push(`${m.label.padEnd(width)}  ${m.precision.toFixed(4).padStart(9)}  ${m.recall.toFixed(4).padStart(6)}  ${m.f1.toFixed(4).padStart(6)}  ${String(m.support).padStart(7)}  ${m.auc === undefined ? '      —' : m.auc.toFixed(4).padStart(7)}`);
+      }
+      if (r.report) lines.push(`wrote ${r.report} (confusion matrix, per-class scores, misclassified samples)`);
       return lines.join('\n');
     });
   });
@@ -48,18 +58,7 @@ export function registerEvaluate(program: Command): void {
     .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32)
     .option('--preprocess <name>', `preprocessing preset: ${PREPROCESS_PRESETS.join(' | ')} (when the model has no splitfit.json)`)
     .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels')
-    .addHelpText('after', '\nExample:\n  splitfit evaluate --model model/model.json --data photos-test/ --compare-modes\n');
+    .option('--report <file>', "also write an HTML report; the model folder's report.html gains an evaluation section")
+    .addHelpText('after', '\nExample:\n  splitfit evaluate --model model/model.json --data photos-test/ --report model/report.html\n');
   backendOption(cmd);
-}
-
-/**
- * The sign matters: a positive gap is the frozen-BN `fit` signature (fit reported more than predict
- * delivers); a negative one means inference is right but the model's frozen BN layers would use batch
- * statistics under a further `fit` (as every stitched pretrained base does): lock them first.
- */
-export function verdict(gap: number): string {
-  if (Math.abs(gap) <= 0.02) return 'training and inference mode agree';
-  if (gap > 0)
-    return 'training mode scores higher than inference: the BatchNorm/`fit` discrepancy (moving statistics drifted or frozen BN trained on batch statistics); retrain with splitfit or lockBatchNorm';
-  return 'inference scores higher than training mode: predictions are fine, but frozen BatchNorm layers would see batch statistics under a further `fit`; call lockBatchNorm(model) before fine-tuning it';
 }

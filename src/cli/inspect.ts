@@ -4,7 +4,7 @@ import { loadModel } from '../model/io.js';
 import { defineCommand } from './command.js';
 
 export function registerInspect(program: Command): void {
-  defineCommand(program, 'inspect <model>', 'layers, output shapes, valid cuts, BatchNorm layers and parameter counts', async (out, _flags, [ref]) => {
+  const cmd = defineCommand(program, 'inspect <model>', 'layers, output shapes, valid cuts, BatchNorm layers and parameter counts', async (out, _flags, [ref]) => {
     const info = inspectModel(await loadModel(ref!));
     out.result(info, () => {
       const rows = info.layers.map(
@@ -18,4 +18,5 @@ export function registerInspect(program: Command): void {
       ].join('\n');
     });
   });
+  cmd.addHelpText('after', '\nExample:\n  splitfit inspect mobilenet_v2\n');
 }

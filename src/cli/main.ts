@@ -9,6 +9,7 @@ import { registerInspect } from './inspect.js';
 import { registerModels } from './models.js';
 import { reportError } from './output.js';
 import { registerPredict } from './predict.js';
+import { registerReport } from './report.js';
 import { registerTrainHead } from './train-head.js';
 import { VERSION } from './version.js';
 
@@ -33,6 +34,7 @@ registerCacheFeatures(program);
 registerTrainHead(program);
 registerEvaluate(program);
 registerPredict(program);
+registerReport(program);
 registerCache(program);
 registerDoctor(program);
 for (const cmd of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)]) {

@@ -66,7 +66,7 @@ export function registerTrainHead(program: Command): void {
         if (e.type === 'start') out.info(`training on ${e.samples} samples (${e.mode}), validating on ${e.validation}, ${e.epochs} epochs`);
         else if (e.type === 'epoch') {
           const { type: _t, epoch, viewsRead: _v, ...log } = e;
-          out.progress('epoch', epoch, resolved.epochs, log);
+          out.epoch(epoch, resolved.epochs, log);
         } else if (e.type === 'generation') {
           out.info(`epoch ${e.epoch}: now on generation ${e.generation} (extracted in ${e.extractSeconds.toFixed(1)} s; training waited ${e.waitedSeconds.toFixed(1)} s)`);
         }
@@ -90,8 +90,9 @@ export function registerTrainHead(program: Command): void {
       const val = h.valAcc ? `, val loss ${h.valLoss![last]!.toFixed(4)} acc ${h.valAcc[last]!.toFixed(4)}` : '';
       return [
         `trained ${result.epochs} epochs: loss ${h.loss[last]!.toFixed(4)} acc ${h.acc[last]!.toFixed(4)}${val}`,
-        `wrote ${result.out} (model.json = stitched model, head/, history.json, splitfit.json, committed as one) in ${summary.seconds.toFixed(1)} s`,
-        `next: splitfit evaluate --model ${join(result.out, 'model.json')} --data <held-out data>`,
+        `wrote ${result.out} (model.json = stitched model, head/, history.json, splitfit.json, report.html, committed as one) in ${summary.seconds.toFixed(1)} s`,
+        `report: ${join(result.out, 'report.html')} (open it in a browser)`,
+        `next: splitfit evaluate --model ${join(result.out, 'model.json')} --data <held-out data> --report ${join(result.out, 'report.html')}`,
       ].join('\n');
     });
   });

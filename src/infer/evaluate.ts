@@ -5,6 +5,9 @@ import { SplitfitError } from '../errors.js';
 import { loadImages, loadPredictor, type Predictor, predictSamples } from './predictor.js';
 import { type CompareModesResult, compareModes } from '../train/compare-modes.js';
 import { classificationMetrics, type Metrics } from '../train/metrics.js';
+import { type ClassMetrics, classReport } from '../train/class-metrics.js';
+import { evaluationSection } from '../report/evaluation.js';
+import { assertReportFolder, writeEvaluationReport } from '../report/write.js';
 
 export interface EvaluateOptions {
   /** A stitched model (`model.json`, with `splitfit.json` beside it) or any tfjs LayersModel. */
@@ -20,15 +23,28 @@ export interface EvaluateOptions {
   classNames?: readonly string[];
   /** Stops between batches (`SPLITFIT_INTERRUPTED`). */
   signal?: AbortSignal;
+  /**
+   * Also write an HTML report here. When it is the `report.html` of the evaluated train-head output
+   * folder, the evaluation is added to that report (the folder is re-committed, the model kept as it
+   * is); anywhere else a standalone report is written, with the folder's curves when there are some.
+   */
+  report?: string;
 }
 
 export interface EvaluateResult extends Metrics {
   n: number;
   labels: string[];
+  /** `confusion[actual][predicted]`: sample counts, rows and columns in `labels` order. */
+  confusion: number[][];
+  /** Precision, recall, F1, support and one-vs-rest AUC of each class, in `labels` order. */
+  perClass: ClassMetrics[];
   modes?: CompareModesResult;
+  /** The report written (`report` option). */
+  report?: string;
 }
 
 export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult> {
+  if (options.report !== undefined) await assertReportFolder(options.report);
   const predictor = await loadPredictor(options.model, options.preprocess === undefined ? {} : { preprocess: options.preprocess });
   const source = typeof options.data === 'string' ? await openDataSource(options.data, options.classNames ? { classNames: options.classNames } : {}) : options.data;
   const labels = predictor.labels ?? source.labels;
@@ -46,9 +62,38 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
   }
   const { probs, k } = await predictSamples(predictor, samples, options.batchSize ?? 32, options.signal);
   const metrics = classificationMetrics(probs, y, k);
-  const result: EvaluateResult = { n: samples.length, labels, ...metrics };
+  const classes = classReport(probs, y, labels);
+  const result: EvaluateResult = { n: samples.length, labels, ...metrics, confusion: classes.confusion, perClass: classes.perClass };
   if (options.compareModes) result.modes = await modesOn(predictor, samples, y, k, options.batchSize ?? 32);
+  if (options.report !== undefined) {
+    const section = await evaluationSection({
+      kind: 'evaluate',
+      title: 'Evaluation',
+      on: `the data ${source.root} (${samples.length} labeled samples)`,
+      labels,
+      probs,
+      actual: y,
+      metrics,
+      classes,
+      sampleOf: (row) => samples[row],
+      channels: predictor.channels,
+      ...(result.modes ? { modes: { ...result.modes, verdict: verdict(result.modes.accuracyGap) } } : {}),
+    });
+    result.report = (await writeEvaluationReport(options.report, section, typeof options.model === 'string' ? options.model : undefined)).file;
+  }
   return result;
+}
+
+/**
+ * The sign matters: a positive gap is the frozen-BN `fit` signature (fit reported more than predict
+ * delivers); a negative one means inference is right but the model's frozen BN layers would use batch
+ * statistics under a further `fit` (as every stitched pretrained base does): lock them first.
+ */
+export function verdict(gap: number): string {
+  if (Math.abs(gap) <= 0.02) return 'training and inference mode agree';
+  if (gap > 0)
+    return 'training mode scores higher than inference: the BatchNorm/`fit` discrepancy (moving statistics drifted or frozen BN trained on batch statistics); retrain with splitfit or lockBatchNorm';
+  return 'inference scores higher than training mode: predictions are fine, but frozen BatchNorm layers would see batch statistics under a further `fit`; call lockBatchNorm(model) before fine-tuning it';
 }
 
 async function modesOn(p: Predictor, samples: DataSource['samples'], y: number[], k: number, batchSize: number): Promise<CompareModesResult> {

@@ -11,10 +11,11 @@ import { stitch } from '../model/stitch.js';
 import { checkOutputFolder, writeOutputFolder } from '../output/folder.js';
 import { MANIFEST_FORMAT, type SplitfitManifest } from '../output/manifest.js';
 import { type BatchSource, memoryBatches, streamBatches } from '../train/batches.js';
-import { type EntrySelector, featureSize, loadFeatureSet, PLAIN } from '../train/feature-set.js';
+import { type EntrySelector, type FeatureSet, featureSize, loadFeatureSet, PLAIN } from '../train/feature-set.js';
 import { type Feed, fitEpochs, type History } from '../train/fit.js';
 import { type ResolvedTrainHeadOptions, type TrainHeadOptions, validateTrainHeadOptions } from './options.js';
 import { dropScratchGenerations, makeRefresher, reopenRunData } from './refresh.js';
+import { trainReportFiles } from './report-data.js';
 import { readTrainingRun } from './run.js';
 import { classWeightsFor, extractValidationData, splitValidation, type LabeledId } from './validation.js';
 
@@ -49,6 +50,7 @@ export async function trainHead(options: TrainHeadOptions): Promise<TrainHeadRes
 }
 
 async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise<TrainHeadResult> {
+  const started = performance.now();
   const { run, usable } = await readTrainingRun(cache, o.fingerprint);
   const k = run.labels.length;
   if (o.refreshEvery !== undefined && run.augment === undefined) {
@@ -73,6 +75,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   // Caches written before refreshes kept their generation may hold the generation before the recorded one.
   if (run.augment !== undefined && run.generation > 0) await cache.deleteGeneration(run.fingerprint, run.augment, run.generation - 1);
 
+  let lastValSet: FeatureSet | undefined; // what the last epoch was validated on, for the report
   const feed = async (generation: number): Promise<Feed> => {
     const sel = selector(generation);
     const bytes = train.length * run.views * featureSize(run.featureShape) * 4;
@@ -83,6 +86,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     // Validation reads view 0 (the plain image when cached with plainView0) of the current generation.
     const valSel = o.validationData !== undefined ? PLAIN : { ...sel, views: 1 };
     const valSet = validation.length > 0 ? await loadFeatureSet(cache, run.fingerprint, validation, run.featureShape, valSel) : undefined;
+    lastValSet = valSet;
     return { source, valSet };
   };
   const refresher =
@@ -151,7 +155,8 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
       validationSamples: validation.length,
     },
   };
-  await writeOutputFolder(o.out, { model, head, history, manifest });
+  const report = await trainReportFiles({ head, run, options: o, manifest, history, valSet: lastValSet, jobSeconds: (performance.now() - started) / 1000 });
+  await writeOutputFolder(o.out, { model, head, history, manifest, report });
   return {
     epochs: history.loss.length,
     history,

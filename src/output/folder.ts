@@ -7,19 +7,25 @@ import type { History } from '../train/fit.js';
 import { COMMIT_FILE, type CommitRecord, commitFiles, verifyFolder } from './commit.js';
 import { MANIFEST_FILE, parseManifest, type SplitfitManifest } from './manifest.js';
 
+/** The report (see `report/`): `report.html` opens from disk; `report.json` is its data, for `splitfit report` to render again. */
+export const REPORT_HTML = 'report.html';
+export const REPORT_JSON = 'report.json';
+
 /**
  * The output folder of `train-head`, format `splitfit/2`: the stitched model (`model.json` +
  * `weights.bin`, stock tfjs), the trained head alone (`head/`), `history.json`, the manifest
  * `splitfit.json`, and the commit record `splitfit.commit.json` that makes them one unit (see
  * `commit.ts`). Training writes it here; inference, evaluation and export read it here.
  */
-export const OUTPUT_FILES = ['model.json', 'weights.bin', 'head/model.json', 'head/weights.bin', 'history.json', MANIFEST_FILE] as const;
+export const OUTPUT_FILES = ['model.json', 'weights.bin', 'head/model.json', 'head/weights.bin', 'history.json', MANIFEST_FILE, REPORT_HTML, REPORT_JSON] as const;
 
 export interface TrainingOutput {
   model: tf.LayersModel;
   head: tf.LayersModel;
   history: History;
   manifest: SplitfitManifest;
+  /** The rendered report and its data; committed with the model, so a report always describes the model beside it. */
+  report?: { html: string; json: string };
 }
 
 /** Writes a training run's output folder as one commit. */
@@ -33,6 +39,12 @@ export async function writeOutputFolder(out: string, o: TrainingOutput): Promise
     ['head/model.json', head.json],
     ['history.json', JSON.stringify(o.history, null, 2)],
     [MANIFEST_FILE, JSON.stringify(o.manifest, null, 2)],
+    ...(o.report
+      ? ([
+          [REPORT_JSON, o.report.json],
+          [REPORT_HTML, o.report.html],
+        ] as const)
+      : []),
   ]);
   return commitFiles(out, files);
 }

@@ -1,0 +1,61 @@
+import * as tf from '@tensorflow/tfjs';
+import { openDataSource } from '../data/sources.js';
+import type { Sample } from '../data/types.js';
+import type { RunMeta } from '../extract/run-meta.js';
+import type { SplitfitManifest } from '../output/manifest.js';
+import type { EvaluationSection } from '../report/data.js';
+import { evaluationSection } from '../report/evaluation.js';
+import { renderReport } from '../report/html.js';
+import { trainingReport } from '../report/training.js';
+import type { FeatureSet } from '../train/feature-set.js';
+import type { History } from '../train/fit.js';
+import { classificationMetrics } from '../train/metrics.js';
+import type { ResolvedTrainHeadOptions } from './options.js';
+
+export interface TrainReportInput {
+  head: tf.LayersModel;
+  run: RunMeta;
+  options: ResolvedTrainHeadOptions;
+  manifest: SplitfitManifest;
+  history: History;
+  /** The validation features the last epoch was scored on (absent without validation). */
+  valSet: FeatureSet | undefined;
+  jobSeconds: number;
+}
+
+/** `report.html` and `report.json` of a train-head run: the trained head scored on its validation data. */
+export async function trainReportFiles(input: TrainReportInput): Promise<{ html: string; json: string }> {
+  const evaluation = input.valSet && input.valSet.ids.length > 0 ? await validationSection(input, input.valSet) : undefined;
+  const data = trainingReport({ manifest: input.manifest, history: input.history, jobSeconds: input.jobSeconds, ...(evaluation ? { evaluation } : {}) });
+  return { html: await renderReport(data), json: JSON.stringify(data, null, 2) };
+}
+
+async function validationSection(input: TrainReportInput, set: FeatureSet): Promise<EvaluationSection> {
+  const { run, options: o, head } = input;
+  const k = run.labels.length;
+  const probs = tf.tidy(() => (head.predict(tf.tensor(set.x, [set.ids.length, ...set.featureShape]), { batchSize: 256 }) as tf.Tensor).dataSync() as Float32Array);
+  const metrics = classificationMetrics(probs, set.labels, k);
+  const separate = o.validationData !== undefined;
+  const on = separate
+    ? `the validation data ${o.validationData} (${set.ids.length} samples, not trained on), scored with the saved head`
+    : `the internal validation split: ${(o.validationSplit * 100).toFixed(0)} % of the cached training data held out with seed ${o.seed} (${set.ids.length} samples, not trained on)` +
+      `${run.augment === undefined ? '' : run.plainView0 ? ', un-augmented view' : ', first augmented view'}, scored with the saved head`;
+  // Files are found by content id in the data set as it is now; only the worst few are looked up.
+  let byId: Promise<Map<string, Sample>> | undefined;
+  const lookup = (): Promise<Map<string, Sample>> =>
+    (byId ??= openDataSource(separate ? o.validationData! : run.data, !separate && run.classNames ? { classNames: run.classNames } : {})
+      .then((source) => new Map(source.samples.map((s) => [s.id, s])))
+      .catch(() => new Map()));
+  return evaluationSection({
+    kind: 'validation',
+    title: separate ? 'Validation data' : 'Validation (internal split)',
+    on,
+    labels: run.labels,
+    probs,
+    actual: set.labels,
+    metrics,
+    sampleOf: async (row) => (await lookup()).get(set.ids[row]!),
+    nameOf: (row) => `sample ${set.ids[row]!.slice(0, 12)} (file not found in ${separate ? o.validationData : run.data})`,
+    channels: run.channels,
+  });
+}
