@@ -27,8 +27,10 @@ export interface SweepContext {
 }
 
 export interface Scenario {
-  /** The name `--command` selects and the report prints. */
+  /** The name the report prints; `--command` takes it or `id`. */
   name: string;
+  /** The same in one shell word. */
+  id: string;
   /** Builds the starting state under `ctx.work` (which exists and is empty). */
   prepare(ctx: SweepContext): Promise<void>;
   /** The command killed and rerun. */
@@ -87,30 +89,35 @@ async function corruptOneEntry(cacheDir: string): Promise<void> {
 export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'cache-features',
+    id: 'cache-features',
     writesOut: false,
     prepare: async () => undefined,
     args: (ctx) => cacheFeatures(ctx),
   },
   {
     name: 'train-head',
+    id: 'train-head',
     writesOut: true,
     prepare: (ctx) => cacheAndOldOut(ctx),
     args: (ctx) => trainHead(ctx, ['--epochs', '2']),
   },
   {
     name: 'train-head --validation-data',
+    id: 'train-head-validation',
     writesOut: true,
     prepare: (ctx) => cacheAndOldOut(ctx),
     args: (ctx) => trainHead(ctx, ['--epochs', '2', '--validation-data', ctx.fixture.validation]),
   },
   {
     name: 'train-head --refresh-every',
+    id: 'train-head-refresh',
     writesOut: true,
     prepare: (ctx) => cacheAndOldOut(ctx, AUGMENT),
     args: (ctx) => trainHead(ctx, ['--epochs', '2', '--refresh-every', '1']),
   },
   {
     name: 'cache gc',
+    id: 'cache-gc',
     writesOut: false,
     // Two fingerprints; the first one's model is deleted afterwards, so gc drops it.
     prepare: async (ctx) => {
@@ -125,12 +132,14 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'cache clear',
+    id: 'cache-clear',
     writesOut: false,
     prepare: async (ctx) => void (await cli(cacheFeatures(ctx))),
     args: (ctx) => ['cache', 'clear', '--cache', ctx.cache, '--json'],
   },
   {
     name: 'cache verify --repair',
+    id: 'cache-verify-repair',
     writesOut: false,
     prepare: async (ctx) => {
       await cli(cacheFeatures(ctx));
@@ -143,7 +152,7 @@ export const SCENARIOS: readonly Scenario[] = [
 ];
 
 export function scenarioNamed(name: string): Scenario {
-  const s = SCENARIOS.find((x) => x.name === name || x.name.replace(/ /g, '-') === name);
-  if (!s) throw new Error(`--command must be one of ${SCENARIOS.map((x) => JSON.stringify(x.name)).join(', ')}; received ${JSON.stringify(name)}`);
+  const s = SCENARIOS.find((x) => x.name === name || x.id === name);
+  if (!s) throw new Error(`--command must be one of ${SCENARIOS.map((x) => x.id).join(', ')} (or the names: ${SCENARIOS.map((x) => JSON.stringify(x.name)).join(', ')}); received ${JSON.stringify(name)}`);
   return s;
 }

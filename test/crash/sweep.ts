@@ -302,9 +302,16 @@ async function main(): Promise<void> {
     if (!/^[1-9]\d*$/.test(v)) throw new Error(`${name} must be a positive integer, received ${JSON.stringify(v)}`);
     return Number(v);
   };
+  const VALUED = ['--command', '--from', '--to', '--jobs', '--backend'];
+  const SWITCHES = ['--long', '--keep', '--verbose'];
+  for (let i = 0; i < argv.length; i++) {
+    if (VALUED.includes(argv[i]!)) i++;
+    else if (!SWITCHES.includes(argv[i]!)) throw new Error(`unknown argument ${JSON.stringify(argv[i])}; valid: ${[...VALUED.map((f) => `${f} <value>`), ...SWITCHES].join(', ')}`);
+  }
   const commands = argv.flatMap((a, i) => (a === '--command' && argv[i + 1] !== undefined ? [argv[i + 1]!] : []));
   const from = int('--from');
   const to = int('--to');
+  if (from !== undefined && to !== undefined && from > to) throw new Error(`--from ${from} is after --to ${to}; give --from K --to K to rerun one point`);
   const backend = flag('--backend') ?? process.env['SPLITFIT_TEST_BACKEND'] ?? 'tensorflow';
   // Loads tfjs-node in this process too (the fixture's model is saved here), so tfjs does not print its banner.
   const { resolveBackend } = await import('../../src/backend/resolve.js');
@@ -326,4 +333,9 @@ async function main(): Promise<void> {
   process.exitCode = reports.every(isConsistent) ? 0 : 1;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main().catch((err: unknown) => {
+    console.error(`crash-sweep: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 2;
+  });
+}
