@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildShim, readTrace, runNode } from './shim.js';
 import { checkModelFolder, classifyFolder, stripVolatile } from './state.js';
-import { runSweep } from './sweep.js';
+import { ranges, runSweep } from './sweep.js';
 
 let root: string;
 let shim: string;
@@ -143,6 +143,11 @@ describe('crash-sweep folder checks', () => {
     );
     expect(mixed.state).toBe('mixed');
     expect(mixed.problems).toEqual(['--out is neither absent, the old folder nor the new one: model.json=old weights.bin=new weights.bin.tmp-7=other']);
+  });
+
+  it('lists point numbers as ranges', () => {
+    expect(ranges([1, 2, 3, 7, 9, 10])).toBe('1-3,7,9-10');
+    expect(ranges([])).toBe('');
   });
 
   it('drops timestamps and durations at any depth, nothing else', () => {

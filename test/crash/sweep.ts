@@ -216,7 +216,7 @@ async function sweepCommand(scenario: Scenario, workers: SweepContext[], shim: s
       for (let k = next++; k <= to; k = next++) {
         const point = await tryPoint(scenario, p, shim, k);
         results.push(point);
-        if (options.verbose || point.problems.length) log(`  ${describePoint(point)}`);
+        if (options.verbose) log(`  ${describePoint(point)}`);
       }
     }),
   );
@@ -236,6 +236,21 @@ async function sweepCommand(scenario: Scenario, workers: SweepContext[], shim: s
     seconds,
     secondsPerTrial: tried ? (seconds * prepared.length) / tried : 0,
   };
+}
+
+/** Inconsistent points printed in full per command (the rest as a list of numbers; --verbose prints all). */
+const SHOWN = 5;
+
+/** `[1,2,3,7,9,10]` → `1-3,7,9-10`. */
+export function ranges(ks: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < ks.length; ) {
+    let j = i;
+    while (j + 1 < ks.length && ks[j + 1] === ks[j]! + 1) j++;
+    out.push(i === j ? String(ks[i]) : `${ks[i]}-${ks[j]}`);
+    i = j + 1;
+  }
+  return out.join(',');
 }
 
 export function describePoint(p: PointResult): string {
@@ -279,6 +294,10 @@ export async function runSweep(options: SweepOptions = {}): Promise<CommandRepor
       const range = report.tried === report.points ? '' : ` (tried ${report.tried})`;
       log(`crash-sweep ${report.name}: ${report.points} points${range}, ${report.consistent} consistent${report.notReached ? `, ${report.notReached} not reached` : ''} [${report.seconds.toFixed(0)} s, ${report.secondsPerTrial.toFixed(2)} s/point per worker${report.pointCounts ? `; workers counted ${report.pointCounts.join('/')} calls` : ''}]`);
       for (const p of report.referenceProblems) log(`  reference run: ${p}`);
+      if (!options.verbose) {
+        for (const p of report.failures.slice(0, SHOWN)) log(`  ${describePoint(p)}`);
+        if (report.failures.length > SHOWN) log(`  … also inconsistent: points ${ranges(report.failures.slice(SHOWN).map((p) => p.k))}`);
+      }
     }
     return reports;
   } finally {
