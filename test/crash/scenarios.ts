@@ -63,10 +63,14 @@ const AUGMENT = ['--augment', 'flip:h', '--views', '2', '--seed', '3'];
 
 const trainHead = (ctx: SweepContext, extra: string[] = []): string[] => ['train-head', '--cache', ctx.cache, '--out', ctx.out, '--batch-size', '4', '--json', ...extra, ...ctx.extraArgs];
 
-/** Fills the cache and writes an earlier train-head output (other seed, fewer epochs) into `--out`. */
+/**
+ * Fills the cache and writes an earlier train-head output into `--out`: another head (an extra
+ * dense layer, so other weight sizes), seed and epoch count, so a folder mixing the two runs
+ * also fails the folder's own checks (manifest vs shard sizes).
+ */
 async function cacheAndOldOut(ctx: SweepContext, extract: string[] = []): Promise<void> {
   await cli(cacheFeatures(ctx, extract));
-  await cli(trainHead(ctx, ['--epochs', '1', '--seed', '1']));
+  await cli(trainHead(ctx, ['--epochs', '1', '--seed', '1', '--head', 'gap,dense:4:relu,dense:N:softmax']));
 }
 
 /** Flips one payload byte of the first feature entry, so `cache verify` finds one corrupt entry. */
