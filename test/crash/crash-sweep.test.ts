@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildShim, readTrace, runNode } from './shim.js';
-import { checkModelFolder, classifyFolder, stripVolatile } from './state.js';
+import { checkModelFolder, classifyFolder, stripVolatile, summarizeCacheDiff } from './state.js';
 import { ranges, runSweep } from './sweep.js';
 
 let root: string;
@@ -143,6 +143,13 @@ describe('crash-sweep folder checks', () => {
     );
     expect(mixed.state).toBe('mixed');
     expect(mixed.problems).toEqual(['--out is neither absent, the old folder nor the new one: model.json=old weights.bin=new weights.bin.tmp-7=other']);
+  });
+
+  it('counts differing feature entries per fingerprint, augmentation and generation, and names other keys', () => {
+    const fp = 'ab'.repeat(32);
+    expect(
+      summarizeCacheDiff([`removed !f:${fp}!8a22c3fc6fdf!000001!s1!000000`, `removed !f:${fp}!8a22c3fc6fdf!000001!s2!000000`, `added !f:${fp}!8a22c3fc6fdf!000002!s1!000000`, 'changed !meta!run:current']),
+    ).toEqual(['changed !meta!run:current', 'removed 2 entries f:abababab…/8a22c3fc6fdf/gen 1', 'added 1 entry f:abababab…/8a22c3fc6fdf/gen 2']);
   });
 
   it('lists point numbers as ranges', () => {

@@ -169,3 +169,23 @@ export async function currentRunOf(cacheDir: string): Promise<{ data?: string; f
     await rm(copy, { recursive: true, force: true });
   }
 }
+
+/**
+ * Cache differences (`removed|added|changed <key>` lines) in few words: feature entries are counted
+ * per fingerprint, augmentation and generation ("removed 16 entries f:52f9905e…/8a22c3fc6fdf/gen 1"),
+ * other keys are named.
+ */
+export function summarizeCacheDiff(lines: string[]): string[] {
+  const groups = new Map<string, number>();
+  const named: string[] = [];
+  for (const line of lines) {
+    const m = /^(removed|added|changed) !f:([0-9A-Za-z_.-]+)!([^!]+)!(\d+)!/.exec(line);
+    if (!m) {
+      named.push(line);
+      continue;
+    }
+    const key = `${m[1]} @ f:${m[2]!.slice(0, 8)}…/${m[3]}/gen ${Number(m[4])}`;
+    groups.set(key, (groups.get(key) ?? 0) + 1);
+  }
+  return [...named, ...[...groups].map(([k, n]) => k.replace(' @ ', ` ${n} entr${n === 1 ? 'y' : 'ies'} `))];
+}

@@ -25,7 +25,7 @@ import { pathToFileURL } from 'node:url';
 import { makeToyFixture } from '../helpers/reliability.js';
 import { SCENARIOS, type Scenario, scenarioNamed, type SweepContext } from './scenarios.js';
 import { buildShim, cliEnv, readTrace, runNode, runShimmed, type TraceCall } from './shim.js';
-import { checkOutFolder, classifyFolder, currentRunOf, diffFolders, type FolderSnapshot, snapshotCacheNormalized, snapshotFolder } from './state.js';
+import { checkOutFolder, classifyFolder, currentRunOf, diffFolders, type FolderSnapshot, snapshotCacheNormalized, snapshotFolder, summarizeCacheDiff } from './state.js';
 import { CLI } from '../helpers/cli.js';
 import { diffSnapshots } from '../helpers/reliability.js';
 
@@ -108,7 +108,7 @@ async function checkFinal(ctx: SweepContext, scenario: Scenario, ref: Reference 
     try {
       const cache = await snapshotCacheNormalized(ctx.cache);
       const diff = cache === undefined || ref.cache === undefined ? (cache === ref.cache ? [] : [`cache ${cache ? 'present' : 'absent'}, reference ${ref.cache ? 'present' : 'absent'}`]) : diffSnapshots(ref.cache, cache);
-      if (diff.length) problems.push(`cache differs from the uninterrupted run: ${list(diff)}`);
+      if (diff.length) problems.push(`cache differs from the uninterrupted run: ${list(summarizeCacheDiff(diff))}`);
     } catch (err) {
       problems.push(`cache does not open: ${short(String(err))}`);
     }
