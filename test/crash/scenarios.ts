@@ -59,7 +59,7 @@ const cacheFeatures = (ctx: SweepContext, extra: string[] = []): string[] => [
   'cache-features', '--model', ctx.model, '--boundary', ctx.boundary, '--data', ctx.fixture.data, '--cache', ctx.cache, '--batch-size', '4', '--json', ...extra, ...ctx.extraArgs,
 ];
 
-const AUGMENT = ['--augment', 'flip:h', '--views', '2', '--seed', '3'];
+const AUGMENT = ['--augment', 'flip:h', '--views', '1', '--seed', '3'];
 
 const trainHead = (ctx: SweepContext, extra: string[] = []): string[] => ['train-head', '--cache', ctx.cache, '--out', ctx.out, '--batch-size', '4', '--json', ...extra, ...ctx.extraArgs];
 
