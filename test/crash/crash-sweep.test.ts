@@ -176,17 +176,18 @@ describe('crash-sweep folder checks', () => {
 });
 
 describe('crash sweep, a slice of the real CLI', () => {
-  it('cache-features killed at points 44–47 (LevelDB appending the first feature batches to its log) reruns to a byte-identical, verified cache', async () => {
-    const [report] = await runSweep({ commands: ['cache-features'], from: 44, to: 47, jobs: 1, root: join(root, 'sweep'), backend: process.env['SPLITFIT_TEST_BACKEND'] ?? 'tensorflow' });
+  it('cache-features killed at points 44–46 (LevelDB appending the first feature batches to its log) reruns to a byte-identical, verified cache', async () => {
+    const [report] = await runSweep({ commands: ['cache-features'], from: 44, to: 46, jobs: 1, root: join(root, 'sweep'), backend: process.env['SPLITFIT_TEST_BACKEND'] ?? 'tensorflow' });
     expect(report!.referenceProblems).toEqual([]);
     expect(report!.points).toBeGreaterThan(40);
-    expect(report!.tried).toBe(4);
-    expect(report!.consistent).toBe(4);
+    expect(report!.tried).toBe(3);
+    expect(report!.consistent).toBe(3);
     expect(report!.notReached).toBe(0);
     // LevelDB's own writes are counted (classic-level writes its log and MANIFEST through stdio).
     expect(report!.failures).toEqual([]);
     expect(report!.ops['fwrite']).toBeGreaterThan(10);
     expect(report!.ops['fdatasync']).toBeGreaterThan(0);
     expect(report!.ops['rename']).toBeGreaterThan(0);
-  });
+    // Set-up, reference and three points are a dozen CLI starts.
+  }, 300_000);
 });
