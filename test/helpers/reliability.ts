@@ -19,20 +19,35 @@ export interface ToyFixture {
   boundary: string;
   /** Class folders of real Twemoji PNGs. */
   data: string;
+  /** Class folders of other Twemoji PNGs of the same classes, when `testFraction` > 0. */
+  validation?: string;
   total: number;
   classes: string[];
 }
 
-/** Three Twemoji categories × `perClass` PNGs and the toy model, written under `dir`. */
-export async function makeToyFixture(dir: string, perClass = 40): Promise<ToyFixture> {
+const TOY_CATEGORIES = ['Animals & Nature', 'Food & Drink', 'Travel & Places'];
+
+/**
+ * `classes` (at most 3) Twemoji categories × `perClass` PNGs and the toy model, written under `dir`;
+ * with `testFraction` > 0 that share of each class goes to a separate `validation` folder instead.
+ */
+export async function makeToyFixture(dir: string, perClass = 40, testFraction = 0, classes = 3): Promise<ToyFixture> {
   await mkdir(dir, { recursive: true });
   const model = residualToyModel(1);
   randomizeBatchNorm(model);
   await saveModel(model, join(dir, 'toy'));
   model.dispose();
   const data = join(dir, 'emoji');
-  const made = await makeEmojiDataset({ out: data, categories: ['Animals & Nature', 'Food & Drink', 'Travel & Places'], perClass, testFraction: 0 });
-  return { dir, model: join(dir, 'toy', 'model.json'), boundary: 'block2_add', data: join(data, 'train'), total: made.train, classes: made.classes };
+  const made = await makeEmojiDataset({ out: data, categories: TOY_CATEGORIES.slice(0, classes), perClass, testFraction });
+  return {
+    dir,
+    model: join(dir, 'toy', 'model.json'),
+    boundary: 'block2_add',
+    data: join(data, 'train'),
+    ...(made.test > 0 ? { validation: join(data, 'test') } : {}),
+    total: made.train,
+    classes: made.classes,
+  };
 }
 
 /** Every stored feature value of a cache, raw (header + CRC + payload), by fingerprint then key. */
