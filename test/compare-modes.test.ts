@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSplitfitError } from '../src/errors.js';
 import { isBatchNormLocked, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../src/model/lock-batchnorm.js';
 import { compareModes } from '../src/train/compare-modes.js';
+import { expectNoTensorLeak } from './helpers/tensors.js';
 
 // Toy transfer learning: a frozen base (conv → BN) whose BN moving statistics (mean 1,
 // variance 0.1) come from "other data" (our conv outputs: mean ≈ 0, variance ≈ 0.1–0.3),
@@ -120,10 +121,10 @@ describe('compareModes', () => {
   it('changes no weight of the model (moving statistics included) and leaks no tensors', async () => {
     const bits = weightBits(naive);
     const stats = snapshotMovingStats(naive);
-    const start = tf.memory().numTensors;
-    await compareModes(naive, x, y);
-    await compareModes(naive, x, y, { dropout: false, batchSize: 7 });
-    expect(tf.memory().numTensors).toBe(start);
+    await expectNoTensorLeak(async () => {
+      await compareModes(naive, x, y);
+      await compareModes(naive, x, y, { dropout: false, batchSize: 7 });
+    });
     expect(weightBits(naive)).toEqual(bits);
     expect(movingStatsEqual(stats, snapshotMovingStats(naive))).toBe(true);
     expect(isBatchNormLocked(naive.getLayer('bn'))).toBe(false);
@@ -282,14 +283,14 @@ describe('compareModes', () => {
     const tooFew = y.slice(0, 10);
     const empty = tf.zeros([0, SIZE, SIZE, 3]);
     const emptyY = tf.zeros([0, CLASSES]);
-    const start = tf.memory().numTensors;
-    await expect(compareModes(naive, x, y, { batchSize: 0 })).rejects.toThrow(/`batchSize` must be a positive integer, received 0/);
-    await expect(compareModes(naive, x, y, { dropout: 'no' as unknown as boolean })).rejects.toThrow(/`dropout` must be a boolean/);
-    await expect(compareModes(naive, x, wrongClasses)).rejects.toThrow(/y must have shape \[96, 3\] \(one-hot\), received \[96,2\]/);
-    await expect(compareModes(naive, x, tooFew)).rejects.toThrow(/same number of samples, received 96 and 10/);
-    const err = await compareModes(naive, empty, emptyY).catch((e: unknown) => e);
-    expect(isSplitfitError(err, 'SPLITFIT_DATA_EMPTY')).toBe(true);
-    expect(tf.memory().numTensors).toBe(start);
+    await expectNoTensorLeak(async () => {
+      await expect(compareModes(naive, x, y, { batchSize: 0 })).rejects.toThrow(/`batchSize` must be a positive integer, received 0/);
+      await expect(compareModes(naive, x, y, { dropout: 'no' as unknown as boolean })).rejects.toThrow(/`dropout` must be a boolean/);
+      await expect(compareModes(naive, x, wrongClasses)).rejects.toThrow(/y must have shape \[96, 3\] \(one-hot\), received \[96,2\]/);
+      await expect(compareModes(naive, x, tooFew)).rejects.toThrow(/same number of samples, received 96 and 10/);
+      const err = await compareModes(naive, empty, emptyY).catch((e: unknown) => e);
+      expect(isSplitfitError(err, 'SPLITFIT_DATA_EMPTY')).toBe(true);
+    });
     tf.dispose([wrongClasses, tooFew, empty, emptyY]);
   });
 
@@ -305,11 +306,9 @@ describe('compareModes', () => {
     });
     const xs = tf.ones([3, 4]);
     const ys = tf.oneHot(tf.tensor1d([0, 1, 0], 'int32'), 2);
-    const start = tf.memory().numTensors;
-    const err = await compareModes(model, xs, ys).catch((e: unknown) => e);
+    const err = await expectNoTensorLeak(() => compareModes(model, xs, ys).catch((e: unknown) => e));
     expect(isSplitfitError(err, 'SPLITFIT_MODEL_LOAD')).toBe(true);
     expect((err as Error).message).toMatch(/tf\.serialization\.registerClass/);
-    expect(tf.memory().numTensors).toBe(start);
     tf.dispose([xs, ys]);
     model.dispose();
   });

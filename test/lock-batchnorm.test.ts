@@ -8,6 +8,7 @@ import {
   snapshotMovingStats,
   unlockBatchNorm,
 } from '../src/model/lock-batchnorm.js';
+import { expectNoTensorLeak, expectTensorsClose, maxAbsDiff } from './helpers/tensors.js';
 
 // Toy transfer-learning setup: a frozen "pretrained" base (conv → BN) whose BN moving
 // statistics (mean 1, variance 0.1) are far from the statistics of our data (conv outputs
@@ -98,10 +99,6 @@ function bitsOf(t: tf.Tensor): Uint32Array {
   return new Uint32Array(Float32Array.from(t.dataSync() as Float32Array).buffer);
 }
 
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
-}
-
 const fitOptions = { epochs: 2, batchSize: 32, shuffle: false, verbose: 0 } as const;
 
 describe('lockBatchNorm', () => {
@@ -146,7 +143,7 @@ describe('lockBatchNorm', () => {
 
     const trainingMode = model.apply(data.x, { training: true }) as tf.Tensor;
     const predicted = model.predict(data.x) as tf.Tensor;
-    expect(maxAbsDiff(trainingMode, predicted)).toBeLessThanOrEqual(1e-6);
+    expectTensorsClose(trainingMode, predicted, 1e-6);
     tf.dispose([trainingMode, predicted]);
     model.dispose();
   });
@@ -199,7 +196,7 @@ describe('lockBatchNorm', () => {
     expect(movingStatsEqual(before, snapshotMovingStats(model))).toBe(true);
     const trainingMode = model.apply(data.x, { training: true }) as tf.Tensor;
     const predicted = model.predict(data.x) as tf.Tensor;
-    expect(maxAbsDiff(trainingMode, predicted)).toBeLessThanOrEqual(1e-6);
+    expectTensorsClose(trainingMode, predicted, 1e-6);
     tf.dispose([trainingMode, predicted]);
 
     // Unfreezing the container unlocks the BN inside it.
@@ -228,11 +225,11 @@ describe('lockBatchNorm', () => {
     const model = toyModel();
     // Warm-up step: Adam allocates its moment variables on the first update.
     await model.fit(data.x, data.y, { ...fitOptions, epochs: 1 });
-    const start = tf.memory().numTensors;
-    lockBatchNorm(model);
-    await model.fit(data.x, data.y, { ...fitOptions, epochs: 1 });
-    tf.dispose(model.apply(data.x, { training: true }) as tf.Tensor);
-    expect(tf.memory().numTensors).toBe(start);
+    await expectNoTensorLeak(async () => {
+      lockBatchNorm(model);
+      await model.fit(data.x, data.y, { ...fitOptions, epochs: 1 });
+      tf.dispose(model.apply(data.x, { training: true }) as tf.Tensor);
+    });
     model.dispose();
   });
 });

@@ -4,7 +4,8 @@ import { isSplitfitError } from '../src/errors.js';
 import { isCut, modelGraph, validCuts } from '../src/model/graph.js';
 import { loadModel } from '../src/model/io.js';
 import { split, splitBase } from '../src/model/split.js';
-import { maxAbsDiff, randomizeBatchNorm, residualToyModel } from './helpers/models.js';
+import { randomizeBatchNorm, residualToyModel } from './helpers/models.js';
+import { expectTensorsClose } from './helpers/tensors.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -75,7 +76,7 @@ describe('split on the real mobilenet_v2', () => {
     const probe = tf.model({ inputs: mobilenet.inputs, outputs: mobilenet.getLayer('out_relu').output as tf.SymbolicTensor });
     const a = base.predict(x) as tf.Tensor;
     const b = probe.predict(x) as tf.Tensor;
-    expect(maxAbsDiff(a, b)).toBe(0);
+    expectTensorsClose(a, b, 0);
     tf.dispose([x, a, b]);
   });
 
@@ -103,7 +104,7 @@ describe('split into base and original head', () => {
     const y = model.predict(x) as tf.Tensor;
     const f = base.predict(x) as tf.Tensor;
     const z = head.predict(f) as tf.Tensor;
-    expect(maxAbsDiff(y, z)).toBeLessThanOrEqual(1e-6);
+    expectTensorsClose(z, y, 1e-6);
     tf.dispose([x, y, f, z]);
   });
 });
