@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSplitfitError } from '../src/errors.js';
 import { isBatchNormLocked, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../src/model/lock-batchnorm.js';
 import { compareModes } from '../src/train/compare-modes.js';
+import { toyImages } from './helpers/data.js';
 import { expectNoTensorLeak } from './helpers/tensors.js';
 
 // Toy transfer learning: a frozen base (conv → BN) whose BN moving statistics (mean 1,
@@ -13,31 +14,6 @@ import { expectNoTensorLeak } from './helpers/tensors.js';
 const SIZE = 8;
 const CLASSES = 3;
 const N = 96;
-
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Class k = channel k brighter by 1, plus uniform noise. */
-function toyImages(n: number, seed: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
-  const r = rng(seed);
-  const xs = new Float32Array(n * SIZE * SIZE * 3);
-  const ys = new Float32Array(n * CLASSES);
-  for (let i = 0; i < n; i++) {
-    const k = i % CLASSES;
-    ys[i * CLASSES + k] = 1;
-    for (let p = 0; p < SIZE * SIZE; p++) {
-      for (let c = 0; c < 3; c++) xs[(i * SIZE * SIZE + p) * 3 + c] = r() - 0.5 + (c === k ? 1 : 0);
-    }
-  }
-  return { x: tf.tensor4d(xs, [n, SIZE, SIZE, 3]), y: tf.tensor2d(ys, [n, CLASSES]) };
-}
 
 const init = (seed: number) => tf.initializers.glorotUniform({ seed });
 
@@ -95,7 +71,7 @@ describe('compareModes', () => {
   let naive: tf.Sequential;
 
   beforeAll(async () => {
-    ({ x, y } = toyImages(N, 7));
+    ({ x, y } = toyImages(N, 7, { size: SIZE, classes: CLASSES }));
     naive = bnModel();
     await naive.fit(x, y, fitOptions);
   });

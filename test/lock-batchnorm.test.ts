@@ -8,6 +8,7 @@ import {
   snapshotMovingStats,
   unlockBatchNorm,
 } from '../src/model/lock-batchnorm.js';
+import { toyImages } from './helpers/data.js';
 import { expectNoTensorLeak, expectTensorsClose, maxAbsDiff } from './helpers/tensors.js';
 
 // Toy transfer-learning setup: a frozen "pretrained" base (conv → BN) whose BN moving
@@ -16,32 +17,6 @@ import { expectNoTensorLeak, expectTensorsClose, maxAbsDiff } from './helpers/te
 
 const SIZE = 8;
 const CLASSES = 3;
-
-/** mulberry32: deterministic data for every backend. */
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Class k = channel k brighter by 1, plus uniform noise. */
-function toyData(n: number, seed: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
-  const r = rng(seed);
-  const xs = new Float32Array(n * SIZE * SIZE * 3);
-  const ys = new Float32Array(n * CLASSES);
-  for (let i = 0; i < n; i++) {
-    const k = i % CLASSES;
-    ys[i * CLASSES + k] = 1;
-    for (let p = 0; p < SIZE * SIZE; p++) {
-      for (let c = 0; c < 3; c++) xs[(i * SIZE * SIZE + p) * 3 + c] = r() - 0.5 + (c === k ? 1 : 0);
-    }
-  }
-  return { x: tf.tensor4d(xs, [n, SIZE, SIZE, 3]), y: tf.tensor2d(ys, [n, CLASSES]) };
-}
 
 const init = (seed: number) => tf.initializers.glorotUniform({ seed });
 
@@ -104,7 +79,7 @@ const fitOptions = { epochs: 2, batchSize: 32, shuffle: false, verbose: 0 } as c
 describe('lockBatchNorm', () => {
   let data: { x: tf.Tensor4D; y: tf.Tensor2D };
   beforeEach(() => {
-    data = toyData(96, 7);
+    data = toyImages(96, 7, { size: SIZE, classes: CLASSES });
   });
   afterEach(() => {
     tf.dispose([data.x, data.y]);

@@ -1,7 +1,10 @@
-// The shared tensor assertions must be able to fail: a leak check that never fires, or a bound
-// that is never applied, would make every test that uses them pass by accident.
+// The shared test helpers: the tensor assertions must be able to fail (a leak check that never
+// fires, or a bound never applied, would make every test using them pass by accident), and the
+// toy data must stay the data the tests were tuned on.
 import * as tf from '@tensorflow/tfjs';
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { toyImages } from './helpers/data.js';
 import { expectNoTensorLeak, expectTensorsClose, maxAbsDiff, maxRelDiff } from './helpers/tensors.js';
 
 describe('expectNoTensorLeak', () => {
@@ -44,5 +47,17 @@ describe('expectTensorsClose', () => {
     const b = tf.zeros([2, 3]);
     expect(() => expectTensorsClose(a, b, 1)).toThrow(/tensor shapes/);
     tf.dispose([a, b]);
+  });
+});
+
+describe('toyImages', () => {
+  it('gives the bytes the inline generators of lock-batchnorm and compare-modes gave for seed 7', () => {
+    const { x, y } = toyImages(96, 7);
+    const sha = (t: tf.Tensor): string => createHash('sha256').update(Buffer.from((t.dataSync() as Float32Array).buffer)).digest('hex');
+    expect(x.shape).toEqual([96, 8, 8, 3]);
+    expect(y.shape).toEqual([96, 3]);
+    expect(sha(x)).toBe('5f8ac673f3680fa5978f810bf38935ced84178f68db2291b6554a17646e931d1');
+    expect(sha(y)).toBe('2c74b113f1bd670b55be2d386a8dbf875b0552f4c4ec852a50eba1ef7bcfa8a0');
+    tf.dispose([x, y]);
   });
 });
