@@ -2,8 +2,8 @@
 // tfjs-layers 4.22 cannot train through (scale: false / center: false).
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { batchNormCompatCall, ensureBatchNormCompat, hasBatchNormCompat, installBatchNormCompat, needsBatchNormCompat } from '../src/model/bn-compat.js';
-import { lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from '../src/model/lock-batchnorm.js';
+import { installBatchNormCompat, lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from '../src/index.js';
+import { batchNormCompatCall, ensureBatchNormCompat, hasBatchNormCompat, needsBatchNormCompat } from '../src/model/bn-compat.js';
 import { expectNoTensorLeak, expectTensorsClose } from './helpers/tensors.js';
 
 type BnArgs = { scale?: boolean; center?: boolean; axis?: number };

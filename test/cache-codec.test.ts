@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isSplitfitError, SplitfitError } from '../src/errors.js';
+import { CACHE_FORMAT_VERSION, isSplitfitError, SplitfitError } from '../src/index.js';
 import {
-  CACHE_FORMAT_VERSION,
   checkFeatures,
   crc32,
   decodeFeatures,

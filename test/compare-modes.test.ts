@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isSplitfitError } from '../src/errors.js';
-import { isBatchNormLocked, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../src/model/lock-batchnorm.js';
-import { compareModes } from '../src/train/compare-modes.js';
+import { compareModes, isSplitfitError, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../src/index.js';
+import { isBatchNormLocked } from '../src/model/lock-batchnorm.js';
 import { toyImages } from './helpers/data.js';
 import { expectNoTensorLeak } from './helpers/tensors.js';
 

@@ -1,13 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareBase } from '../src/extract/prepare.js';
+import { compileBase, loadModel, prepareBase, splitBase } from '../src/index.js';
 import { suggestBatchSize } from '../src/model/batch-size.js';
-import { compileBase, type CompiledBase } from '../src/model/compile/index.js';
+import type { CompiledBase } from '../src/model/compile/index.js';
 import { savedModelBytes } from '../src/model/compile/graph.js';
 import { buildPlan } from '../src/model/compile/plan.js';
-import { loadModel } from '../src/model/io.js';
-import { splitBase } from '../src/model/split.js';
 import { randomizeBatchNorm, residualToyModel } from './helpers/models.js';
 import { expectNoTensorLeak, expectTensorsClose } from './helpers/tensors.js';
 

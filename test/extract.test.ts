@@ -4,10 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openDataSource } from '../src/data/sources.js';
-import { selectSamples } from '../src/data/select.js';
-import type { DataSource } from '../src/data/types.js';
-import { type ExtractEvent, extractFeatures } from '../src/extract/extract.js';
+import { type DataSource, type ExtractEvent, extractFeatures, openDataSource, selectSamples } from '../src/index.js';
 import { expectNoTensorLeak } from './helpers/tensors.js';
 
 const require = createRequire(import.meta.url);

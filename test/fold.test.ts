@@ -1,8 +1,7 @@
 // exportBase: the frozen base as stock layers with no training-time behaviour.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { exportBase } from '../src/model/fold.js';
-import { splitBase } from '../src/model/split.js';
+import { exportBase, splitBase } from '../src/index.js';
 import { expectNoTensorLeak, expectTensorsClose } from './helpers/tensors.js';
 
 type Sym = tf.SymbolicTensor;

@@ -11,10 +11,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ErrorCode, isSplitfitError } from '../src/errors.js';
-import { buildHead, type BuildHeadOptions, checkHeadSize, MAX_HEAD_PARAMS, MAX_UNITS, parseHeadSpec } from '../src/model/head-spec.js';
+import { buildHead, type BuildHeadOptions, type ErrorCode, isSplitfitError, loadModel, parseHeadSpec, saveModel } from '../src/index.js';
+import { checkHeadSize, MAX_HEAD_PARAMS, MAX_UNITS } from '../src/model/head-spec.js';
 import { bundledModelArtifacts } from '../src/model/bundled.js';
-import { loadModel, saveModel } from '../src/model/io.js';
 import { backendArgs, CLI, type CliResult } from './helpers/cli.js';
 import { diffSnapshots, exists, makeToyFixture, snapshotCache, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
 import { expectNoTensorLeak } from './helpers/tensors.js';

@@ -1,13 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  batchNormLayers,
-  isBatchNormLocked,
-  lockBatchNorm,
-  movingStatsEqual,
-  snapshotMovingStats,
-  unlockBatchNorm,
-} from '../src/model/lock-batchnorm.js';
+import { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from '../src/index.js';
+import { isBatchNormLocked } from '../src/model/lock-batchnorm.js';
 import { toyImages } from './helpers/data.js';
 import { expectNoTensorLeak, expectTensorsClose, maxAbsDiff } from './helpers/tensors.js';
 

@@ -1,9 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { isSplitfitError } from '../src/errors.js';
-import { isCut, modelGraph, validCuts } from '../src/model/graph.js';
-import { loadModel } from '../src/model/io.js';
-import { split, splitBase } from '../src/model/split.js';
+import { isCut, isSplitfitError, loadModel, modelGraph, split, splitBase, validCuts } from '../src/index.js';
 import { randomizeBatchNorm, residualToyModel } from './helpers/models.js';
 import { expectTensorsClose } from './helpers/tensors.js';
 

@@ -3,11 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildHead, parseHeadSpec } from '../src/model/head-spec.js';
-import { loadModel, saveModel } from '../src/model/io.js';
-import { splitBase } from '../src/model/split.js';
-import { stitch } from '../src/model/stitch.js';
-import { isSplitfitError } from '../src/errors.js';
+import { buildHead, isSplitfitError, loadModel, parseHeadSpec, saveModel, splitBase, stitch } from '../src/index.js';
 import { randomizeBatchNorm, residualToyModel } from './helpers/models.js';
 import { expectNoTensorLeak, expectTensorsClose } from './helpers/tensors.js';
 

@@ -2,14 +2,19 @@
 // layers all `scale: false`, concat blocks mixed0…mixed10), bundled as `inception_v3`.
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLED_MODELS } from '../../src/model/bundled.js';
-import { compileBase } from '../../src/model/compile/index.js';
-import { exportBase } from '../../src/model/fold.js';
-import { buildHead } from '../../src/model/head-spec.js';
-import { loadModel } from '../../src/model/io.js';
-import { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../../src/model/lock-batchnorm.js';
-import { splitBase } from '../../src/model/split.js';
-import { compareModes } from '../../src/train/compare-modes.js';
+import {
+  batchNormLayers,
+  buildHead,
+  BUNDLED_MODELS,
+  compareModes,
+  compileBase,
+  exportBase,
+  loadModel,
+  lockBatchNorm,
+  movingStatsEqual,
+  snapshotMovingStats,
+  splitBase,
+} from '../../src/index.js';
 import { expectTensorsClose } from '../helpers/tensors.js';
 
 describe('bundled inception_v3', () => {

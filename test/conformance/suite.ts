@@ -9,18 +9,25 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { FeatureCache } from '../../src/cache/feature-cache.js';
-import type { DataSource, Sample } from '../../src/data/types.js';
-import { extractFeatures } from '../../src/extract/extract.js';
-import { compileBase } from '../../src/model/compile/index.js';
-import { modelGraph, validCuts } from '../../src/model/graph.js';
-import { buildHead } from '../../src/model/head-spec.js';
-import { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../../src/model/lock-batchnorm.js';
-import { splitBase } from '../../src/model/split.js';
-import { stitch } from '../../src/model/stitch.js';
-import { exportBase } from '../../src/model/fold.js';
+import {
+  batchNormLayers,
+  buildHead,
+  compareModes,
+  compileBase,
+  type DataSource,
+  exportBase,
+  extractFeatures,
+  FeatureCache,
+  lockBatchNorm,
+  modelGraph,
+  movingStatsEqual,
+  type Sample,
+  snapshotMovingStats,
+  splitBase,
+  stitch,
+  validCuts,
+} from '../../src/index.js';
 import { rng } from '../../src/random.js';
-import { compareModes } from '../../src/train/compare-modes.js';
 import { expectTensorsClose, maxAbsDiff } from '../helpers/tensors.js';
 import { CLASSES, type Family, SIZE } from './families.js';
 
