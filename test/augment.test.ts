@@ -3,13 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
-import { FeatureCache } from '../src/cache/feature-cache.js';
+import { extractFeatures, FeatureCache, saveModel, type TrainEvent, trainHead } from '../src/index.js';
 import { augmentPixels, canonicalAugmentSpec, parseAugmentSpec } from '../src/data/augment.js';
-import { extractFeatures } from '../src/extract/extract.js';
 import { readRun } from '../src/extract/run-meta.js';
-import { saveModel } from '../src/model/io.js';
 import { viewFor } from '../src/train/batches.js';
-import { type TrainEvent, trainHead } from '../src/index.js';
 import { backendArgs, runCli } from './helpers/cli.js';
 import { residualToyModel } from './helpers/models.js';
 

@@ -3,8 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { probeBackend, resolveBackend } from '../src/backend/resolve.js';
-import { loadModel, saveModel } from '../src/model/io.js';
+import { loadModel, probeBackend, resolveBackend, saveModel } from '../src/index.js';
 import { runCli } from './helpers/cli.js';
 import { residualToyModel } from './helpers/models.js';
 

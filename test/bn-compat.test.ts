@@ -2,9 +2,9 @@
 // tfjs-layers 4.22 cannot train through (scale: false / center: false).
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { batchNormCompatCall, ensureBatchNormCompat, hasBatchNormCompat, installBatchNormCompat, needsBatchNormCompat } from '../src/model/bn-compat.js';
-import { lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from '../src/model/lock-batchnorm.js';
-import { maxAbsDiff } from './helpers/models.js';
+import { installBatchNormCompat, lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from '../src/index.js';
+import { batchNormCompatCall, ensureBatchNormCompat, hasBatchNormCompat, needsBatchNormCompat } from '../src/model/bn-compat.js';
+import { expectNoTensorLeak, expectTensorsClose } from './helpers/tensors.js';
 
 type BnArgs = { scale?: boolean; center?: boolean; axis?: number };
 
@@ -37,7 +37,7 @@ describe('batchNormCompatCall', () => {
     const x = tf.randomNormal([3, ...shape], 0, 2, 'float32', 1);
     const stock = layer.apply(x, { training: false }) as tf.Tensor;
     const compat = batchNormCompatCall(layer, x, { training: false });
-    expect(maxAbsDiff(stock, compat)).toBeLessThanOrEqual(1e-5);
+    expectTensorsClose(compat, stock, 1e-5);
   });
 
   it('training mode equals tfjs BN (output and moving-statistics update) on a layer stock tfjs can train', () => {
@@ -47,17 +47,15 @@ describe('batchNormCompatCall', () => {
     const b = bnLayer(shape, {}, 'b');
     const stock = a.apply(x, { training: true }) as tf.Tensor;
     const compat = batchNormCompatCall(b, x, { training: true });
-    expect(maxAbsDiff(stock, compat)).toBeLessThanOrEqual(1e-5);
-    a.getWeights().forEach((w, i) => expect(maxAbsDiff(w, b.getWeights()[i]!)).toBeLessThanOrEqual(1e-6));
+    expectTensorsClose(compat, stock, 1e-5);
+    a.getWeights().forEach((w, i) => expectTensorsClose(b.getWeights()[i]!, w, 1e-6));
   });
 
   it('leaks no tensors in either mode (the moving-statistics update included)', () => {
     const layer = bnLayer([4, 4, 3], { scale: false });
     const x = tf.randomNormal([2, 4, 4, 3]);
     for (const training of [false, true]) {
-      const before = tf.memory().numTensors;
-      batchNormCompatCall(layer, x, { training }).dispose();
-      expect(tf.memory().numTensors).toBe(before);
+      expectNoTensorLeak(() => batchNormCompatCall(layer, x, { training }).dispose());
     }
   });
 });

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isSplitfitError, SplitfitError } from '../src/errors.js';
+import { CACHE_FORMAT_VERSION, isSplitfitError, SplitfitError } from '../src/index.js';
 import {
-  CACHE_FORMAT_VERSION,
   checkFeatures,
   crc32,
   decodeFeatures,
@@ -22,19 +21,9 @@ import {
   parseFeaturesSublevelName,
   shortFingerprint,
 } from '../src/cache/keys.js';
+import { rng } from '../src/random.js';
 
 const context = { fingerprint: 'f'.repeat(64), key: '-!000000!sample-1!000000' };
-
-/** mulberry32: deterministic pseudo-random numbers in [0, 1). */
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomFeatures(n: number, seed: number, scale = 10): Float32Array {
   const next = rng(seed);

@@ -4,10 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
-import { FeatureCache } from '../src/cache/feature-cache.js';
+import { FeatureCache, loadFeatureSet, loadModel } from '../src/index.js';
 import { readRun } from '../src/extract/run-meta.js';
-import { loadModel } from '../src/model/io.js';
-import { loadFeatureSet } from '../src/train/feature-set.js';
 import { argmaxRows } from '../src/train/metrics.js';
 import { backendArgs, runCli } from './helpers/cli.js';
 

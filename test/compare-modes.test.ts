@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isSplitfitError } from '../src/errors.js';
-import { isBatchNormLocked, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../src/model/lock-batchnorm.js';
-import { compareModes } from '../src/train/compare-modes.js';
+import { compareModes, isSplitfitError, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../src/index.js';
+import { isBatchNormLocked } from '../src/model/lock-batchnorm.js';
+import { toyImages } from './helpers/data.js';
+import { expectNoTensorLeak } from './helpers/tensors.js';
 
 // Toy transfer learning: a frozen base (conv → BN) whose BN moving statistics (mean 1,
 // variance 0.1) come from "other data" (our conv outputs: mean ≈ 0, variance ≈ 0.1–0.3),
@@ -12,31 +13,6 @@ import { compareModes } from '../src/train/compare-modes.js';
 const SIZE = 8;
 const CLASSES = 3;
 const N = 96;
-
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Class k = channel k brighter by 1, plus uniform noise. */
-function toyImages(n: number, seed: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
-  const r = rng(seed);
-  const xs = new Float32Array(n * SIZE * SIZE * 3);
-  const ys = new Float32Array(n * CLASSES);
-  for (let i = 0; i < n; i++) {
-    const k = i % CLASSES;
-    ys[i * CLASSES + k] = 1;
-    for (let p = 0; p < SIZE * SIZE; p++) {
-      for (let c = 0; c < 3; c++) xs[(i * SIZE * SIZE + p) * 3 + c] = r() - 0.5 + (c === k ? 1 : 0);
-    }
-  }
-  return { x: tf.tensor4d(xs, [n, SIZE, SIZE, 3]), y: tf.tensor2d(ys, [n, CLASSES]) };
-}
 
 const init = (seed: number) => tf.initializers.glorotUniform({ seed });
 
@@ -94,7 +70,7 @@ describe('compareModes', () => {
   let naive: tf.Sequential;
 
   beforeAll(async () => {
-    ({ x, y } = toyImages(N, 7));
+    ({ x, y } = toyImages(N, 7, { size: SIZE, classes: CLASSES }));
     naive = bnModel();
     await naive.fit(x, y, fitOptions);
   });
@@ -120,10 +96,10 @@ describe('compareModes', () => {
   it('changes no weight of the model (moving statistics included) and leaks no tensors', async () => {
     const bits = weightBits(naive);
     const stats = snapshotMovingStats(naive);
-    const start = tf.memory().numTensors;
-    await compareModes(naive, x, y);
-    await compareModes(naive, x, y, { dropout: false, batchSize: 7 });
-    expect(tf.memory().numTensors).toBe(start);
+    await expectNoTensorLeak(async () => {
+      await compareModes(naive, x, y);
+      await compareModes(naive, x, y, { dropout: false, batchSize: 7 });
+    });
     expect(weightBits(naive)).toEqual(bits);
     expect(movingStatsEqual(stats, snapshotMovingStats(naive))).toBe(true);
     expect(isBatchNormLocked(naive.getLayer('bn'))).toBe(false);
@@ -282,14 +258,14 @@ describe('compareModes', () => {
     const tooFew = y.slice(0, 10);
     const empty = tf.zeros([0, SIZE, SIZE, 3]);
     const emptyY = tf.zeros([0, CLASSES]);
-    const start = tf.memory().numTensors;
-    await expect(compareModes(naive, x, y, { batchSize: 0 })).rejects.toThrow(/`batchSize` must be a positive integer, received 0/);
-    await expect(compareModes(naive, x, y, { dropout: 'no' as unknown as boolean })).rejects.toThrow(/`dropout` must be a boolean/);
-    await expect(compareModes(naive, x, wrongClasses)).rejects.toThrow(/y must have shape \[96, 3\] \(one-hot\), received \[96,2\]/);
-    await expect(compareModes(naive, x, tooFew)).rejects.toThrow(/same number of samples, received 96 and 10/);
-    const err = await compareModes(naive, empty, emptyY).catch((e: unknown) => e);
-    expect(isSplitfitError(err, 'SPLITFIT_DATA_EMPTY')).toBe(true);
-    expect(tf.memory().numTensors).toBe(start);
+    await expectNoTensorLeak(async () => {
+      await expect(compareModes(naive, x, y, { batchSize: 0 })).rejects.toThrow(/`batchSize` must be a positive integer, received 0/);
+      await expect(compareModes(naive, x, y, { dropout: 'no' as unknown as boolean })).rejects.toThrow(/`dropout` must be a boolean/);
+      await expect(compareModes(naive, x, wrongClasses)).rejects.toThrow(/y must have shape \[96, 3\] \(one-hot\), received \[96,2\]/);
+      await expect(compareModes(naive, x, tooFew)).rejects.toThrow(/same number of samples, received 96 and 10/);
+      const err = await compareModes(naive, empty, emptyY).catch((e: unknown) => e);
+      expect(isSplitfitError(err, 'SPLITFIT_DATA_EMPTY')).toBe(true);
+    });
     tf.dispose([wrongClasses, tooFew, empty, emptyY]);
   });
 
@@ -305,11 +281,9 @@ describe('compareModes', () => {
     });
     const xs = tf.ones([3, 4]);
     const ys = tf.oneHot(tf.tensor1d([0, 1, 0], 'int32'), 2);
-    const start = tf.memory().numTensors;
-    const err = await compareModes(model, xs, ys).catch((e: unknown) => e);
+    const err = await expectNoTensorLeak(() => compareModes(model, xs, ys).catch((e: unknown) => e));
     expect(isSplitfitError(err, 'SPLITFIT_MODEL_LOAD')).toBe(true);
     expect((err as Error).message).toMatch(/tf\.serialization\.registerClass/);
-    expect(tf.memory().numTensors).toBe(start);
     tf.dispose([xs, ys]);
     model.dispose();
   });

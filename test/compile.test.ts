@@ -1,14 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareBase } from '../src/extract/prepare.js';
+import { compileBase, loadModel, prepareBase, splitBase } from '../src/index.js';
 import { suggestBatchSize } from '../src/model/batch-size.js';
-import { compileBase, type CompiledBase } from '../src/model/compile/index.js';
+import type { CompiledBase } from '../src/model/compile/index.js';
 import { savedModelBytes } from '../src/model/compile/graph.js';
 import { buildPlan } from '../src/model/compile/plan.js';
-import { loadModel } from '../src/model/io.js';
-import { splitBase } from '../src/model/split.js';
-import { maxAbsDiff, randomizeBatchNorm, residualToyModel } from './helpers/models.js';
+import { randomizeBatchNorm, residualToyModel } from './helpers/models.js';
+import { expectNoTensorLeak, expectTensorsClose } from './helpers/tensors.js';
 
 /** Parity bound between the compiled and the plain base (float32 reassociation of folded BN). */
 const TOL = 1e-4;
@@ -16,8 +15,9 @@ const native = (): boolean => tf.getBackend() === 'tensorflow';
 /** Graph mode where the backend allows it (native), and always the op-by-op mode. */
 const MODES = [true, false] as const;
 
-function parity(model: tf.LayersModel, compiled: CompiledBase, x: tf.Tensor4D): number {
-  return tf.tidy(() => maxAbsDiff(model.predict(x) as tf.Tensor, compiled.predict(x)));
+/** The compiled base predicts what the model predicts, within TOL. */
+function expectParity(model: tf.LayersModel, compiled: CompiledBase, x: tf.Tensor4D): void {
+  tf.tidy(() => expectTensorsClose(compiled.predict(x), model.predict(x) as tf.Tensor, TOL));
 }
 
 /** SHA-256 of every weight's bytes, in order: equal digests = bit-identical weights. */
@@ -75,7 +75,7 @@ describe('compileBase on a residual toy model', () => {
       expect(c.mode).toBe(graph && native() ? 'graph' : 'ops');
       expect(c.fallbacks).toEqual([]);
       expect(c.folded).toEqual({ batchNorm: 3, activation: 3, padding: 0 });
-      expect(parity(model, c, x)).toBeLessThanOrEqual(TOL);
+      expectParity(model, c, x);
     } finally {
       c.dispose();
     }
@@ -83,15 +83,15 @@ describe('compileBase on a residual toy model', () => {
 
   it('leaves the model weights bit-identical and leaks no tensors', () => {
     const before = weightBytes(model);
-    const start = tf.memory().numTensors;
-    for (const graph of MODES) {
-      const c = compileBase(model, { graph });
-      tf.dispose(c.predict(x));
-      tf.dispose(c.predict(x));
-      c.dispose();
-      c.dispose(); // idempotent
-    }
-    expect(tf.memory().numTensors).toBe(start);
+    expectNoTensorLeak(() => {
+      for (const graph of MODES) {
+        const c = compileBase(model, { graph });
+        tf.dispose(c.predict(x));
+        tf.dispose(c.predict(x));
+        c.dispose();
+        c.dispose(); // idempotent
+      }
+    });
     expect(weightBytes(model)).toEqual(before);
   });
 
@@ -113,7 +113,7 @@ describe('compileBase on a residual toy model', () => {
     const wrong = tf.zeros([2, 8, 8, 3]) as tf.Tensor4D;
     expect(() => c.predict(wrong)).toThrow(/expected a batch \[n, 16, 16, 3\], got \[2, 8, 8, 3\]/);
     expect(c.mode).toBe(native() ? 'graph' : 'ops');
-    expect(parity(model, c, x)).toBeLessThanOrEqual(TOL);
+    expectParity(model, c, x);
     wrong.dispose();
     c.dispose();
   });
@@ -131,7 +131,7 @@ describe('compileBase on a residual toy model', () => {
       const xc = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
       const c = compileBase(model);
       expect(c.mode).toBe('ops');
-      expect(parity(model, c, xc)).toBeLessThanOrEqual(TOL);
+      expectParity(model, c, xc);
       c.dispose();
       xc.dispose();
     } finally {
@@ -160,7 +160,7 @@ describe('compileBase on a model using every translated layer kind', () => {
   it.each(MODES)('matches predict within 1e-4 (graph %s)', (graph) => {
     const c = compileBase(model, { graph });
     try {
-      expect(parity(model, c, x)).toBeLessThanOrEqual(TOL);
+      expectParity(model, c, x);
     } finally {
       c.dispose();
     }
@@ -180,14 +180,14 @@ describe('compileBase fallbacks', () => {
   const x = tf.randomUniform([2, 10, 10, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
 
   it('runs an unsupported layer through layer.apply, lists it, and keeps parity', () => {
-    const start = tf.memory().numTensors;
-    const c = compileBase(model);
-    expect(c.fallbacks).toEqual([{ layer: 'ln', className: 'LayerNormalization' }]);
-    expect(c.mode).toBe('ops'); // a JS layer cannot run inside the TF graph
-    expect(c.folded.batchNorm).toBe(1);
-    expect(parity(model, c, x)).toBeLessThanOrEqual(TOL);
-    c.dispose();
-    expect(tf.memory().numTensors).toBe(start);
+    expectNoTensorLeak(() => {
+      const c = compileBase(model);
+      expect(c.fallbacks).toEqual([{ layer: 'ln', className: 'LayerNormalization' }]);
+      expect(c.mode).toBe('ops'); // a JS layer cannot run inside the TF graph
+      expect(c.folded.batchNorm).toBe(1);
+      expectParity(model, c, x);
+      c.dispose();
+    });
   });
 });
 
@@ -213,7 +213,7 @@ describe('compileBase on the real mobilenet_v2', () => {
       try {
         expect(c.fallbacks).toEqual([]);
         expect(c.folded).toEqual({ batchNorm: bn, activation: act, padding: 1 });
-        expect(parity(base, c, x)).toBeLessThanOrEqual(TOL);
+        expectParity(base, c, x);
       } finally {
         c.dispose();
       }
@@ -244,8 +244,7 @@ describe('compileBase on the real mobilenet_v2', () => {
     const plain = await prepareBase({ model: mobilenet, boundary: 'out_relu', compiled: false });
     expect(compiled.fingerprint).toBe(plain.fingerprint);
     const before = weightBytes(mobilenet);
-    const d = tf.tidy(() => maxAbsDiff(compiled.run(x), plain.run(x)));
-    expect(d).toBeLessThanOrEqual(TOL);
+    tf.tidy(() => expectTensorsClose(compiled.run(x), plain.run(x), TOL));
     expect(weightBytes(mobilenet)).toEqual(before);
     // The fingerprint is computed from the plain base, so running compiled cannot change it.
     expect((await prepareBase({ model: mobilenet, boundary: 'out_relu' })).fingerprint).toBe(plain.fingerprint);

@@ -2,9 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeImage, describeDecode, type DecodeTarget } from '../src/data/decode.js';
-import { openDataSource, type RawImage } from '../src/data/sources.js';
-import { SplitfitError } from '../src/errors.js';
+import { decodeImage, openDataSource, type RawImage, SplitfitError } from '../src/index.js';
+import { describeDecode, type DecodeTarget } from '../src/data/decode.js';
 import { makeTempDir, MNIST_DIR, mnistSubset, png, png16, solid, tinyBmp, TWEMOJI_DIR, twemojiByCategory, writeAt } from './data-fixtures.js';
 
 const rgb = (height: number, width: number): DecodeTarget => ({ height, width, channels: 3 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { describePreprocess, parsePreprocess, preprocess, PREPROCESS_PRESETS } from '../src/data/preprocess.js';
+import { parsePreprocess, preprocess, PREPROCESS_PRESETS } from '../src/index.js';
+import { describePreprocess } from '../src/data/preprocess.js';
 
 const pixels = new Uint8Array([0, 51, 255, 127, 128, 10]);
 

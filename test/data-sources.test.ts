@@ -1,16 +1,16 @@
 import { copyFile, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SplitfitError } from '../src/errors.js';
 import {
+  type DataSource,
   FASHION_MNIST_CLASSES,
   openDataSource,
   openFiles,
-  selectSamples,
-  type DataSource,
   type RawImage,
   type Sample,
-} from '../src/data/sources.js';
+  selectSamples,
+  SplitfitError,
+} from '../src/index.js';
 import {
   FASHION_MNIST_DIR,
   idx,

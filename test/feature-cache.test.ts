@@ -6,9 +6,9 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isSplitfitError, type SplitfitError } from '../src/errors.js';
+import { FeatureCache, isSplitfitError, type SplitfitError } from '../src/index.js';
 import { encodedByteLength, headerByteLength } from '../src/cache/codec.js';
-import { FeatureCache, type CacheHolder, type CachedFeatures, type FeatureEntry } from '../src/cache/feature-cache.js';
+import type { CacheHolder, CachedFeatures, FeatureEntry } from '../src/cache/feature-cache.js';
 import { augKey, featureKey, featuresSublevelName, HOLDER_FILE, NO_AUG, shortFingerprint } from '../src/cache/keys.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));

@@ -3,9 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fingerprint, type FingerprintInput } from '../src/model/fingerprint.js';
-import { loadModel, saveModel } from '../src/model/io.js';
-import { splitBase } from '../src/model/split.js';
+import { fingerprint, type FingerprintInput, loadModel, saveModel, splitBase } from '../src/index.js';
 import { residualToyModel } from './helpers/models.js';
 
 const input: FingerprintInput = { boundary: 'block1_add', inputSize: [16, 16], channels: 3, preprocess: 'unit', dtype: 'float32' };

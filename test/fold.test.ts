@@ -1,9 +1,8 @@
 // exportBase: the frozen base as stock layers with no training-time behaviour.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { exportBase } from '../src/model/fold.js';
-import { splitBase } from '../src/model/split.js';
-import { maxAbsDiff } from './helpers/models.js';
+import { exportBase, splitBase } from '../src/index.js';
+import { expectNoTensorLeak, expectTensorsClose } from './helpers/tensors.js';
 
 type Sym = tf.SymbolicTensor;
 const ap = (layer: tf.layers.Layer, x: Sym | Sym[]): Sym => layer.apply(x) as Sym;
@@ -30,7 +29,7 @@ describe('exportBase', () => {
     const names = exported.model.layers.map((l) => `${l.getClassName()}:${l.name}`);
     expect(names).toEqual(['InputLayer:image', 'Conv2D:conv', 'UpSampling2D:up', 'DepthwiseConv2D:bn', 'Activation:bn_1']);
     const x = tf.randomNormal([2, 4, 4, 2], 0, 1, 'float32', 4);
-    expect(maxAbsDiff(exported.model.predict(x) as tf.Tensor, base.predict(x) as tf.Tensor)).toBeLessThanOrEqual(1e-5);
+    expectTensorsClose(exported.model.predict(x) as tf.Tensor, base.predict(x) as tf.Tensor, 1e-5);
     expect(exported.model.trainable).toBe(false);
   });
 
@@ -44,7 +43,7 @@ describe('exportBase', () => {
     expect(exported.folded).toEqual({ intoConv: 1, asAffine: 0 });
     expect(exported.model.layers.map((l) => l.getClassName())).toEqual(['InputLayer', 'Dense']);
     const x = tf.randomNormal([3, 6], 0, 1, 'float32', 5);
-    expect(maxAbsDiff(exported.model.apply(x, { training: true }) as tf.Tensor, base.predict(x) as tf.Tensor)).toBeLessThanOrEqual(1e-5);
+    expectTensorsClose(exported.model.apply(x, { training: true }) as tf.Tensor, base.predict(x) as tf.Tensor, 1e-5);
     expect(exportBase(base, { fold: false }).model).toBe(base);
     expect(() => exportBase(base, { fold: 1 as unknown as boolean })).toThrow(/`fold` must be a boolean, received number/);
   });
@@ -61,15 +60,13 @@ describe('exportBase', () => {
     expect(exported.folded).toEqual({ intoConv: 0, asAffine: 2 });
     expect(exported.model.layers.filter((l) => l.getClassName() === 'BatchNormalization')).toEqual([]);
     const x = tf.randomNormal([2, 3, 3, 2], 0, 1, 'float32', 6);
-    expect(maxAbsDiff(exported.model.apply(x, { training: true }) as tf.Tensor, base.predict(x) as tf.Tensor)).toBeLessThanOrEqual(1e-5);
+    expectTensorsClose(exported.model.apply(x, { training: true }) as tf.Tensor, base.predict(x) as tf.Tensor, 1e-5);
   });
 
   it('leaks no tensors (weights are handed to the new layers and the staging copies disposed)', () => {
     const model = modelWithFallback();
     const { base } = splitBase(model, 'bn_1');
     exportBase(base).model.dispose();
-    const before = tf.memory().numTensors;
-    exportBase(base).model.dispose();
-    expect(tf.memory().numTensors).toBe(before);
+    expectNoTensorLeak(() => exportBase(base).model.dispose());
   });
 });

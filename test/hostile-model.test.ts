@@ -11,12 +11,12 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ErrorCode, isSplitfitError } from '../src/errors.js';
-import { buildHead, type BuildHeadOptions, checkHeadSize, MAX_HEAD_PARAMS, MAX_UNITS, parseHeadSpec } from '../src/model/head-spec.js';
+import { buildHead, type BuildHeadOptions, type ErrorCode, isSplitfitError, loadModel, parseHeadSpec, saveModel } from '../src/index.js';
+import { checkHeadSize, MAX_HEAD_PARAMS, MAX_UNITS } from '../src/model/head-spec.js';
 import { bundledModelArtifacts } from '../src/model/bundled.js';
-import { loadModel, saveModel } from '../src/model/io.js';
 import { backendArgs, CLI, type CliResult } from './helpers/cli.js';
 import { diffSnapshots, exists, makeToyFixture, snapshotCache, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
+import { expectNoTensorLeak } from './helpers/tensors.js';
 
 /** model.json as the rows edit it: arbitrary JSON, since each row breaks a different part of it. */
 type Json = any;
@@ -265,14 +265,12 @@ describe('loadModel refuses hostile model.json files with SPLITFIT_MODEL_LOAD na
   });
 
   it.each(modelRows.map((r) => [r.name, r] as const))('%s', async (_name, row) => {
-    const before = tf.memory().numTensors;
-    const err = await caught(loadModel(row.model()));
+    // Refused before tfjs built anything: no tensors were made.
+    const err = await expectNoTensorLeak(() => caught(loadModel(row.model())));
     expect(isSplitfitError(err, 'SPLITFIT_MODEL_LOAD'), String(err)).toBe(true);
     const msg = (err as Error).message;
     expect(msg).not.toContain('\n');
     for (const m of row.mentions) expect(msg).toContain(m);
-    // Refused before tfjs built anything: no tensors were made.
-    expect(tf.memory().numTensors).toBe(before);
   });
 
   it.each([
@@ -446,24 +444,24 @@ describe('head specs: every way to break the grammar is SPLITFIT_HEAD_SPEC with 
 
   it('buildHead refuses a 4·10^9-parameter head before allocating it, and library ops out of range', async () => {
     const source = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 2, name: 'only' })] });
-    const before = tf.memory().numTensors;
     const attempts: [NonNullable<BuildHeadOptions['spec']>, string][] = [
       ['flatten,dense:65536,dense:65536,dense:N:softmax', 'more than 268435456 (2^28)'],
       [[{ kind: 'dense', units: 1e9, activation: 'relu' }, { kind: 'dense', units: 'N', activation: 'softmax' }], `[1, ${MAX_UNITS}]`],
       [[{ kind: 'dropout', rate: Number.NaN }, { kind: 'dense', units: 'N', activation: 'softmax' }], 'dropout rate NaN'],
       [[{ kind: 'dense', units: 'N', activation: 'nope' as 'relu' }], 'unknown activation "nope"'],
     ];
-    for (const [spec, mention] of attempts) {
-      let err: unknown;
-      try {
-        await buildHead(source, 'only', [8, 8, 64], { spec, numClasses: 3 });
-      } catch (e) {
-        err = e;
+    await expectNoTensorLeak(async () => {
+      for (const [spec, mention] of attempts) {
+        let err: unknown;
+        try {
+          await buildHead(source, 'only', [8, 8, 64], { spec, numClasses: 3 });
+        } catch (e) {
+          err = e;
+        }
+        expect(isSplitfitError(err, 'SPLITFIT_HEAD_SPEC'), String(err)).toBe(true);
+        expect((err as Error).message).toContain(mention);
       }
-      expect(isSplitfitError(err, 'SPLITFIT_HEAD_SPEC'), String(err)).toBe(true);
-      expect((err as Error).message).toContain(mention);
-    }
-    expect(tf.memory().numTensors).toBe(before);
+    });
     // A wrong-typed op is a programmer mistake.
     await expect(buildHead(source, 'only', [4], { spec: [null as never], numClasses: 3 })).rejects.toBeInstanceOf(TypeError);
     source.dispose();

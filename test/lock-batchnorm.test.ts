@@ -1,13 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  batchNormLayers,
-  isBatchNormLocked,
-  lockBatchNorm,
-  movingStatsEqual,
-  snapshotMovingStats,
-  unlockBatchNorm,
-} from '../src/model/lock-batchnorm.js';
+import { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats, unlockBatchNorm } from '../src/index.js';
+import { isBatchNormLocked } from '../src/model/lock-batchnorm.js';
+import { toyImages } from './helpers/data.js';
+import { expectNoTensorLeak, expectTensorsClose, maxAbsDiff } from './helpers/tensors.js';
 
 // Toy transfer-learning setup: a frozen "pretrained" base (conv → BN) whose BN moving
 // statistics (mean 1, variance 0.1) are far from the statistics of our data (conv outputs
@@ -15,32 +11,6 @@ import {
 
 const SIZE = 8;
 const CLASSES = 3;
-
-/** mulberry32: deterministic data for every backend. */
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Class k = channel k brighter by 1, plus uniform noise. */
-function toyData(n: number, seed: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
-  const r = rng(seed);
-  const xs = new Float32Array(n * SIZE * SIZE * 3);
-  const ys = new Float32Array(n * CLASSES);
-  for (let i = 0; i < n; i++) {
-    const k = i % CLASSES;
-    ys[i * CLASSES + k] = 1;
-    for (let p = 0; p < SIZE * SIZE; p++) {
-      for (let c = 0; c < 3; c++) xs[(i * SIZE * SIZE + p) * 3 + c] = r() - 0.5 + (c === k ? 1 : 0);
-    }
-  }
-  return { x: tf.tensor4d(xs, [n, SIZE, SIZE, 3]), y: tf.tensor2d(ys, [n, CLASSES]) };
-}
 
 const init = (seed: number) => tf.initializers.glorotUniform({ seed });
 
@@ -98,16 +68,12 @@ function bitsOf(t: tf.Tensor): Uint32Array {
   return new Uint32Array(Float32Array.from(t.dataSync() as Float32Array).buffer);
 }
 
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
-}
-
 const fitOptions = { epochs: 2, batchSize: 32, shuffle: false, verbose: 0 } as const;
 
 describe('lockBatchNorm', () => {
   let data: { x: tf.Tensor4D; y: tf.Tensor2D };
   beforeEach(() => {
-    data = toyData(96, 7);
+    data = toyImages(96, 7, { size: SIZE, classes: CLASSES });
   });
   afterEach(() => {
     tf.dispose([data.x, data.y]);
@@ -146,7 +112,7 @@ describe('lockBatchNorm', () => {
 
     const trainingMode = model.apply(data.x, { training: true }) as tf.Tensor;
     const predicted = model.predict(data.x) as tf.Tensor;
-    expect(maxAbsDiff(trainingMode, predicted)).toBeLessThanOrEqual(1e-6);
+    expectTensorsClose(trainingMode, predicted, 1e-6);
     tf.dispose([trainingMode, predicted]);
     model.dispose();
   });
@@ -199,7 +165,7 @@ describe('lockBatchNorm', () => {
     expect(movingStatsEqual(before, snapshotMovingStats(model))).toBe(true);
     const trainingMode = model.apply(data.x, { training: true }) as tf.Tensor;
     const predicted = model.predict(data.x) as tf.Tensor;
-    expect(maxAbsDiff(trainingMode, predicted)).toBeLessThanOrEqual(1e-6);
+    expectTensorsClose(trainingMode, predicted, 1e-6);
     tf.dispose([trainingMode, predicted]);
 
     // Unfreezing the container unlocks the BN inside it.
@@ -228,11 +194,11 @@ describe('lockBatchNorm', () => {
     const model = toyModel();
     // Warm-up step: Adam allocates its moment variables on the first update.
     await model.fit(data.x, data.y, { ...fitOptions, epochs: 1 });
-    const start = tf.memory().numTensors;
-    lockBatchNorm(model);
-    await model.fit(data.x, data.y, { ...fitOptions, epochs: 1 });
-    tf.dispose(model.apply(data.x, { training: true }) as tf.Tensor);
-    expect(tf.memory().numTensors).toBe(start);
+    await expectNoTensorLeak(async () => {
+      lockBatchNorm(model);
+      await model.fit(data.x, data.y, { ...fitOptions, epochs: 1 });
+      tf.dispose(model.apply(data.x, { training: true }) as tf.Tensor);
+    });
     model.dispose();
   });
 });

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { COMMIT_FILE, commitFiles, readRecord, recoverFolder, sha256, verifyFolder } from '../src/output/commit.js';
+import { COMMIT_FILE, verifyFolder } from '../src/index.js';
+import { commitFiles, readRecord, recoverFolder, sha256 } from '../src/output/commit.js';
 
 const files = (tag: string): Map<string, string> =>
   new Map([

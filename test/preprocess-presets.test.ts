@@ -1,7 +1,7 @@
 // The preprocessing presets added for InceptionV3 and torchvision-trained bases: `tf` alias, `torch`.
 import { describe, expect, it } from 'vitest';
-import { isSplitfitError } from '../src/errors.js';
-import { describePreprocess, PREPROCESS_PRESETS, parsePreprocess, preprocess } from '../src/data/preprocess.js';
+import { isSplitfitError, parsePreprocess, preprocess, PREPROCESS_PRESETS } from '../src/index.js';
+import { describePreprocess } from '../src/data/preprocess.js';
 
 describe('preprocessing presets', () => {
   it('accepts `tf` (Keras preprocess_input mode name) as an alias of symmetric', () => {

@@ -9,6 +9,15 @@ import { viewFor } from '../src/train/batches.js';
 const ID = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 describe('seed derivations', () => {
+  it('rng is the mulberry32 stream the tests used to copy (first draws pinned, times 2^32)', () => {
+    const draws = (seed: number): number[] => {
+      const r = rng(seed);
+      return [r(), r(), r()].map((v) => v * 4294967296);
+    };
+    expect(draws(7)).toEqual([50271532, 266108690, 4195786334]);
+    expect(draws(3)).toEqual([3093350482, 166052715, 1959330548]);
+  });
+
   it('viewFor draws the same views as before', () => {
     expect([viewFor(9, 0, ID, 3), viewFor(9, 7, ID, 5), viewFor(0, 2, ID, 1000)]).toEqual([0, 4, 420]);
   });

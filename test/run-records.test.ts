@@ -9,11 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
-import { FeatureCache } from '../src/cache/feature-cache.js';
+import { extractFeatures, FeatureCache, isSplitfitError, saveModel, type SplitfitError, trainHead } from '../src/index.js';
 import { shortFingerprint } from '../src/cache/keys.js';
 import type { MetaBatchOptions, MetaOperation } from '../src/cache/types.js';
-import { isSplitfitError, type SplitfitError } from '../src/errors.js';
-import { extractFeatures } from '../src/extract/extract.js';
 import {
   CURRENT_RUN_KEY,
   extractingKey,
@@ -27,8 +25,6 @@ import {
   runReferences,
   saveRun,
 } from '../src/extract/run-meta.js';
-import { saveModel } from '../src/model/io.js';
-import { trainHead } from '../src/index.js';
 import { withWriteFault } from './helpers/level-faults.js';
 import { residualToyModel } from './helpers/models.js';
 

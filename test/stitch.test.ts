@@ -3,14 +3,12 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildHead, parseHeadSpec } from '../src/model/head-spec.js';
-import { loadModel, saveModel } from '../src/model/io.js';
-import { splitBase } from '../src/model/split.js';
-import { stitch } from '../src/model/stitch.js';
-import { isSplitfitError } from '../src/errors.js';
-import { maxAbsDiff, randomizeBatchNorm, residualToyModel } from './helpers/models.js';
+import { buildHead, isSplitfitError, loadModel, parseHeadSpec, saveModel, splitBase, stitch } from '../src/index.js';
+import { randomizeBatchNorm, residualToyModel } from './helpers/models.js';
+import { expectNoTensorLeak, expectTensorsClose } from './helpers/tensors.js';
 
-async function parityAfterDiskRoundTrip(source: tf.LayersModel, boundary: string, spec: string, k: number, x: tf.Tensor): Promise<number> {
+/** Stitches, saves, reloads with the stock loader and asserts its predictions equal head(base(x)) within `tolerance`. */
+async function expectParityAfterDiskRoundTrip(source: tf.LayersModel, boundary: string, spec: string, k: number, x: tf.Tensor, tolerance: number): Promise<void> {
   const { base, featureShape } = splitBase(source, boundary);
   const head = await buildHead(source, boundary, featureShape, { spec, numClasses: k, seed: 3 });
   const stitched = await stitch(base, head);
@@ -20,9 +18,11 @@ async function parityAfterDiskRoundTrip(source: tf.LayersModel, boundary: string
   const reloaded = tf.getBackend() === 'tensorflow' ? await tf.loadLayersModel(`file://${join(dir, 'model.json')}`) : await loadModel(join(dir, 'model.json'));
   const direct = tf.tidy(() => head.predict(base.predict(x) as tf.Tensor) as tf.Tensor);
   const viaStitch = reloaded.predict(x) as tf.Tensor;
-  const diff = maxAbsDiff(direct, viaStitch);
-  tf.dispose([direct, viaStitch]);
-  return diff;
+  try {
+    expectTensorsClose(viaStitch, direct, tolerance);
+  } finally {
+    tf.dispose([direct, viaStitch]);
+  }
 }
 
 describe('stitch', () => {
@@ -30,15 +30,14 @@ describe('stitch', () => {
     const model = residualToyModel();
     randomizeBatchNorm(model);
     const x = tf.randomUniform([4, 16, 16, 3], 0, 1, 'float32', 11);
-    expect(await parityAfterDiskRoundTrip(model, 'block1_add', 'original:block2_add,gap,dense:16:relu,dense:N:softmax', 3, x)).toBeLessThanOrEqual(1e-5);
+    await expectParityAfterDiskRoundTrip(model, 'block1_add', 'original:block2_add,gap,dense:16:relu,dense:N:softmax', 3, x, 1e-5);
     x.dispose();
   });
 
   it('mobilenet_v2 cut at out_relu: parity within 1e-5 after save → load', async () => {
     const mobilenet = await loadModel('mobilenet_v2');
     const x = tf.randomUniform([2, 224, 224, 3], 0, 1, 'float32', 12);
-    const diff = await parityAfterDiskRoundTrip(mobilenet, 'out_relu', 'gap,dense:N:softmax', 4, x);
-    expect(diff).toBeLessThanOrEqual(1e-5);
+    await expectParityAfterDiskRoundTrip(mobilenet, 'out_relu', 'gap,dense:N:softmax', 4, x, 1e-5);
     x.dispose();
   });
 
@@ -49,14 +48,14 @@ describe('stitch', () => {
     const warm = await stitch(splitBase(model, 'block2_add').base, await buildHead(model, 'block2_add', [16, 16, 8], { numClasses: 3 }));
     tf.dispose(warm.predict(x) as tf.Tensor);
     warm.dispose();
-    const before = tf.memory().numTensors;
-    const { base, featureShape } = splitBase(model, 'block2_add');
-    const head = await buildHead(model, 'block2_add', featureShape, { numClasses: 3 });
-    const stitched = await stitch(base, head);
-    tf.dispose(stitched.predict(x) as tf.Tensor);
-    stitched.dispose();
-    head.dispose();
-    expect(tf.memory().numTensors).toBe(before);
+    await expectNoTensorLeak(async () => {
+      const { base, featureShape } = splitBase(model, 'block2_add');
+      const head = await buildHead(model, 'block2_add', featureShape, { numClasses: 3 });
+      const stitched = await stitch(base, head);
+      tf.dispose(stitched.predict(x) as tf.Tensor);
+      stitched.dispose();
+      head.dispose();
+    });
     x.dispose();
   });
 });
@@ -77,8 +76,8 @@ describe('stitch with foldBatchNorm (no BN trap in the export)', () => {
     const direct = tf.tidy(() => head.predict(base.predict(x) as tf.Tensor) as tf.Tensor);
     const inference = reloaded.predict(x) as tf.Tensor;
     const training = reloaded.apply(x, { training: true }) as tf.Tensor;
-    expect(maxAbsDiff(direct, inference)).toBeLessThanOrEqual(1e-4);
-    expect(maxAbsDiff(training, inference)).toBe(0);
+    expectTensorsClose(inference, direct, 1e-4);
+    expectTensorsClose(training, inference, 0);
     tf.dispose([direct, inference, training, x]);
     for (const m of [reloaded, stitched, head, mobilenet]) m.dispose();
   });

@@ -4,10 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
-import { FeatureCache } from '../src/cache/feature-cache.js';
-import { extractFeatures } from '../src/extract/extract.js';
-import { saveModel } from '../src/model/io.js';
-import { trainHead } from '../src/index.js';
+import { extractFeatures, FeatureCache, saveModel, trainHead } from '../src/index.js';
 import { residualToyModel } from './helpers/models.js';
 
 // A toy model saved to disk stands in for a pretrained network: fast, and a real model.json.

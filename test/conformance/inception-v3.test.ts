@@ -2,15 +2,20 @@
 // layers all `scale: false`, concat blocks mixed0…mixed10), bundled as `inception_v3`.
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLED_MODELS } from '../../src/model/bundled.js';
-import { compileBase } from '../../src/model/compile/index.js';
-import { exportBase } from '../../src/model/fold.js';
-import { buildHead } from '../../src/model/head-spec.js';
-import { loadModel } from '../../src/model/io.js';
-import { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../../src/model/lock-batchnorm.js';
-import { splitBase } from '../../src/model/split.js';
-import { compareModes } from '../../src/train/compare-modes.js';
-import { relDiff } from './suite.js';
+import {
+  batchNormLayers,
+  buildHead,
+  BUNDLED_MODELS,
+  compareModes,
+  compileBase,
+  exportBase,
+  loadModel,
+  lockBatchNorm,
+  movingStatsEqual,
+  snapshotMovingStats,
+  splitBase,
+} from '../../src/index.js';
+import { expectTensorsClose } from '../helpers/tensors.js';
 
 describe('bundled inception_v3', () => {
   let model: tf.LayersModel;
@@ -43,7 +48,7 @@ describe('bundled inception_v3', () => {
       expect(c.fallbacks).toEqual([]);
       expect(c.folded.batchNorm).toBe(94);
       const y = c.predict(x);
-      expect(relDiff(y, plain)).toBeLessThanOrEqual(1e-4);
+      expectTensorsClose(y, plain, 1e-4, { relative: true });
       y.dispose();
     } finally {
       c.dispose();
@@ -52,8 +57,8 @@ describe('bundled inception_v3', () => {
     expect(exported.folded).toEqual({ intoConv: 94, asAffine: 0 });
     const e = exported.model.predict(x) as tf.Tensor;
     const t = exported.model.apply(x, { training: true }) as tf.Tensor;
-    expect(relDiff(e, plain)).toBeLessThanOrEqual(1e-4);
-    expect(relDiff(t, e)).toBe(0);
+    expectTensorsClose(e, plain, 1e-4, { relative: true });
+    expectTensorsClose(t, e, 0, { relative: true });
     tf.dispose([plain, e, t]);
     exported.model.dispose();
   });

@@ -4,7 +4,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { planTestHooks } from '../../src/model/compile/plan.js';
-import { batchNormLayers, unlockBatchNorm } from '../../src/model/lock-batchnorm.js';
+import { batchNormLayers, unlockBatchNorm } from '../../src/index.js';
 import { FAMILIES } from './families.js';
 import { CHECKS, type CheckName, type Impl, REAL } from './suite.js';
 

@@ -9,18 +9,26 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { FeatureCache } from '../../src/cache/feature-cache.js';
-import type { DataSource, Sample } from '../../src/data/types.js';
-import { extractFeatures } from '../../src/extract/extract.js';
-import { compileBase } from '../../src/model/compile/index.js';
-import { modelGraph, validCuts } from '../../src/model/graph.js';
-import { buildHead } from '../../src/model/head-spec.js';
-import { batchNormLayers, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../../src/model/lock-batchnorm.js';
-import { splitBase } from '../../src/model/split.js';
-import { stitch } from '../../src/model/stitch.js';
-import { exportBase } from '../../src/model/fold.js';
+import {
+  batchNormLayers,
+  buildHead,
+  compareModes,
+  compileBase,
+  type DataSource,
+  exportBase,
+  extractFeatures,
+  FeatureCache,
+  lockBatchNorm,
+  modelGraph,
+  movingStatsEqual,
+  type Sample,
+  snapshotMovingStats,
+  splitBase,
+  stitch,
+  validCuts,
+} from '../../src/index.js';
 import { rng } from '../../src/random.js';
-import { compareModes } from '../../src/train/compare-modes.js';
+import { expectTensorsClose, maxAbsDiff } from '../helpers/tensors.js';
 import { CLASSES, type Family, SIZE } from './families.js';
 
 /** The functions under test. */
@@ -48,14 +56,6 @@ export const REAL: Impl = {
 export const REL = 1e-4;
 const N = 12;
 const BATCH = 4;
-
-export function relDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => {
-    const diff = tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!;
-    const scale = tf.max(tf.abs(b)).dataSync()[0]!;
-    return diff / Math.max(scale, 1e-12);
-  });
-}
 
 /** Seeded uint8 images and one-hot labels; `x` is the `unit` preprocessing of the pixels. */
 export function data(seed = 5): { pixels: Uint8Array[]; x: tf.Tensor4D; y: tf.Tensor2D; labels: number[] } {
@@ -148,7 +148,7 @@ export const CHECKS: Record<CheckName, (family: Family, impl: Impl) => Promise<v
     const cached = await cachedFeatures(model, family.boundary, pixels, labels);
     const plain = base.predict(x) as tf.Tensor;
     expect(cached.shape).toEqual(plain.shape);
-    expect(relDiff(cached, plain)).toBeLessThanOrEqual(REL);
+    expectTensorsClose(cached, plain, REL, { relative: true });
     tf.dispose([cached, plain, x]);
     model.dispose();
   },
@@ -164,7 +164,7 @@ export const CHECKS: Record<CheckName, (family: Family, impl: Impl) => Promise<v
         expect(c.fallbacks.map((f) => f.layer)).toEqual(family.fallbacks);
         expect(c.folded.batchNorm).toBe(family.foldedIntoConv);
         const y = c.predict(x);
-        expect(relDiff(y, plain)).toBeLessThanOrEqual(REL);
+        expectTensorsClose(y, plain, REL, { relative: true });
         y.dispose();
       } finally {
         c.dispose();
@@ -212,13 +212,13 @@ export const CHECKS: Record<CheckName, (family: Family, impl: Impl) => Promise<v
     expect(Number.isFinite(h.history['loss']![0] as number)).toBe(true);
     expect(movingStatsEqual(snapshotMovingStats(model), before)).toBe(true);
     const outAfter = model.getLayer('out').getWeights()[0]!;
-    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(outAfter, outBefore[0]!))).dataSync()[0]!)).toBeGreaterThan(0);
+    expect(maxAbsDiff(outAfter, outBefore[0]!)).toBeGreaterThan(0);
     // With the head reset, training-mode output equals predict wherever no dropout layer is active.
     model.getLayer('out').setWeights(outBefore);
     const hasNoise = model.layers.some((l) => /Dropout|Noise/.test(l.getClassName()));
     if (!hasNoise) {
       const training = model.apply(x, { training: true }) as tf.Tensor;
-      expect(relDiff(training, inference)).toBeLessThanOrEqual(1e-5);
+      expectTensorsClose(training, inference, 1e-5, { relative: true });
       training.dispose();
     }
     tf.dispose([inference, ...outBefore, x, y]);
@@ -235,7 +235,7 @@ export const CHECKS: Record<CheckName, (family: Family, impl: Impl) => Promise<v
       const head = await impl.buildHead(model, family.boundary, featureShape, { spec: `original:${family.upTo}`, numClasses: CLASSES });
       expect(bnCount(head)).toBeGreaterThan(0);
       const p = head.predict(features) as tf.Tensor;
-      expect(relDiff(p, full)).toBeLessThanOrEqual(REL);
+      expectTensorsClose(p, full, REL, { relative: true });
       p.dispose();
       if (lockBn) {
         // As train-head --lock-bn does: the source's BN layers frozen and locked.
@@ -266,25 +266,25 @@ export const CHECKS: Record<CheckName, (family: Family, impl: Impl) => Promise<v
     expect(exported.copied).toEqual([]);
     const e = exported.model.predict(x) as tf.Tensor;
     const plain = base.predict(x) as tf.Tensor;
-    expect(relDiff(e, plain)).toBeLessThanOrEqual(REL);
+    expectTensorsClose(e, plain, REL, { relative: true });
     tf.dispose([e, plain]);
     exported.model.dispose();
     for (const foldBatchNorm of [true, false]) {
       const stitched = await impl.stitch(base, head, { foldBatchNorm });
       const p = stitched.predict(x) as tf.Tensor;
-      expect(relDiff(p, expected)).toBeLessThanOrEqual(REL);
+      expectTensorsClose(p, expected, REL, { relative: true });
       if (foldBatchNorm) {
         // No BN trap and no dropout left: training mode is inference mode.
         expect(bnCount(stitched)).toBe(0);
         expect(stitched.layers.filter((l) => /Dropout|Noise/.test(l.getClassName()))).toEqual([]);
         const t = stitched.apply(x, { training: true }) as tf.Tensor;
-        expect(relDiff(t, p)).toBeLessThanOrEqual(1e-6);
+        expectTensorsClose(t, p, 1e-6, { relative: true });
         // Stock-loadable: a save/load round trip through tfjs's own IO gives the same predictions.
         let artifacts: tf.io.ModelArtifacts | undefined;
         await stitched.save(tf.io.withSaveHandler(async (a) => ((artifacts = a), { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } })));
         const loaded = await tf.loadLayersModel(tf.io.fromMemory(artifacts!));
         const q = loaded.predict(x) as tf.Tensor;
-        expect(relDiff(q, p)).toBeLessThanOrEqual(1e-6);
+        expectTensorsClose(q, p, 1e-6, { relative: true });
         tf.dispose([t, q]);
         loaded.dispose();
       } else {

@@ -27,7 +27,3 @@ export function randomizeBatchNorm(model: tf.LayersModel, seed = 7): void {
     layer.setWeights(shapes.map((s, i) => (i === 3 ? tf.randomUniform(s, 0.5, 2, 'float32', seed + i) : tf.randomNormal(s, 0, 0.5, 'float32', seed + i))));
   }
 }
-
-export function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
-}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { makeEmojiDataset } from '../../examples/emoji-categories/dataset.js';
 import { featuresSublevelName, HOLDER_FILE, parseFeatureKey } from '../../src/cache/keys.js';
-import { saveModel } from '../../src/model/io.js';
+import { saveModel } from '../../src/index.js';
 import { randomizeBatchNorm, residualToyModel } from './models.js';
 
 export interface ToyFixture {
