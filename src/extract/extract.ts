@@ -163,8 +163,12 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   const todo = unique.filter((s) => missingViews.has(s.id));
   const toExtract = todo.reduce((n, s) => n + missingViews.get(s.id)!.length, 0);
   options.onProgress?.({ type: 'start', total: unique.length, toExtract, fingerprint: p.fingerprint });
-  // Until the run is recorded, its new entries belong to no run: mark them so gc keeps them.
-  if ((options.record ?? 'training') !== false && toExtract > 0) {
+  // Until the run is recorded, its new entries belong to no run: mark them so gc keeps them. The mark
+  // is written just before the first batch, so a run that fails before writing anything leaves none.
+  let marked = (options.record ?? 'training') === false;
+  const markOnce = async (): Promise<void> => {
+    if (marked) return;
+    marked = true;
     await markExtracting(cache, {
       fingerprint: p.fingerprint,
       data: source.root,
@@ -173,7 +177,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
       generation: plan.generation,
       startedAt: new Date().toISOString(),
     });
-  }
+  };
 
   const failures: { source: string; reason: string }[] = [];
   const fail = (sample: Sample, err: unknown): void => {
@@ -202,6 +206,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
       }
       entries.push({ sampleId: item.sample.id, view: item.view, ...selector, data, shape: p.featureShape });
     });
+    await markOnce();
     await cache.putFeatures(p.fingerprint, entries, p.dtype);
     extracted += items.length;
     options.onProgress?.({ type: 'extract', done: extracted, total: toExtract, generation: plan.generation });
