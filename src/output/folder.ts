@@ -15,11 +15,16 @@ import { MANIFEST_FILE, parseManifest, type SplitfitManifest } from './manifest.
  */
 export const OUTPUT_FILES = ['model.json', 'weights.bin', 'head/model.json', 'head/weights.bin', 'history.json', MANIFEST_FILE] as const;
 
+/** The leaderboard of `train-head --search`, written next to the model when the search ran. */
+export const SEARCH_FILE = 'search.json';
+
 export interface TrainingOutput {
   model: tf.LayersModel;
   head: tf.LayersModel;
   history: History;
   manifest: SplitfitManifest;
+  /** Further files of the same commit (e.g. `search.json`), path → JSON text. */
+  extra?: ReadonlyMap<string, string>;
 }
 
 /** Writes a training run's output folder as one commit. */
@@ -33,6 +38,7 @@ export async function writeOutputFolder(out: string, o: TrainingOutput): Promise
     ['head/model.json', head.json],
     ['history.json', JSON.stringify(o.history, null, 2)],
     [MANIFEST_FILE, JSON.stringify(o.manifest, null, 2)],
+    ...(o.extra ?? []),
   ]);
   return commitFiles(out, files);
 }
@@ -42,7 +48,7 @@ export async function writeOutputFolder(out: string, o: TrainingOutput): Promise
  * exists as the wrong kind (a folder where a file goes, or a file where `head/` goes).
  */
 export async function checkOutputFolder(out: string): Promise<void> {
-  const kinds = new Map<string, 'file' | 'folder'>([...OUTPUT_FILES.map((f) => [f, 'file'] as const), ['head', 'folder'], [COMMIT_FILE, 'file']]);
+  const kinds = new Map<string, 'file' | 'folder'>([...OUTPUT_FILES.map((f) => [f, 'file'] as const), ['head', 'folder'], [COMMIT_FILE, 'file'], [SEARCH_FILE, 'file']]);
   for (const [path, kind] of kinds) {
     const info = await stat(join(out, path)).catch(() => undefined);
     if (info && (kind === 'folder') !== info.isDirectory()) {
