@@ -25,6 +25,7 @@ import { type FeatureSet, poolFeatureSet } from '../src/train/feature-set.js';
 import { fitEpochs, PLATEAU } from '../src/train/fit.js';
 import { makeOptimizer, trainStep } from '../src/train/step.js';
 import { rng } from '../src/random.js';
+import { backendArgs, runCli } from './helpers/cli.js';
 import { residualToyModel } from './helpers/models.js';
 
 // Counts forward passes of every prepared base: the search and the sweep must never run one.
@@ -233,6 +234,38 @@ describe('train-head on a toy cache', () => {
     const strip = (rows: typeof report.leaderboard): unknown => rows.map(({ seconds: _s, ...row }) => row);
     expect(strip(r2.search!.leaderboard)).toEqual(strip(report.leaderboard));
     expect((await headWeights(join(dir, 'search-2'))).equals(await headWeights(join(dir, 'search')))).toBe(true);
+  });
+
+  it('the CLI: --early-stopping says which epoch it kept; --search prints a command that reproduces the winner bit for bit', async () => {
+    const es = await runCli(['train-head', '--cache', cache, '--out', join(dir, 'cli-es'), '--epochs', '40', '--lr', '0.05', '--early-stopping', '2', '--validation-split', '0.25', '--batch-size', '8', '--json', ...backendArgs()]);
+    expect(es.status, es.stdout.slice(-300) + es.stderr.slice(-300)).toBe(0);
+    const history = es.json['history'] as { bestEpoch: number; valLoss: number[] };
+    expect(es.json['bestEpoch']).toBe(history.bestEpoch);
+    expect(history.bestEpoch).toBe(history.valLoss.indexOf(Math.min(...history.valLoss)) + 1);
+    expect((await json(join(dir, 'cli-es', 'history.json')))['bestEpoch']).toBe(history.bestEpoch);
+    const human = await runCli(['train-head', '--cache', cache, '--out', join(dir, 'cli-es'), '--epochs', '40', '--lr', '0.05', '--early-stopping', '2', '--validation-split', '0.25', '--batch-size', '8', ...backendArgs()]);
+    expect(human.stdout).toContain(`kept the weights of epoch ${history.bestEpoch}, the best`);
+
+    const s = await runCli(['train-head', '--cache', cache, '--out', join(dir, 'cli-search'), '--search', '--search-trials', '3', '--batch-size', '8', '--seed', '2', '--json', ...backendArgs()]);
+    expect(s.status, s.stdout.slice(-300) + s.stderr.slice(-300)).toBe(0);
+    const search = s.json['search'] as { command: string; leaderboard: { config: { head: string } }[] };
+    expect(search.leaderboard).toHaveLength(3);
+    expect(search.command).toMatch(/^splitfit train-head --cache \S+ --out \S+ --batch-size 8 --seed 2 --backend \S+ --head \S+ --lr \S+ --epochs \d+/);
+    const args = search.command.split(' ').slice(1).map((a) => (a === join(dir, 'cli-search') ? join(dir, 'cli-again') : a));
+    const again = await runCli([...args, '--json']);
+    expect(again.status, again.stdout.slice(-300) + again.stderr.slice(-300)).toBe(0);
+    expect(again.json['auto']).toBeUndefined();
+    expect((await headWeights(join(dir, 'cli-again'))).equals(await headWeights(join(dir, 'cli-search')))).toBe(true);
+    expect((await json(join(dir, 'cli-search', 'splitfit.json')))['training']).toMatchObject({ search: { file: 'search.json', folds: 3, tried: 3 } });
+  });
+
+  it('a dropout head trains to the same weights for the same seed', async () => {
+    const o = { cache, head: 'gap,dense:16:relu,dropout:0.5,dense:N:softmax', epochs: 3, learningRate: 0.01, batchSize: 8, seed: 7 };
+    await trainHead({ ...o, out: join(dir, 'drop-a') });
+    await trainHead({ ...o, out: join(dir, 'drop-b') });
+    await trainHead({ ...o, seed: 8, out: join(dir, 'drop-c') });
+    expect((await headWeights(join(dir, 'drop-a'))).equals(await headWeights(join(dir, 'drop-b')))).toBe(true);
+    expect((await headWeights(join(dir, 'drop-a'))).equals(await headWeights(join(dir, 'drop-c')))).toBe(false);
   });
 
   it('the search keeps explicitly given options fixed', () => {

@@ -9,8 +9,10 @@ import { type HeadContext, type HeadPlan, runTrial, type TrainingSets } from './
  * Automatic learning rate and length. Epochs on cached features are almost free, so instead of a
  * fixed 10 epochs at 1e-3, a short seeded sweep over learning rates runs on an internal hold-out of
  * the *training* data (one stratified fifth; the user's validation data is never used), each trial
- * with early stopping on hold-out accuracy and its best epoch restored. The best learning rate and its
- * best epoch are then trained on all the training data by the ordinary fit.
+ * with early stopping on the hold-out loss and its best epoch restored. The learning rate with the
+ * lowest hold-out loss, and its best epoch, are then trained on all the training data by the ordinary fit.
+ * Loss, not accuracy: on a hold-out of a few dozen samples accuracy moves in steps of several points
+ * and picks overfitted lengths (measured in bench/heads.ts), the loss is smooth.
  */
 export const AUTO = {
   /** Tried for Adam and RMSProp; ×10 for SGD and Adagrad, which take larger steps. */
@@ -26,7 +28,7 @@ export const AUTO = {
 
 export interface AutoTrial {
   learningRate: number;
-  /** The epoch kept (best hold-out accuracy, ties broken by the lower loss). */
+  /** The epoch kept: the lowest hold-out loss. */
   epochs?: number;
   valAcc?: number;
   valLoss?: number;
@@ -84,7 +86,7 @@ export async function chooseAutomatically(a: AutoInput): Promise<AutoChoice> {
       // A given `epochs` is what the final fit runs: score the trial there, not at an earlier best
       // (capped, so that `epochs: 100000` does not make every trial as long as the final fit).
       epochs: Math.min(a.epochs ?? AUTO.maxEpochs, AUTO.maxEpochs),
-      ...(a.epochs === undefined ? { earlyStopping: { patience: AUTO.patience, monitor: 'accuracy' as const } } : {}),
+      ...(a.epochs === undefined ? { earlyStopping: { patience: AUTO.patience, monitor: 'loss' as const } } : {}),
     };
     let trial: AutoTrial;
     try {
@@ -97,7 +99,7 @@ export async function chooseAutomatically(a: AutoInput): Promise<AutoChoice> {
     trials.push(trial);
     a.onTrial?.(trial);
   }
-  const best = trials.filter((t) => t.diverged === undefined).sort((x, y) => y.valAcc! - x.valAcc! || x.valLoss! - y.valLoss!)[0];
+  const best = trials.filter((t) => t.diverged === undefined).sort((x, y) => x.valLoss! - y.valLoss! || y.valAcc! - x.valAcc!)[0];
   if (!best) {
     throw new SplitfitError('SPLITFIT_NUMERIC', `every learning rate tried diverged (${rates.join(', ')}); give a smaller \`learningRate\``, { option: 'learningRate' });
   }

@@ -9,14 +9,14 @@ import { type HeadContext, planHead, runTrial, type TrainingSets } from './head-
 /**
  * `search`: a seeded k-fold search over head configurations on the cached training features only
  * (the base never runs). Each configuration is trained on k − 1 folds and scored on the k-th, k times,
- * with early stopping on fold accuracy and the best epoch restored; the leaderboard ranks by mean fold
- * accuracy. The winner is then trained on all training data, with its median best epoch, by the
+ * with early stopping on the fold loss and the best epoch restored (as the automatic defaults do); the
+ * leaderboard ranks by mean fold accuracy at those epochs, ties by the lower mean loss. The winner is then trained on all training data, with its median best epoch, by the
  * ordinary fit — so the printed explicit command reproduces it.
  */
 export interface SearchOptions {
   /** @default 3 */
   folds?: number;
-  /** Configurations tried (a seeded sample of the grid). @default 16 */
+  /** Configurations tried (a seeded sample of the grid). @default 12 */
   trials?: number;
   /** Stop starting new configurations after this many seconds. The result then depends on the machine's speed. @default no limit */
   seconds?: number;
@@ -24,7 +24,7 @@ export interface SearchOptions {
 
 export const SEARCH = {
   folds: 3,
-  trials: 16,
+  trials: 12,
   maxEpochs: 60,
   patience: 8,
   learningRates: [1e-3, 3e-3, 1e-2, 3e-2],
@@ -144,7 +144,7 @@ export async function searchHeads(s: SearchInput): Promise<SearchReport> {
       lrSchedule: s.lrSchedule,
       classWeights: s.classWeights,
       signal: s.signal,
-      ...(s.fixed.epochs === undefined ? { earlyStopping: { patience: SEARCH.patience, monitor: 'accuracy' as const } } : {}),
+      ...(s.fixed.epochs === undefined ? { earlyStopping: { patience: SEARCH.patience, monitor: 'loss' as const } } : {}),
     };
     const accs: number[] = [];
     const losses: number[] = [];
