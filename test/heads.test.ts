@@ -193,6 +193,14 @@ describe('train-head on a toy cache', () => {
     expect(lrOnly.settings.learningRate).toBe(0.02);
   });
 
+  it('streamed features (over memoryBudget) fall back to the fixed values, recorded as such; search refuses them', async () => {
+    const r = await trainHead({ cache, out: join(dir, 'fallback'), memoryBudget: 1024, batchSize: 8 });
+    expect(r.mode).toBe('stream');
+    expect(r.auto).toMatchObject({ method: 'fallback', learningRate: 1e-3, epochs: 10, trials: [] });
+    expect(r.history.loss).toHaveLength(10);
+    await expect(trainHead({ cache, out: join(dir, 'fallback-s'), memoryBudget: 1024, search: true })).rejects.toMatchObject({ code: 'SPLITFIT_USAGE', option: 'memoryBudget' });
+  });
+
   it('a diverged sweep trial is recorded and skipped; all diverged is SPLITFIT_NUMERIC', async () => {
     const set = vectors(40, 8, 11);
     const ctx = { source: residualToyModel(), boundary: 'block2_add', featureShape: [8], numClasses: 2 };
