@@ -71,7 +71,14 @@ interface Row {
   accuracy: number;
   settings: string;
   seconds: number;
+  /** Core-seconds of CPU this process used (all its threads): less sensitive to other jobs than wall time, not immune. */
+  cpuSeconds: number;
 }
+
+const cpuSince = (c: NodeJS.CpuUsage): number => {
+  const d = process.cpuUsage(c);
+  return (d.user + d.system) / 1e6;
+};
 
 async function main(): Promise<void> {
   const backend = await resolveBackend('auto');
@@ -100,12 +107,13 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const job = async (name: string, o: Partial<TrainHeadOptions>): Promise<void> => {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const r = await trainHead({ cache: cacheDir, out: join(work, `out-${name.replace(/\W+/g, '-')}`), seed: 0, ...o });
     const seconds = (performance.now() - t0) / 1000;
     const accuracy = evaluateHead(r.head, testMaps, k).accuracy;
     const s = r.settings;
     const settings = `${s.head}, lr ${s.learningRate}, ${s.epochs} epochs${s.weightDecay ? `, wd ${s.weightDecay}` : ''}${s.labelSmoothing ? `, ls ${s.labelSmoothing}` : ''}${r.history.bestEpoch ? `, best epoch ${r.history.bestEpoch}` : ''}`;
-    rows.push({ name, accuracy, settings, seconds });
+    rows.push({ name, accuracy, settings, seconds, cpuSeconds: cpuSince(c0) });
     log(`${name}: held-out acc ${accuracy.toFixed(4)} (${settings}) in ${seconds.toFixed(1)} s`);
     r.model.dispose();
     r.head.dispose();
@@ -119,9 +127,10 @@ async function main(): Promise<void> {
   // Linear probe: multinomial logistic regression on pooled, standardised features (L2 by 3-fold CV).
   if (want.has('probe')) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const probe = linearProbe(poolFeatureSet(trainMaps), k, 0);
     const accuracy = probe.accuracy(testPooled);
-    rows.push({ name: 'linear probe (logistic regression)', accuracy, settings: `L2 λ ${probe.lambda} (3-fold CV on train), full-batch Adam ${probe.iterations} iterations`, seconds: (performance.now() - t0) / 1000 });
+    rows.push({ name: 'linear probe (logistic regression)', accuracy, settings: `L2 λ ${probe.lambda} (3-fold CV on train), full-batch Adam ${probe.iterations} iterations`, seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuSince(c0) });
     log(`linear probe: ${accuracy.toFixed(4)} (λ ${probe.lambda})`);
     probe.dispose();
   }
@@ -132,6 +141,7 @@ async function main(): Promise<void> {
   const source = await loadModel(MODEL);
   const heads = !want.has('grid') ? [] : argv.grid === 'small' ? GRID_HEADS.slice(0, 1) : GRID_HEADS;
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   for (const head of heads) {
     const plan = planHead(head, featureShape, true);
     const trainSet = poolFeatureSet(trainMaps);
@@ -151,14 +161,14 @@ async function main(): Promise<void> {
     }
   }
   const bestGrid = [...grid].sort((a, b) => b.accuracy - a.accuracy)[0];
-  if (bestGrid) rows.push({ name: 'best of the manual grid (held-out picked)', accuracy: bestGrid.accuracy, settings: `${bestGrid.head}, lr ${bestGrid.lr}, ${bestGrid.epochs} epochs (of ${grid.length})`, seconds: (performance.now() - t0) / 1000 });
+  if (bestGrid) rows.push({ name: 'best of the manual grid (held-out picked)', accuracy: bestGrid.accuracy, settings: `${bestGrid.head}, lr ${bestGrid.lr}, ${bestGrid.epochs} epochs (of ${grid.length})`, seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuSince(c0) });
 
   const loads = loadavg();
   const lines = [
     `task ${argv.task}: ${train.samples.length} train / ${test.samples.length} held out, ${MODEL} at ${BOUNDARY}, seed 0, backend ${backend}; load average at the end ${loads.map((l) => l.toFixed(2)).join(' ')} (wall times are under that load)`,
-    '| setting | held-out acc | chosen / used | wall s |',
-    '|---|---:|---|---:|',
-    ...rows.map((r) => `| ${r.name} | ${r.accuracy.toFixed(3)} | ${r.settings} | ${r.seconds.toFixed(1)} |`),
+    '| setting | held-out acc | chosen / used | wall s | CPU core·s |',
+    '|---|---:|---|---:|---:|',
+    ...rows.map((r) => `| ${r.name} | ${r.accuracy.toFixed(3)} | ${r.settings} | ${r.seconds.toFixed(1)} | ${r.cpuSeconds.toFixed(1)} |`),
     '',
     'grid (held-out accuracy):',
     ...heads.flatMap((h) => [`  ${h}`, ...GRID_LR.map((lr) => `    lr ${lr}: ${GRID_EPOCHS.map((e) => grid.find((g) => g.head === h && g.lr === lr && g.epochs === e)?.accuracy.toFixed(3) ?? '  —  ').join('  ')}`)]),
