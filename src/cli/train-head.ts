@@ -187,7 +187,7 @@ export function registerTrainHead(program: Command): void {
     .addOption(new Option('--lr-schedule <name>', 'learning-rate schedule (default: constant)').choices(LR_SCHEDULES))
     .option('--search', 'k-fold search over lr, weight decay, dropout, label smoothing and head shapes; trains the winner')
     .option('--search-folds <k>', 'folds of --search (default: 3)', positiveInt('--search-folds'))
-    .option('--search-trials <n>', 'configurations --search tries (default: 12)', positiveInt('--search-trials'))
+    .option('--search-trials <n>', 'configurations --search tries (default: 8)', positiveInt('--search-trials'))
     .option('--search-seconds <s>', 'stop --search starting configurations after this long (default: no limit)', positiveNumber('--search-seconds'))
     .option('--no-pool-features', 'train gap heads on the maps every step instead of on features pooled once')
     .option('--validation-split <f>', 'seeded hold-out fraction', fraction('--validation-split'))
