@@ -80,7 +80,9 @@ describe('numeric failures and empty training', () => {
   });
 
   it('undefined options mean the defaults; wrong types are TypeErrors; absurd --views fail at parse time', async () => {
-    expect(validateTrainHeadOptions({ out: 'x', epochs: undefined, learningRate: undefined })).toMatchObject({ epochs: 10, learningRate: 0.001 });
+    // No defaults for these two: undefined means "train-head chooses them" (issue #13).
+    const resolved = validateTrainHeadOptions({ out: 'x', epochs: undefined, learningRate: undefined });
+    expect([resolved.epochs, resolved.learningRate, resolved.batchSize]).toEqual([undefined, undefined, 32]);
     expect(() => validateTrainHeadOptions({ out: 'x', epochs: '10' as unknown as number })).toThrow(TypeError);
     expect(() => validateTrainHeadOptions({ out: 'x', learningRate: -1 })).toThrow(expect.objectContaining({ code: 'SPLITFIT_USAGE', option: 'learningRate' }));
     const t0 = performance.now();
@@ -115,7 +117,7 @@ describe('signals', () => {
   for (const [signal, status] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     it(`${signal} during training ends with the SPLITFIT_INTERRUPTED JSON line, exit ${status}, nothing written, cache consistent`, async () => {
       const out = join(root, `sig-${signal}`);
-      const child = spawn(process.execPath, [CLI, 'train-head', '--cache', cache, '--out', out, '--epochs', '100000', '--batch-size', '1', '--json', ...backendArgs()], {
+      const child = spawn(process.execPath, [CLI, 'train-head', '--cache', cache, '--out', out, '--epochs', '100000', '--lr', '0.001', '--batch-size', '1', '--json', ...backendArgs()], {
         env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

@@ -2,9 +2,11 @@ import { type Command, Option } from 'commander';
 import { join } from 'node:path';
 import type { BackendChoice } from '../backend/resolve.js';
 import { FeatureCache } from '../cache/feature-cache.js';
+import { SplitfitError } from '../errors.js';
+import { LR_SCHEDULES, type LrSchedule } from '../train/fit.js';
 import { OPTIMIZERS, type OptimizerName } from '../train/step.js';
 import { validateTrainHeadOptions } from '../job/options.js';
-import { trainHead } from '../job/train-head.js';
+import { type ChosenSettings, trainHead } from '../job/train-head.js';
 import { checkOutputFolder } from '../output/folder.js';
 import { assertWritableFolder, backendOption, commandLine, type CommonFlags, defineCommand, useBackend } from './command.js';
 import { classWeights, fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.js';
@@ -27,7 +29,48 @@ interface Flags extends CommonFlags {
   refreshEvery?: number;
   lockBn?: boolean;
   foldBn: boolean;
+  weightDecay?: number;
+  labelSmoothing?: number;
+  lrSchedule?: LrSchedule;
+  search?: boolean;
+  searchFolds?: number;
+  searchTrials?: number;
+  searchSeconds?: number;
+  poolFeatures: boolean;
   backend: BackendChoice;
+}
+
+function nonNegativeNumber(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new SplitfitError('SPLITFIT_USAGE', `${flag} needs a finite number ≥ 0, got "${value}"`);
+    return n;
+  };
+}
+
+/** Quotes a shell word only when it needs it. */
+const shellWord = (w: string): string => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+
+/**
+ * The explicit command that trains `settings` without a search: this invocation's own flags, minus
+ * the search flags, with the chosen head, learning rate, epochs, weight decay and label smoothing.
+ */
+export function reproduceCommand(argv: readonly string[], settings: ChosenSettings): string {
+  const drop = new Set(['--search', '--search-folds', '--search-trials', '--search-seconds', '--head', '--lr', '--epochs', '--weight-decay', '--label-smoothing', '--json', '--verbose']);
+  const takesValue = new Set(['--search-folds', '--search-trials', '--search-seconds', '--head', '--lr', '--epochs', '--weight-decay', '--label-smoothing']);
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const [flag] = argv[i]!.split('=');
+    if (drop.has(flag!)) {
+      if (takesValue.has(flag!) && !argv[i]!.includes('=')) i++;
+      continue;
+    }
+    kept.push(argv[i]!);
+  }
+  const chosen = ['--head', settings.head, '--lr', String(settings.learningRate), '--epochs', String(settings.epochs)];
+  if (settings.weightDecay > 0) chosen.push('--weight-decay', String(settings.weightDecay));
+  if (settings.labelSmoothing > 0) chosen.push('--label-smoothing', String(settings.labelSmoothing));
+  return ['splitfit', 'train-head', ...kept, ...chosen].map(shellWord).join(' ');
 }
 
 export function registerTrainHead(program: Command): void {
@@ -50,6 +93,14 @@ export function registerTrainHead(program: Command): void {
       refreshEvery: f.refreshEvery,
       lockBatchNorm: f.lockBn,
       foldBatchNorm: f.foldBn,
+      weightDecay: f.weightDecay,
+      labelSmoothing: f.labelSmoothing,
+      lrSchedule: f.lrSchedule,
+      search:
+        f.search === true || f.searchFolds !== undefined || f.searchTrials !== undefined || f.searchSeconds !== undefined
+          ? { folds: f.searchFolds, trials: f.searchTrials, seconds: f.searchSeconds }
+          : undefined,
+      poolFeatures: f.poolFeatures,
       signal,
     };
     // Checked before the cache opens and the model loads, so bad flags or a bad --out cost nothing.
@@ -59,14 +110,25 @@ export function registerTrainHead(program: Command): void {
     // Never creates a cache: a wrong --cache is an error, not a new empty cache.
     await using cache = await FeatureCache.open(f.cache, { createIfMissing: false, command: commandLine() });
     await useBackend(out, f.backend);
+    if (resolved.search === false && (resolved.learningRate === undefined || resolved.epochs === undefined)) {
+      out.info('choosing ' + [resolved.learningRate === undefined ? '--lr' : '', resolved.epochs === undefined ? '--epochs' : ''].filter(Boolean).join(' and ') + ' on a hold-out of the training data (give them to skip this)');
+    }
+    let total = resolved.epochs ?? 0;
     const result = await trainHead({
       ...options,
       cache,
       onProgress: (e) => {
-        if (e.type === 'start') out.info(`training on ${e.samples} samples (${e.mode}), validating on ${e.validation}, ${e.epochs} epochs`);
-        else if (e.type === 'epoch') {
+        if (e.type === 'start') {
+          total = e.epochs;
+          out.info(`training on ${e.samples} samples (${e.mode}), validating on ${e.validation}, ${e.epochs} epochs`);
+        } else if (e.type === 'epoch') {
           const { type: _t, epoch, viewsRead: _v, ...log } = e;
-          out.epoch(epoch, resolved.epochs, log);
+          out.epoch(epoch, total, log);
+        } else if (e.type === 'auto-trial') {
+          const t = e.trial;
+          out.info(t.diverged !== undefined ? `  lr ${t.learningRate}: diverged, skipped` : `  lr ${t.learningRate}: hold-out acc ${t.valAcc!.toFixed(4)} loss ${t.valLoss!.toFixed(4)} at epoch ${t.epochs}`);
+        } else if (e.type === 'search-trial') {
+          out.progress('search', e.done, e.total, e.row ? { head: e.row.config.head, learningRate: e.row.config.learningRate, mean: e.row.mean, sd: e.row.sd } : { diverged: true });
         } else if (e.type === 'generation') {
           out.info(`epoch ${e.epoch}: now on generation ${e.generation} (extracted in ${e.extractSeconds.toFixed(1)} s; training waited ${e.waitedSeconds.toFixed(1)} s)`);
         }
@@ -82,14 +144,33 @@ export function registerTrainHead(program: Command): void {
       fingerprint: result.fingerprint,
       labels: result.labels,
       mode: result.mode,
+      settings: result.settings,
+      ...(result.history.bestEpoch !== undefined ? { bestEpoch: result.history.bestEpoch } : {}),
+      ...(result.auto ? { auto: result.auto } : {}),
+      ...(result.search ? { search: { leaderboard: result.search.leaderboard, winner: result.search.winner, tried: result.search.tried, stoppedBy: result.search.stoppedBy, command: reproduceCommand(process.argv.slice(3), result.settings) } } : {}),
       seconds: (performance.now() - started) / 1000,
     };
     out.result(summary, () => {
       const h = result.history;
       const last = h.loss.length - 1;
       const val = h.valAcc ? `, val loss ${h.valLoss![last]!.toFixed(4)} acc ${h.valAcc[last]!.toFixed(4)}` : '';
+      const st = result.settings;
+      const lines: string[] = [];
+      if (result.search) {
+        const r = result.search;
+        lines.push(`search: ${r.tried} of ${r.grid} configurations, ${r.folds}-fold accuracy (stopped by ${r.stoppedBy}):`);
+        for (const row of r.leaderboard.slice(0, 10)) {
+          lines.push(`  ${String(row.rank).padStart(2)}. ${row.mean.toFixed(4)} ± ${row.sd.toFixed(4)}  ${row.config.head}  lr ${row.config.learningRate}  wd ${row.config.weightDecay}  ls ${row.config.labelSmoothing}  ${row.epochs} epochs`);
+        }
+        lines.push(`the winner, without --search: ${summary.search!.command}`);
+      } else if (result.auto) {
+        const a = result.auto;
+        lines.push(a.method === 'sweep' ? `chose lr ${st.learningRate}, ${st.epochs} epochs on a hold-out of ${a.holdout} training samples` : `too few samples (or features streamed) for the automatic choice: lr ${st.learningRate}, ${st.epochs} epochs`);
+      }
+      const best = h.bestEpoch !== undefined ? ` (kept the weights of epoch ${h.bestEpoch}, the best)` : '';
       return [
-        `trained ${result.epochs} epochs: loss ${h.loss[last]!.toFixed(4)} acc ${h.acc[last]!.toFixed(4)}${val}`,
+        ...lines,
+        `trained ${result.epochs} epochs: loss ${h.loss[last]!.toFixed(4)} acc ${h.acc[last]!.toFixed(4)}${val}${best}`,
         `wrote ${result.out} (model.json = stitched model, head/, history.json, splitfit.json, report.html, committed as one) in ${summary.seconds.toFixed(1)} s`,
         `report: ${join(result.out, 'report.html')} (open it in a browser)`,
         `next: splitfit evaluate --model ${join(result.out, 'model.json')} --data <held-out data> --report ${join(result.out, 'report.html')}`,
@@ -100,13 +181,21 @@ export function registerTrainHead(program: Command): void {
     .option('--cache <dir>', 'cache directory written by cache-features', './cache')
     .requiredOption('--out <dir>', 'output folder (created; an earlier train-head output there is replaced as one step)')
     .option('--head <spec>', 'head spec, e.g. gap,dense:256:relu,dropout:0.5,dense:N:softmax (default: gap,dense:N:softmax for feature maps)')
-    .option('--epochs <n>', 'epochs (default: 10)', positiveInt('--epochs'))
+    .option('--epochs <n>', 'epochs (default: chosen on a hold-out of the training data)', positiveInt('--epochs'))
     .option('--batch-size <n>', 'batch size (default: 32)', positiveInt('--batch-size'))
     .addOption(new Option('--optimizer <name>', 'optimizer (default: adam)').choices(OPTIMIZERS))
-    .option('--lr <x>', 'learning rate (default: 0.001)', positiveNumber('--lr'))
+    .option('--lr <x>', 'learning rate (default: chosen on a hold-out of the training data)', positiveNumber('--lr'))
+    .option('--weight-decay <x>', 'L2 penalty on the head kernels (default: 0)', nonNegativeNumber('--weight-decay'))
+    .option('--label-smoothing <x>', 'label smoothing in [0, 1) (default: 0)', fraction('--label-smoothing'))
+    .addOption(new Option('--lr-schedule <name>', 'learning-rate schedule (default: constant)').choices(LR_SCHEDULES))
+    .option('--search', 'k-fold search over lr, weight decay, dropout, label smoothing and head shapes; trains the winner')
+    .option('--search-folds <k>', 'folds of --search (default: 3)', positiveInt('--search-folds'))
+    .option('--search-trials <n>', 'configurations --search tries (default: 8)', positiveInt('--search-trials'))
+    .option('--search-seconds <s>', 'stop --search starting configurations after this long (default: no limit)', positiveNumber('--search-seconds'))
+    .option('--no-pool-features', 'train gap heads on the maps every step instead of on features pooled once')
     .option('--validation-split <f>', 'seeded hold-out fraction', fraction('--validation-split'))
     .option('--validation-data <spec>', 'separate validation data (folder, manifest or IDX)')
-    .option('--early-stopping <patience>', 'stop after this many epochs without improvement', positiveInt('--early-stopping'))
+    .option('--early-stopping <patience>', 'stop after this many epochs without improvement; keeps the best epoch\'s weights', positiveInt('--early-stopping'))
     .option('--class-weights <w>', '"balanced" or a comma list, one weight per class', classWeights)
     .option('--seed <n>', 'seed for init, split and shuffles (default: 0)', nonNegativeInt('--seed'))
     .option('--fingerprint <fp>', 'train on this cached run (any unique prefix) instead of the last one')

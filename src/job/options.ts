@@ -3,7 +3,9 @@ import type { FeatureCache } from '../cache/feature-cache.js';
 import { MAX_INDEX } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';
 import { checkFraction, checkNonNegativeInt, checkPositiveInt, checkPositiveNumber, checkChoice, checkString, withDefaults } from '../options.js';
-import type { EpochLog } from '../train/fit.js';
+import { type EpochLog, LR_SCHEDULES, type LrSchedule } from '../train/fit.js';
+import type { AutoTrial } from './auto.js';
+import type { LeaderboardRow, SearchOptions } from './search.js';
 import { OPTIMIZERS, type OptimizerName } from '../train/step.js';
 
 export interface TrainHeadOptions {
@@ -15,19 +17,40 @@ export interface TrainHeadOptions {
   fingerprint?: string;
   /** Head spec (see `parseHeadSpec`). @default 'gap,dense:N:softmax' for feature maps, 'dense:N:softmax' for vectors */
   head?: string;
-  /** @default 10 */
+  /**
+   * Epochs of the final fit. @default chosen automatically: the best epoch of a seeded sweep on an
+   * internal hold-out of the training data (see `AUTO` in job/auto.ts); given, it is exactly what runs.
+   */
   epochs?: number;
   /** @default 32 */
   batchSize?: number;
   /** @default 'adam' */
   optimizer?: OptimizerName;
-  /** @default 0.001 */
+  /** @default chosen automatically, with `epochs`, on an internal hold-out of the training data; given, it is exactly what runs. */
   learningRate?: number;
+  /** L2 penalty `weightDecay · Σ w²` on the head's kernels. @default 0 */
+  weightDecay?: number;
+  /** Smooths the one-hot targets to `(1 − ε) · y + ε / k`. @default 0 */
+  labelSmoothing?: number;
+  /** Learning-rate schedule over the epochs: `cosine` decay to 0, or `plateau` (halve after 3 epochs without a better monitored loss). @default 'constant' */
+  lrSchedule?: LrSchedule;
+  /**
+   * A k-fold cross-validated search (seeded) over learning rate, weight decay, dropout, label smoothing
+   * and head shapes on the cached training features; the winner is trained on all of them and the
+   * leaderboard written to `search.json`. Options given explicitly (`head`, `learningRate`, `epochs`,
+   * `weightDecay`, `labelSmoothing`) are kept fixed. `true` = the default budget. @default false
+   */
+  search?: boolean | SearchOptions;
+  /** Train a head that starts with `gap` on features pooled once, not on every step (same result within float32 rounding). @default true */
+  poolFeatures?: boolean;
   /** Fraction of samples held out (seeded) for validation. @default 0 */
   validationSplit?: number;
   /** A separate validation data set (folder, manifest or IDX); its features are extracted into the same cache. */
   validationData?: string;
-  /** Stop when the monitored loss (validation loss if any, else training loss) has not improved for `patience` epochs. */
+  /**
+   * Stop when the monitored loss (validation loss if any, else training loss) has not improved for
+   * `patience` epochs, and keep the weights of the best epoch (`history.bestEpoch`).
+   */
   earlyStopping?: { patience: number; minDelta?: number };
   /** Per-class loss weights, or 'balanced' (n / (k · count)). @default equal weights */
   classWeights?: 'balanced' | readonly number[];
@@ -67,15 +90,18 @@ export interface TrainHeadOptions {
 
 export type TrainEvent =
   | { type: 'start'; samples: number; validation: number; mode: 'memory' | 'stream'; epochs: number }
+  | { type: 'auto-trial'; trial: AutoTrial }
+  | { type: 'search-trial'; done: number; total: number; row: LeaderboardRow | undefined }
   | ({ type: 'epoch'; epoch: number } & EpochLog)
   | { type: 'extract'; generation: number; done: number; total: number }
   | { type: 'generation'; generation: number; epoch: number; waitedSeconds: number; extractSeconds: number };
 
 const DEFAULTS = {
-  epochs: 10,
   batchSize: 32,
   optimizer: 'adam' as OptimizerName,
-  learningRate: 1e-3,
+  lrSchedule: 'constant' as LrSchedule,
+  search: false as boolean | SearchOptions,
+  poolFeatures: true,
   validationSplit: 0,
   seed: 0,
   memoryBudget: 2 ** 30,
@@ -90,10 +116,19 @@ export function validateTrainHeadOptions(options: TrainHeadOptions) {
   if (typeof options !== 'object' || options === null) throw new TypeError('trainHead needs an options object');
   const o = withDefaults(DEFAULTS, options);
   checkString('out', o.out);
-  checkPositiveInt('epochs', o.epochs, MAX_INDEX);
+  if (o.epochs !== undefined) checkPositiveInt('epochs', o.epochs, MAX_INDEX);
   checkPositiveInt('batchSize', o.batchSize);
   checkChoice('optimizer', o.optimizer, OPTIMIZERS);
-  checkPositiveNumber('learningRate', o.learningRate);
+  if (o.learningRate !== undefined) checkPositiveNumber('learningRate', o.learningRate);
+  // No defaults spread for these two: the search must tell a given 0 from an absent value.
+  if (o.weightDecay !== undefined) checkNonNegativeNumber('weightDecay', o.weightDecay);
+  if (o.labelSmoothing !== undefined) checkFraction('labelSmoothing', o.labelSmoothing);
+  checkChoice('lrSchedule', o.lrSchedule, LR_SCHEDULES);
+  if (typeof o.poolFeatures !== 'boolean') throw new TypeError(`poolFeatures must be a boolean, received ${typeof o.poolFeatures}`);
+  checkSearch(o.search);
+  if (o.search !== false && o.refreshEvery !== undefined) {
+    throw new SplitfitError('SPLITFIT_USAGE', '`search` runs on the cached features only and cannot be combined with `refreshEvery`; search first, then train the winner with `refreshEvery`', { option: 'search' });
+  }
   checkFraction('validationSplit', o.validationSplit);
   checkNonNegativeInt('seed', o.seed);
   checkPositiveNumber('memoryBudget', o.memoryBudget);
@@ -114,4 +149,20 @@ export function validateTrainHeadOptions(options: TrainHeadOptions) {
     throw new SplitfitError('SPLITFIT_USAGE', `\`classWeights\` must be "balanced" or one number per class, got ${JSON.stringify(o.classWeights)}`, { option: 'classWeights' });
   }
   return o;
+}
+
+function checkNonNegativeNumber(option: string, v: unknown): number {
+  if (typeof v !== 'number') throw new TypeError(`${option} must be a number, received ${typeof v}`);
+  if (!(v >= 0) || !Number.isFinite(v)) throw new SplitfitError('SPLITFIT_USAGE', `\`${option}\` must be a finite number ≥ 0, got ${v}`, { option });
+  return v;
+}
+
+function checkSearch(v: unknown): void {
+  if (typeof v === 'boolean') return;
+  if (typeof v !== 'object' || v === null) throw new TypeError(`search must be a boolean or an options object, received ${v === null ? 'null' : typeof v}`);
+  const s = v as SearchOptions;
+  if (s.folds !== undefined) checkPositiveInt('search.folds', s.folds);
+  if (s.folds !== undefined && s.folds < 2) throw new SplitfitError('SPLITFIT_USAGE', `\`search.folds\` must be an integer ≥ 2, got ${s.folds}`, { option: 'search.folds' });
+  if (s.trials !== undefined) checkPositiveInt('search.trials', s.trials);
+  if (s.seconds !== undefined) checkPositiveNumber('search.seconds', s.seconds);
 }

@@ -5,23 +5,41 @@ import { SplitfitError, throwIfAborted } from '../errors.js';
 import { type PreparedBase, prepareBase } from '../extract/prepare.js';
 import type { RunMeta } from '../extract/run-meta.js';
 import { shortFingerprint } from '../cache/keys.js';
-import { buildHead, checkHeadSize, defaultHeadSpec, parseHeadSpec } from '../model/head-spec.js';
+import { checkHeadSize, defaultHeadSpec, parseHeadSpec } from '../model/head-spec.js';
 import { batchNormLayers, lockBatchNorm } from '../model/lock-batchnorm.js';
 import { stitch } from '../model/stitch.js';
-import { checkOutputFolder, writeOutputFolder } from '../output/folder.js';
+import { checkOutputFolder, SEARCH_FILE, writeOutputFolder } from '../output/folder.js';
 import { MANIFEST_FORMAT, type SplitfitManifest } from '../output/manifest.js';
-import { type BatchSource, memoryBatches, streamBatches } from '../train/batches.js';
-import { type EntrySelector, type FeatureSet, featureSize, loadFeatureSet, PLAIN } from '../train/feature-set.js';
+import { type BatchSource, memoryBatches, pooledBatches, streamBatches } from '../train/batches.js';
+import { type EntrySelector, type FeatureSet, featureSize, loadFeatureSet, PLAIN, poolFeatureSet } from '../train/feature-set.js';
 import { type Feed, fitEpochs, type History } from '../train/fit.js';
+import { type AutoChoice, chooseAutomatically } from './auto.js';
+import { buildTrainable, type HeadContext, planHead, TrainingSets } from './head-trainer.js';
+import { type SearchReport, searchHeads } from './search.js';
 import { type ResolvedTrainHeadOptions, type TrainHeadOptions, validateTrainHeadOptions } from './options.js';
 import { dropScratchGenerations, makeRefresher, reopenRunData } from './refresh.js';
 import { trainReportFiles } from './report-data.js';
 import { readTrainingRun } from './run.js';
 import { classWeightsFor, extractValidationData, splitValidation, type LabeledId } from './validation.js';
 
+/** history.json: the fit's history, plus what train-head chose on its own. */
+export type JobHistory = History & { auto?: AutoChoice; search?: { winner: SearchReport['winner']; file: string } };
+
+/** The settings the final fit ran with, given or chosen: with them as explicit options, train-head trains the same head. */
+export interface ChosenSettings {
+  head: string;
+  learningRate: number;
+  epochs: number;
+  weightDecay: number;
+  labelSmoothing: number;
+}
+
 export interface TrainHeadResult {
   epochs: number;
-  history: History;
+  history: JobHistory;
+  settings: ChosenSettings;
+  auto?: AutoChoice;
+  search?: SearchReport;
   /** Feature generations trained on (1 without augmentation refreshes). */
   generations: number;
   out: string;
@@ -56,10 +74,11 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   if (o.refreshEvery !== undefined && run.augment === undefined) {
     throw new SplitfitError('SPLITFIT_USAGE', '`refreshEvery` needs a cache built with `cache-features --augment <spec>`', { option: 'refreshEvery' });
   }
-  // The head spec is checked before the base loads: a bad --head costs nothing.
-  const headSpec = o.head ?? defaultHeadSpec(run.featureShape);
-  const ops = parseHeadSpec(headSpec);
-  if (!ops.some((op) => op.kind === 'original')) checkHeadSize(ops, run.featureShape, k, headSpec);
+  // A given head spec is checked before the base loads: a bad --head costs nothing.
+  if (o.head !== undefined) {
+    const ops = parseHeadSpec(o.head);
+    if (!ops.some((op) => op.kind === 'original')) checkHeadSize(ops, run.featureShape, k, o.head);
+  }
   const base = await prepareRunBase(run, o);
   const selector = (generation: number): EntrySelector => ({ ...(run.augment === undefined ? {} : { aug: run.augment }), generation, views: run.views });
 
@@ -75,20 +94,30 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   // Caches written before refreshes kept their generation may hold the generation before the recorded one.
   if (run.augment !== undefined && run.generation > 0) await cache.deleteGeneration(run.fingerprint, run.augment, run.generation - 1);
 
-  let lastValSet: FeatureSet | undefined; // what the last epoch was validated on, for the report
-  const feed = async (generation: number): Promise<Feed> => {
+  let lastValSet: FeatureSet | undefined; // what the last epoch was validated on (as maps), for the report
+  // Training features of a generation as cached (maps stay maps here; pooling is the plan's business).
+  const loadFeed = async (generation: number): Promise<{ feed: Feed; set: FeatureSet | undefined }> => {
     const sel = selector(generation);
     const bytes = train.length * run.views * featureSize(run.featureShape) * 4;
-    const source: BatchSource =
-      bytes <= o.memoryBudget
-        ? memoryBatches(await loadFeatureSet(cache, run.fingerprint, train, run.featureShape, sel), o.batchSize, o.seed)
-        : streamBatches(cache, run.fingerprint, new Map(train.map((s) => [s.id, s.label])), run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed });
+    const set = bytes <= o.memoryBudget ? await loadFeatureSet(cache, run.fingerprint, train, run.featureShape, sel) : undefined;
+    const source: BatchSource = set
+      ? memoryBatches(set, o.batchSize, o.seed)
+      : streamBatches(cache, run.fingerprint, new Map(train.map((s) => [s.id, s.label])), run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed });
     // Validation reads view 0 (the plain image when cached with plainView0) of the current generation.
     const valSel = o.validationData !== undefined ? PLAIN : { ...sel, views: 1 };
     const valSet = validation.length > 0 ? await loadFeatureSet(cache, run.fingerprint, validation, run.featureShape, valSel) : undefined;
     lastValSet = valSet;
-    return { source, valSet };
+    return { feed: { source, valSet }, set };
   };
+  const first = await loadFeed(run.generation);
+  const ctx: HeadContext = { source: base.source, boundary: run.boundary, featureShape: run.featureShape, numClasses: k };
+  const sets = first.set ? new TrainingSets(first.set) : undefined;
+
+  // What to train: the search's winner, or the given head with automatic values for what was not given.
+  const settings = await chooseSettings(ctx, sets, weights, o);
+  const plan = planHead(settings.head, run.featureShape, o.poolFeatures);
+  const pooled = (f: Feed): Feed => (plan.pooledSpec === undefined ? f : { source: pooledBatches(f.source, run.featureShape), valSet: f.valSet && poolFeatureSet(f.valSet) });
+  const feed = async (generation: number): Promise<Feed> => pooled((await loadFeed(generation)).feed);
   const refresher =
     data === undefined
       ? undefined
@@ -105,25 +134,40 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
           onExtract: (generation, done, total) => o.onProgress?.({ type: 'extract', generation, done, total }),
         });
 
-  const head = await buildHead(base.source, run.boundary, run.featureShape, { spec: headSpec, numClasses: k, seed: o.seed });
+  const trainable = await buildTrainable(ctx, plan, o.seed);
+  const head = trainable.head;
   if (o.lockBatchNorm) {
     for (const layer of batchNormLayers(head)) if (!layer.name.startsWith('head_')) layer.trainable = false;
     lockBatchNorm(head);
   }
-  const first = await feed(run.generation);
-  o.onProgress?.({ type: 'start', samples: first.source.size, validation: validation.length, mode: first.source.mode, epochs: o.epochs });
+  // In memory, the pooled set is pooled once for the whole run (and shared with the search and the sweep).
+  const firstFeed: Feed =
+    sets && plan.pooledSpec !== undefined ? { source: memoryBatches(sets.for(plan), o.batchSize, o.seed), valSet: first.feed.valSet && poolFeatureSet(first.feed.valSet) } : pooled(first.feed);
+  o.onProgress?.({ type: 'start', samples: firstFeed.source.size, validation: validation.length, mode: firstFeed.source.mode, epochs: settings.epochs });
 
-  const history = await fitEpochs(head, first, run.generation, refresher, k, {
-    epochs: o.epochs,
+  const fitted = await fitEpochs(trainable.trained, firstFeed, run.generation, refresher, k, {
+    epochs: settings.epochs,
     batchSize: o.batchSize,
     optimizer: o.optimizer,
-    learningRate: o.learningRate,
+    learningRate: settings.learningRate,
+    weightDecay: settings.weightDecay,
+    labelSmoothing: settings.labelSmoothing,
+    lrSchedule: o.lrSchedule,
     classWeights: weights,
     earlyStopping: o.earlyStopping,
+    seed: o.seed,
     signal: o.signal,
     onEpoch: (epoch, log) => o.onProgress?.({ type: 'epoch', epoch, ...log }),
     onGeneration: (g) => o.onProgress?.({ type: 'generation', generation: g.generation, epoch: g.startEpoch, waitedSeconds: g.waitedSeconds, extractSeconds: g.extractSeconds ?? 0 }),
   });
+  trainable.finish();
+  if (trainable.trained !== head) trainable.trained.dispose();
+  const history: JobHistory = {
+    ...fitted,
+    ...(settings.auto ? { auto: settings.auto } : {}),
+    ...(settings.search ? { search: { winner: settings.search.winner, file: SEARCH_FILE } } : {}),
+  };
+  const headSpec = settings.head;
   if (data !== undefined) await dropScratchGenerations(cache, run, history.generations.at(-1)!.generation + 1);
   throwIfAborted(o.signal);
 
@@ -149,14 +193,21 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
       epochs: history.loss.length,
       batchSize: o.batchSize,
       optimizer: o.optimizer,
-      learningRate: o.learningRate,
+      learningRate: settings.learningRate,
+      weightDecay: settings.weightDecay,
+      labelSmoothing: settings.labelSmoothing,
+      lrSchedule: o.lrSchedule,
+      pooledFeatures: plan.pooledSpec !== undefined,
+      ...(history.bestEpoch !== undefined ? { bestEpoch: history.bestEpoch } : {}),
+      ...(settings.auto ? { auto: { method: settings.auto.method, chosen: settings.auto.chosen, learningRate: settings.auto.learningRate, epochs: settings.auto.epochs, holdout: settings.auto.holdout } } : {}),
+      ...(settings.search ? { search: { file: SEARCH_FILE, folds: settings.search.folds, tried: settings.search.tried, winnerMean: settings.search.leaderboard[0]!.mean } } : {}),
       validation: o.validationData !== undefined ? 'data' : o.validationSplit > 0 ? 'split' : 'none',
       samples: train.length,
       validationSamples: validation.length,
     },
   };
   const report = await trainReportFiles({ head, run, options: o, manifest, history, valSet: lastValSet, jobSeconds: (performance.now() - started) / 1000 });
-  await writeOutputFolder(o.out, { model, head, history, manifest, report });
+  await writeOutputFolder(o.out, { model, head, history, manifest, report, ...(settings.search ? { extra: new Map([[SEARCH_FILE, JSON.stringify(settings.search, null, 2)]]) } : {}) });
   return {
     epochs: history.loss.length,
     history,
@@ -165,7 +216,10 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     backend: tf.getBackend(),
     fingerprint: run.fingerprint,
     labels: run.labels,
-    mode: first.source.mode,
+    mode: firstFeed.source.mode,
+    settings: { head: headSpec, learningRate: settings.learningRate, epochs: settings.epochs, weightDecay: settings.weightDecay, labelSmoothing: settings.labelSmoothing },
+    ...(settings.auto ? { auto: settings.auto } : {}),
+    ...(settings.search ? { search: settings.search } : {}),
     head,
     model,
   };
@@ -183,3 +237,57 @@ async function prepareRunBase(run: RunMeta, o: ResolvedTrainHeadOptions): Promis
   return base;
 }
 
+/**
+ * The settings of the final fit. `search`: the winner of the k-fold search (explicit options stay
+ * fixed in it). Otherwise the given values, and for a missing `learningRate` or `epochs` the
+ * automatic sweep on an internal hold-out of the training data.
+ */
+async function chooseSettings(
+  ctx: HeadContext,
+  sets: TrainingSets | undefined,
+  classWeights: readonly number[] | undefined,
+  o: ResolvedTrainHeadOptions,
+): Promise<ChosenSettings & { auto?: AutoChoice; search?: SearchReport }> {
+  if (o.search !== false) {
+    if (!sets) {
+      throw new SplitfitError('SPLITFIT_USAGE', `\`search\` needs the training features in memory, and they exceed \`memoryBudget\` (${o.memoryBudget} bytes); raise \`memoryBudget\``, { option: 'memoryBudget' });
+    }
+    const report = await searchHeads({
+      ctx,
+      sets,
+      options: o.search === true ? {} : o.search,
+      fixed: {
+        ...(o.head !== undefined ? { head: o.head } : {}),
+        ...(o.learningRate !== undefined ? { learningRate: o.learningRate } : {}),
+        ...(o.weightDecay !== undefined ? { weightDecay: o.weightDecay } : {}),
+        ...(o.labelSmoothing !== undefined ? { labelSmoothing: o.labelSmoothing } : {}),
+        epochs: o.epochs,
+      },
+      poolFeatures: o.poolFeatures,
+      optimizer: o.optimizer,
+      batchSize: o.batchSize,
+      lrSchedule: o.lrSchedule,
+      classWeights,
+      seed: o.seed,
+      signal: o.signal,
+      onTrial: (done, total, row) => o.onProgress?.({ type: 'search-trial', done, total, row }),
+    });
+    const w = report.winner;
+    return { head: w.head, learningRate: w.learningRate, epochs: w.epochs, weightDecay: w.weightDecay, labelSmoothing: w.labelSmoothing, search: report };
+  }
+  const head = o.head ?? defaultHeadSpec(ctx.featureShape);
+  const fixed = { head, weightDecay: o.weightDecay ?? 0, labelSmoothing: o.labelSmoothing ?? 0 };
+  if (o.learningRate !== undefined && o.epochs !== undefined) return { ...fixed, learningRate: o.learningRate, epochs: o.epochs };
+  const auto = await chooseAutomatically({
+    ctx,
+    plan: planHead(head, ctx.featureShape, o.poolFeatures),
+    sets,
+    learningRate: o.learningRate,
+    epochs: o.epochs,
+    optimizer: o.optimizer,
+    seed: o.seed,
+    fit: { batchSize: o.batchSize, weightDecay: fixed.weightDecay, labelSmoothing: fixed.labelSmoothing, lrSchedule: o.lrSchedule, classWeights, signal: o.signal },
+    onTrial: (trial) => o.onProgress?.({ type: 'auto-trial', trial }),
+  });
+  return { ...fixed, learningRate: auto.learningRate, epochs: auto.epochs, auto };
+}

@@ -19,6 +19,9 @@ export const REPORT_JSON = 'report.json';
  */
 export const OUTPUT_FILES = ['model.json', 'weights.bin', 'head/model.json', 'head/weights.bin', 'history.json', MANIFEST_FILE, REPORT_HTML, REPORT_JSON] as const;
 
+/** The leaderboard of `train-head --search`, written next to the model when the search ran. */
+export const SEARCH_FILE = 'search.json';
+
 export interface TrainingOutput {
   model: tf.LayersModel;
   head: tf.LayersModel;
@@ -26,6 +29,8 @@ export interface TrainingOutput {
   manifest: SplitfitManifest;
   /** The rendered report and its data; committed with the model, so a report always describes the model beside it. */
   report?: { html: string; json: string };
+  /** Further files of the same commit (e.g. `search.json`), path → JSON text. */
+  extra?: ReadonlyMap<string, string>;
 }
 
 /** Writes a training run's output folder as one commit. */
@@ -45,6 +50,7 @@ export async function writeOutputFolder(out: string, o: TrainingOutput): Promise
           [REPORT_HTML, o.report.html],
         ] as const)
       : []),
+    ...(o.extra ?? []),
   ]);
   return commitFiles(out, files);
 }
@@ -54,7 +60,7 @@ export async function writeOutputFolder(out: string, o: TrainingOutput): Promise
  * exists as the wrong kind (a folder where a file goes, or a file where `head/` goes).
  */
 export async function checkOutputFolder(out: string): Promise<void> {
-  const kinds = new Map<string, 'file' | 'folder'>([...OUTPUT_FILES.map((f) => [f, 'file'] as const), ['head', 'folder'], [COMMIT_FILE, 'file']]);
+  const kinds = new Map<string, 'file' | 'folder'>([...OUTPUT_FILES.map((f) => [f, 'file'] as const), ['head', 'folder'], [COMMIT_FILE, 'file'], [SEARCH_FILE, 'file']]);
   for (const [path, kind] of kinds) {
     const info = await stat(join(out, path)).catch(() => undefined);
     if (info && (kind === 'folder') !== info.isDirectory()) {

@@ -38,6 +38,18 @@ export interface TrainingSettings {
   validation: 'none' | 'split' | 'data';
   samples: number;
   validationSamples: number;
+  /** Fields below were added within `splitfit/2`; absent in folders written before them. */
+  weightDecay?: number;
+  labelSmoothing?: number;
+  lrSchedule?: string;
+  /** The head trained its post-`gap` layers on features pooled once per run. */
+  pooledFeatures?: boolean;
+  /** With early stopping: the epoch whose weights were kept. */
+  bestEpoch?: number;
+  /** Present when train-head chose `learningRate` and/or `epochs` itself (details in history.json). */
+  auto?: { method: 'sweep' | 'fallback'; chosen: string[]; learningRate: number; epochs: number; holdout: number };
+  /** Present when `--search` chose the settings; the leaderboard is in `file`. */
+  search?: { file: string; folds: number; tried: number; winnerMean: number };
 }
 
 const READABLE_FORMATS = ['splitfit/1', MANIFEST_FORMAT];

@@ -1,5 +1,5 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
-import { type EntrySelector, type FeatureSet, featureSize, gatherRows } from './feature-set.js';
+import { type EntrySelector, type FeatureSet, featureSize, gatherRows, poolRows } from './feature-set.js';
 import { epochSeed, hashSeed, rng, shuffled } from '../random.js';
 
 export interface Batch {
@@ -95,6 +95,17 @@ export function streamBatches(
         yield* flush(false);
       }
       yield* flush(true);
+    },
+  };
+}
+
+/** Batches of `source` with each [h, w, c] map pooled to a [c] vector (see `poolRows`): same order, same views. */
+export function pooledBatches(source: BatchSource, featureShape: readonly number[]): BatchSource {
+  return {
+    size: source.size,
+    mode: source.mode,
+    async *batches(epoch) {
+      for await (const b of source.batches(epoch)) yield { ...b, x: poolRows(b.x, featureShape) };
     },
   };
 }

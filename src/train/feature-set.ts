@@ -67,3 +67,50 @@ export function gatherRows(set: FeatureSet, rows: readonly number[], views?: rea
   });
   return out;
 }
+
+/**
+ * Global average pooling of rows of [h, w, c] maps (row-major, as cached) into [c] vectors. It is what
+ * a head's leading `gap` layer computes, done once instead of on every training step: pooling is
+ * linear and has no weights, so a head trained on pooled rows gets the same gradients. Sums are
+ * taken in float64, so the result is within float32 rounding of tfjs's own mean.
+ */
+export function poolRows(x: Float32Array, featureShape: readonly number[]): Float32Array {
+  if (featureShape.length !== 3) throw new TypeError(`poolRows needs [h, w, c] features, got [${featureShape.join(', ')}]`);
+  const [h, w, c] = featureShape as [number, number, number];
+  const per = h * w * c;
+  const rows = x.length / per;
+  const out = new Float32Array(rows * c);
+  const acc = new Float64Array(c);
+  for (let r = 0; r < rows; r++) {
+    acc.fill(0);
+    const base = r * per;
+    for (let p = 0; p < h * w; p++) {
+      const at = base + p * c;
+      for (let j = 0; j < c; j++) acc[j]! += x[at + j]!;
+    }
+    for (let j = 0; j < c; j++) out[r * c + j] = acc[j]! / (h * w);
+  }
+  return out;
+}
+
+/** The set with every view's map pooled to a vector (see `poolRows`). */
+export function poolFeatureSet(set: FeatureSet): FeatureSet {
+  return { ...set, x: poolRows(set.x, set.featureShape), featureShape: [set.featureShape[2]!] };
+}
+
+/** The samples at `rows` (all their views), in that order, as a feature set of their own. */
+export function subsetFeatureSet(set: FeatureSet, rows: readonly number[]): FeatureSet {
+  const per = featureSize(set.featureShape) * set.views;
+  const x = new Float32Array(rows.length * per);
+  rows.forEach((r, i) => x.set(set.x.subarray(r * per, (r + 1) * per), i * per));
+  return { ids: rows.map((r) => set.ids[r]!), labels: rows.map((r) => set.labels[r]!), x, featureShape: set.featureShape, views: set.views };
+}
+
+/** View 0 of every sample (the plain image when cached with `plainView0`): what validation reads. */
+export function firstView(set: FeatureSet): FeatureSet {
+  if (set.views === 1) return set;
+  const per = featureSize(set.featureShape);
+  const x = new Float32Array(set.ids.length * per);
+  for (let i = 0; i < set.ids.length; i++) x.set(set.x.subarray(i * set.views * per, (i * set.views + 1) * per), i * per);
+  return { ...set, x, views: 1 };
+}

@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { SplitfitError, throwIfAborted } from '../errors.js';
+import { epochSeed } from '../random.js';
 import type { BatchSource } from './batches.js';
 import type { FeatureSet } from './feature-set.js';
 import { classificationMetrics } from './metrics.js';
-import { makeOptimizer, type OptimizerName, trainStep } from './step.js';
+import { type LossOptions, makeOptimizer, type OptimizerName, setLearningRate, trainStep } from './step.js';
 
 /** The fit loop over cached features: epochs, validation, early stopping, generation switches. */
 export interface EpochLog {
@@ -29,7 +30,31 @@ export interface History {
   viewsRead: number[][];
   /** Generations trained on: from which epoch (1-based), and how long training waited for its extraction. */
   generations: { generation: number; startEpoch: number; waitedSeconds: number; extractSeconds?: number }[];
+  /** The learning rate of each epoch (constant unless a schedule is set). */
+  learningRates: number[];
+  /**
+   * With early stopping: the epoch (1-based) whose weights were kept — the best monitored value. The
+   * returned head holds that epoch's weights, not the last one's.
+   */
+  bestEpoch?: number;
 }
+
+export const LR_SCHEDULES = ['constant', 'cosine', 'plateau'] as const;
+export type LrSchedule = (typeof LR_SCHEDULES)[number];
+
+/** What early stopping watches: the loss (lower is better) or the accuracy (higher, ties broken by the lower loss). */
+export type Monitor = 'loss' | 'accuracy';
+
+export interface EarlyStopping {
+  patience: number;
+  /** An epoch counts as better only when it beats the best by more than this. @default 0 */
+  minDelta?: number;
+  /** Validation metrics when there is validation data, else the training ones. @default 'loss' */
+  monitor?: Monitor;
+}
+
+/** Reduce-on-plateau: halve the learning rate after this many epochs without improvement of the monitored loss. */
+export const PLATEAU = { patience: 3, factor: 0.5, minLearningRateFraction: 1e-3 } as const;
 
 /** What an epoch reads: training batches and, optionally, in-memory validation features. */
 export interface Feed {
@@ -47,13 +72,17 @@ export interface Refresher {
   feed(generation: number): Promise<Feed>;
 }
 
-export interface FitOptions {
+export interface FitOptions extends LossOptions {
   epochs: number;
   batchSize: number;
   optimizer: OptimizerName;
   learningRate: number;
-  classWeights?: readonly number[] | undefined;
-  earlyStopping?: { patience: number; minDelta?: number } | undefined;
+  /** `cosine`: `lr · ½(1 + cos(π·e/epochs))` at epoch e (0-based); `plateau`: see `PLATEAU`. @default 'constant' */
+  lrSchedule?: LrSchedule | undefined;
+  /** Stops after `patience` epochs without improvement and restores the best epoch's weights (`History.bestEpoch`). */
+  earlyStopping?: EarlyStopping | undefined;
+  /** Seeds the dropout masks of every step (see `withSeededRandom`). @default 0 */
+  seed?: number | undefined;
   signal?: AbortSignal | undefined;
   onEpoch?: (epoch: number, log: EpochLog) => void;
   onGeneration?: (g: History['generations'][number]) => void;
@@ -75,13 +104,15 @@ export async function fitEpochs(head: tf.LayersModel, firstFeed: Feed, firstGene
     seconds: [],
     viewsRead: [],
     generations: [{ generation: firstGeneration, startEpoch: 1, waitedSeconds: 0 }],
+    learningRates: [],
     ...(firstFeed.valSet ? { valLoss: [], valAcc: [], valAuc: [] } : {}),
   };
   let feed = firstFeed;
   let generation = firstGeneration;
   let next: Promise<number> | undefined;
-  let best = Infinity;
-  let sinceBest = 0;
+  const tracker = o.earlyStopping ? new BestTracker(head, o.earlyStopping) : undefined;
+  const plateau = o.lrSchedule === 'plateau' ? new BestTracker(undefined, { patience: PLATEAU.patience }) : undefined;
+  let lr = o.learningRate;
   try {
     for (let epoch = 0; epoch < o.epochs; epoch++) {
       throwIfAborted(o.signal);
@@ -102,6 +133,9 @@ export async function fitEpochs(head: tf.LayersModel, firstFeed: Feed, firstGene
         next = refresher.extract(generation + 1);
         next.catch(() => undefined);
       }
+      if (o.lrSchedule === 'cosine') lr = o.learningRate * 0.5 * (1 + Math.cos((Math.PI * epoch) / o.epochs));
+      setLearningRate(optimizer, lr);
+      history.learningRates.push(lr);
       const log = await runEpoch(head, optimizer, feed, epoch, generation, k, o, next !== undefined);
       history.loss.push(log.loss);
       history.acc.push(log.acc);
@@ -111,20 +145,18 @@ export async function fitEpochs(head: tf.LayersModel, firstFeed: Feed, firstGene
       if (log.valAcc !== undefined) history.valAcc!.push(log.valAcc);
       if (log.valAuc !== undefined) history.valAuc!.push(log.valAuc);
       o.onEpoch?.(epoch + 1, log);
-      if (o.earlyStopping) {
-        const monitored = log.valLoss ?? log.loss;
-        if (monitored < best - (o.earlyStopping.minDelta ?? 0)) {
-          best = monitored;
-          sinceBest = 0;
-        } else if (++sinceBest >= o.earlyStopping.patience) {
-          break;
-        }
+      if (plateau && !plateau.update(epoch + 1, log) && plateau.sinceBest >= PLATEAU.patience) {
+        lr = Math.max(lr * PLATEAU.factor, o.learningRate * PLATEAU.minLearningRateFraction);
+        plateau.sinceBest = 0;
       }
+      if (tracker && !tracker.update(epoch + 1, log) && tracker.sinceBest >= tracker.patience) break;
     }
     // Early stopping may leave an extraction running: let it finish so the cache closes cleanly.
     if (next) await next;
+    if (tracker) history.bestEpoch = tracker.restore();
   } finally {
     if (next) await next.catch(() => undefined);
+    tracker?.dispose();
     optimizer.dispose();
   }
   assertFiniteWeights(head, o.learningRate);
@@ -146,8 +178,9 @@ async function runEpoch(
   let correct = 0;
   let n = 0;
   const viewsRead: number[] = [];
+  let step = 0;
   for await (const batch of feed.source.batches(epoch)) {
-    const r = trainStep(head, optimizer, batch, k, o.classWeights);
+    const r = trainStep(head, optimizer, batch, k, o, (epochSeed(o.seed ?? 0, epoch) ^ Math.imul(++step, 0x9e3779b1)) >>> 0);
     if (!Number.isFinite(r.loss)) {
       throw new SplitfitError(
         'SPLITFIT_NUMERIC',
@@ -172,6 +205,56 @@ async function runEpoch(
   }
   log.seconds = (performance.now() - t0) / 1000;
   return log;
+}
+
+/**
+ * The best epoch so far of a monitored metric and, when given a head, a copy of its weights then
+ * (trainable and not: BN statistics are part of what the epoch produced).
+ */
+class BestTracker {
+  readonly patience: number;
+  sinceBest = 0;
+  private best: { epoch: number; loss: number; acc: number } | undefined;
+  private snapshot: tf.Tensor[] | undefined;
+
+  constructor(
+    private readonly head: tf.LayersModel | undefined,
+    private readonly rule: EarlyStopping,
+  ) {
+    this.patience = rule.patience;
+  }
+
+  /** Records an epoch; true when it is the new best. */
+  update(epoch: number, log: EpochLog): boolean {
+    const now = { epoch, loss: log.valLoss ?? log.loss, acc: log.valAcc ?? log.acc };
+    const d = this.rule.minDelta ?? 0;
+    const b = this.best;
+    const better =
+      b === undefined ||
+      (this.rule.monitor === 'accuracy' ? now.acc > b.acc + d || (now.acc === b.acc && now.loss < b.loss) : now.loss < b.loss - d);
+    if (!better) {
+      this.sinceBest++;
+      return false;
+    }
+    this.best = now;
+    this.sinceBest = 0;
+    if (this.head) {
+      this.dispose();
+      this.snapshot = this.head.weights.map((w) => w.read().clone());
+    }
+    return true;
+  }
+
+  /** Puts the best epoch's weights back into the head; returns that epoch (0 if none ran). */
+  restore(): number {
+    if (this.head && this.snapshot) this.head.weights.forEach((w, i) => w.write(this.snapshot![i]!));
+    return this.best?.epoch ?? 0;
+  }
+
+  dispose(): void {
+    for (const t of this.snapshot ?? []) t.dispose();
+    this.snapshot = undefined;
+  }
 }
 
 /** A head whose weights hold NaN or ±Infinity predicts garbage: refuse it before it is written. */

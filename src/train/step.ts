@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { rng } from '../random.js';
 import type { Batch } from './batches.js';
 
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'adagrad'] as const;
@@ -18,32 +19,67 @@ export function makeOptimizer(name: OptimizerName, learningRate: number): tf.Opt
 }
 
 /**
- * One gradient step on a batch, the head in training mode (its own dropout and BN behave as
- * under `fit`). Loss: categorical cross-entropy on the softmax output, optionally class-weighted.
- * Returns the batch loss and how many samples the training-mode output got right.
+ * Changes the step size of an optimizer made by `makeOptimizer` (for learning-rate schedules).
+ * SGD caches `-learningRate` as a tensor and has a setter; the others read the field on every step.
  */
-export function trainStep(
-  head: tf.LayersModel,
-  optimizer: tf.Optimizer,
-  batch: Batch,
-  k: number,
-  classWeights: readonly number[] | undefined,
-): { loss: number; correct: number } {
+export function setLearningRate(optimizer: tf.Optimizer, learningRate: number): void {
+  // Not `instanceof tf.SGDOptimizer`: tfjs's optimizers answer `instanceof` by duck typing, so Adam passes it.
+  const o = optimizer as unknown as { learningRate: number; setLearningRate?: (lr: number) => void };
+  if (typeof o.setLearningRate === 'function') o.setLearningRate(learningRate);
+  else o.learningRate = learningRate;
+}
+
+/** How the loss is formed, beyond the cross-entropy itself. */
+export interface LossOptions {
+  /** Per-class loss weights. */
+  classWeights?: readonly number[] | undefined;
+  /** L2 penalty `weightDecay · Σ w²` over every trainable kernel (Keras `l2` convention; biases and BN are not decayed). @default 0 */
+  weightDecay?: number | undefined;
+  /** Targets become `(1 − ε) · onehot + ε / k` (Keras convention). @default 0 */
+  labelSmoothing?: number | undefined;
+}
+
+/**
+ * Runs `fn` with `Math.random` replaced by a seeded stream. tfjs draws an unseeded dropout mask from
+ * `Math.random` (a seeded dropout layer would reuse one mask on every step), so this is what makes
+ * dropout heads train to the same weights for the same seed. `fn` is synchronous: nothing else runs meanwhile.
+ */
+export function withSeededRandom<T>(seed: number, fn: () => T): T {
+  const saved = Math.random;
+  Math.random = rng(seed);
+  try {
+    return fn();
+  } finally {
+    Math.random = saved;
+  }
+}
+
+/**
+ * One gradient step on a batch, the head in training mode (its own dropout and BN behave as
+ * under `fit`). Loss: categorical cross-entropy on the softmax output, optionally class-weighted,
+ * label-smoothed and L2-penalised. Returns the batch loss (cross-entropy plus penalty, as Keras
+ * reports it) and how many samples the training-mode output got right.
+ */
+export function trainStep(head: tf.LayersModel, optimizer: tf.Optimizer, batch: Batch, k: number, loss: LossOptions = {}, randomSeed?: number): { loss: number; correct: number } {
+  if (randomSeed !== undefined) return withSeededRandom(randomSeed, () => trainStep(head, optimizer, batch, k, loss));
   const n = batch.labels.length;
   const vars = head.trainableWeights.map((w) => w.read() as tf.Variable);
+  const kernels = head.trainableWeights.filter((w) => /kernel$/.test(w.originalName)).map((w) => w.read());
+  const { classWeights, weightDecay = 0, labelSmoothing = 0 } = loss;
   return tf.tidy(() => {
     const x = tf.tensor(batch.x, [n, ...(head.inputs[0]!.shape.slice(1) as number[])]);
     const labels = tf.tensor1d(batch.labels, 'int32');
-    const y = tf.oneHot(labels, k).toFloat();
+    const onehot = tf.oneHot(labels, k).toFloat();
+    const y = labelSmoothing > 0 ? tf.add(tf.mul(onehot, 1 - labelSmoothing), labelSmoothing / k) : onehot;
     let predicted: tf.Tensor | undefined;
     const cost = optimizer.minimize(
       () => {
         const p = head.apply(x, { training: true }) as tf.Tensor;
         predicted = tf.keep(p.argMax(-1));
         const perSample = tf.neg(tf.sum(tf.mul(y, tf.log(tf.clipByValue(p, 1e-7, 1 - 1e-7))), -1));
-        if (!classWeights) return tf.mean(perSample) as tf.Scalar;
-        const w = tf.gather(tf.tensor1d([...classWeights]), labels);
-        return tf.div(tf.sum(tf.mul(perSample, w)), n) as tf.Scalar;
+        let total: tf.Scalar = classWeights ? tf.div(tf.sum(tf.mul(perSample, tf.gather(tf.tensor1d([...classWeights]), labels))), n) : tf.mean(perSample);
+        if (weightDecay > 0 && kernels.length > 0) total = tf.add(total, tf.mul(weightDecay, tf.addN(kernels.map((w) => tf.sum(tf.square(w))))));
+        return total;
       },
       true,
       vars,

@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
+import { recoverFolder } from '../../src/output/commit.js';
 import { diffSnapshots, exists, snapshotCache } from '../helpers/reliability.js';
 
 /** Keys whose values change from run to run by design: wall-clock times and durations. */
@@ -24,9 +25,30 @@ export function stripVolatile(value: unknown): unknown {
 }
 
 /** Files whose bytes hold timestamps; compared as JSON with `stripVolatile`. */
-const TIMESTAMPED = new Set(['history.json', 'splitfit.json']);
+const TIMESTAMPED = new Set(['history.json', 'splitfit.json', 'report.json']);
+const REPORT_DATA = /(<script type="application\/json" id="report-data">)(.*?)(<\/script>)/s;
 
-/** A folder as relative path → digest (of the normalized JSON for timestamped files); undefined when absent. */
+/** The digest of a file, with what changes from run to run by design (times, durations) taken out. */
+function digestOf(name: string, bytes: Buffer): string {
+  const text = (): string => bytes.toString('utf8');
+  try {
+    if (TIMESTAMPED.has(name)) return sha(JSON.stringify(stripVolatile(JSON.parse(text()))));
+    // The report embeds its data (with timings) as JSON; the page around it must be the same.
+    if (name === 'report.html') {
+      return sha(text().replace(REPORT_DATA, (_m, a: string, json: string, b: string) => a + JSON.stringify(stripVolatile(JSON.parse(json.replace(/\\u003c/g, '<')))) + b));
+    }
+    // The commit record names each file with its hash: for the files above, the hash of volatile bytes.
+    if (name === 'splitfit.commit.json') {
+      const record = JSON.parse(text()) as { files: { path: string; bytes: number; sha256: string }[] };
+      return sha(JSON.stringify(record.files.map((f) => (TIMESTAMPED.has(basename(f.path)) || basename(f.path) === 'report.html' ? { path: f.path } : f))));
+    }
+  } catch {
+    return `unparsable:${sha(bytes)}`;
+  }
+  return sha(bytes);
+}
+
+/** A folder as relative path → digest (volatile parts normalized, see `digestOf`); undefined when absent. */
 export type FolderSnapshot = Map<string, string> | undefined;
 
 export async function snapshotFolder(dir: string): Promise<FolderSnapshot> {
@@ -40,20 +62,28 @@ export async function snapshotFolder(dir: string): Promise<FolderSnapshot> {
         await walk(full);
         continue;
       }
-      const bytes = await readFile(full);
-      let digest: string;
-      if (TIMESTAMPED.has(entry.name)) {
-        try {
-          digest = sha(JSON.stringify(stripVolatile(JSON.parse(bytes.toString('utf8')))));
-        } catch {
-          digest = `unparsable:${sha(bytes)}`;
-        }
-      } else digest = sha(bytes);
-      out.set(relative(dir, full), digest);
+      out.set(relative(dir, full), digestOf(entry.name, await readFile(full)));
     }
   };
   await walk(dir);
   return out;
+}
+
+/**
+ * `--out` as every splitfit reader sees it: on a copy, an interrupted commit is finished (or an
+ * unfinished staging folder dropped) exactly as `predict`, `evaluate` and the next train-head do.
+ */
+export async function snapshotAsReaderSees(dir: string): Promise<FolderSnapshot> {
+  if (!(await exists(dir))) return undefined;
+  const scratch = await mkdtemp(join(tmpdir(), 'splitfit-reader-'));
+  try {
+    const copy = join(scratch, 'out');
+    await cp(dir, copy, { recursive: true });
+    await recoverFolder(copy);
+    return await snapshotFolder(copy);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 }
 
 const sha = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex').slice(0, 16);

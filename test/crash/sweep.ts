@@ -4,7 +4,8 @@
  * LD_PRELOAD shim in shim/crash-shim.c — for every k, then reruns the same command to completion
  * and checks that nothing was lost or silently changed:
  *
- * - right after the kill, `--out` is absent, the old folder or the new one, whole; and the cache's
+ * - right after the kill, `--out` as a splitfit reader sees it (an interrupted commit finished, see
+ *   src/output/commit.ts) is absent, the old folder or the new one, whole; and the cache's
  *   current run (`run:current`) is the training data, never the validation data;
  * - after the rerun: it succeeds; `splitfit cache verify` passes; the current run is the training
  *   data; every raw LevelDB key and value equals the uninterrupted reference run's (JSON meta
@@ -25,7 +26,7 @@ import { pathToFileURL } from 'node:url';
 import { makeToyFixture } from '../helpers/reliability.js';
 import { SCENARIOS, type Scenario, scenarioNamed, type SweepContext } from './scenarios.js';
 import { buildShim, cliEnv, readTrace, runNode, runShimmed, type TraceCall } from './shim.js';
-import { checkOutFolder, classifyFolder, currentRunOf, diffFolders, type FolderSnapshot, snapshotCacheNormalized, snapshotFolder, summarizeCacheDiff } from './state.js';
+import { checkOutFolder, classifyFolder, currentRunOf, diffFolders, type FolderSnapshot, snapshotAsReaderSees, snapshotCacheNormalized, snapshotFolder, summarizeCacheDiff } from './state.js';
 import { CLI } from '../helpers/cli.js';
 import { diffSnapshots } from '../helpers/reliability.js';
 
@@ -184,7 +185,9 @@ async function tryPoint(scenario: Scenario, p: Prepared, shim: string, k: number
   if (killedRun.timedOut) point.problems.push('killed run hung (time limit)');
   if (!point.killed && (killedRun.status === null || !okStatuses.includes(killedRun.status))) point.problems.push(`run that was not killed exited ${killedRun.status ?? killedRun.signal}`);
   if (scenario.writesOut) {
-    const c = classifyFolder(await snapshotFolder(ctx.out), ref.oldOut, ref.out);
+    // The promise is about what a reader sees: a kill mid-commit is rolled forward by the next reader.
+    const seen = await snapshotAsReaderSees(ctx.out).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+    const c = seen instanceof Error ? { state: 'unreadable', problems: [`a reader cannot open --out: ${seen.message}`] } : classifyFolder(seen, ref.oldOut, ref.out);
     point.outAfterKill = c.state;
     if (c.problems.length) point.problems.push(...c.problems.map((x) => `after kill: ${x}`), ...(await checkOutFolder(ctx.out)).map((x) => `after kill: ${x}`));
   }
