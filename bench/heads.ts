@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   const { train, test } = await taskData(argv.task!, work);
   const ex = await extractFeatures({ model: MODEL, boundary: BOUNDARY, data: train, cache: cacheDir });
   log(`train: ${ex.total} samples (${ex.extracted} extracted now)`);
-  const exTest = await extractFeatures({ model: MODEL, boundary: BOUNDARY, data: test, cache: cacheDir, recordRun: false });
+  const exTest = await extractFeatures({ model: MODEL, boundary: BOUNDARY, data: test, cache: cacheDir, record: false });
   log(`held out: ${exTest.total} samples (${exTest.extracted} extracted now)`);
   const labels = train.labels;
   const k = labels.length;
