@@ -188,7 +188,7 @@ describe('through the CLI, stderr a pipe', () => {
   });
 
   it('--backend cpu --quiet: no tfjs "install our node backend" banner, nothing at all on stderr', async () => {
-    const r = await runCli(['train-head', '--cache', cache, '--out', join(fx.dir, 'out-cpu'), '--epochs', '1', '--backend', 'cpu', '--quiet']);
+    const r = await runCli(['train-head', '--cache', cache, '--out', join(fx.dir, 'out-cpu'), '--epochs', '1', '--lr', '0.001', '--backend', 'cpu', '--quiet']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/^trained 1 epochs: /);

@@ -61,7 +61,7 @@ const cacheFeatures = (ctx: SweepContext, extra: string[] = []): string[] => [
 
 const AUGMENT = ['--augment', 'flip:h', '--views', '1', '--seed', '3'];
 
-const trainHead = (ctx: SweepContext, extra: string[] = []): string[] => ['train-head', '--cache', ctx.cache, '--out', ctx.out, '--batch-size', '4', '--json', ...extra, ...ctx.extraArgs];
+const trainHead = (ctx: SweepContext, extra: string[] = []): string[] => ['train-head', '--cache', ctx.cache, '--out', ctx.out, '--batch-size', '4', '--lr', '0.001', '--json', ...extra, ...ctx.extraArgs];
 
 /**
  * Fills the cache and writes an earlier train-head output into `--out`: another head (an extra

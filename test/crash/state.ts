@@ -193,8 +193,14 @@ export async function currentRunOf(cacheDir: string): Promise<{ data?: string; f
   try {
     await cp(cacheDir, copy, { recursive: true });
     const raw = await snapshotCache(copy);
-    const value = raw.get('!meta!run:current');
-    return value === undefined ? undefined : (JSON.parse(Buffer.from(value, 'base64').toString('utf8')) as { data?: string; fingerprint?: string });
+    const read = (key: string): Record<string, unknown> | undefined => {
+      const value = raw.get(`!meta!${key}`);
+      return value === undefined ? undefined : (JSON.parse(Buffer.from(value, 'base64').toString('utf8')) as Record<string, unknown>);
+    };
+    // `run:current` is a pointer {runId} to the record `run:<runId>` (older caches held the record itself).
+    const current = read('run:current');
+    const record = typeof current?.['runId'] === 'string' && current['data'] === undefined ? read(`run:${current['runId']}`) : current;
+    return record as { data?: string; fingerprint?: string } | undefined;
   } finally {
     await rm(copy, { recursive: true, force: true });
   }
