@@ -8,6 +8,7 @@
  *   every `interval` ms and once when a step completes; permanent lines as they come.
  * - `quiet`: nothing (`--quiet`, and `--json`, whose events are JSON lines on stdout instead).
  */
+import type { EpochLog } from '../train/fit.js';
 
 export interface ProgressStream {
   write(text: string): unknown;
@@ -160,14 +161,7 @@ export function formatDuration(seconds: number): string {
 }
 
 /** One epoch's metrics as the training loop reports them (internal fields such as `generation` are ignored). */
-export interface EpochMetrics {
-  loss: number;
-  acc: number;
-  valLoss?: number;
-  valAcc?: number;
-  valAuc?: number;
-  seconds: number;
-}
+export type EpochMetrics = Pick<EpochLog, 'loss' | 'acc' | 'valLoss' | 'valAcc' | 'valAuc' | 'seconds'>;
 
 /**
  * Keras-style permanent line: `epoch  3/20  loss 0.4321 acc 0.8750 | val loss 0.5000 acc 0.8000 auc 0.9000  0.4 s`.

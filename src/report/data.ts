@@ -1,4 +1,5 @@
 import type { ClassMetrics } from '../train/class-metrics.js';
+import type { History } from '../train/fit.js';
 
 export { REPORT_HTML, REPORT_JSON } from '../output/folder.js';
 
@@ -25,13 +26,8 @@ export interface ReportData {
   notes: string[];
 }
 
-export interface ReportHistory {
-  loss: number[];
-  acc: number[];
-  valLoss?: number[];
-  valAcc?: number[];
-  valAuc?: number[];
-  seconds: number[];
+/** The curves of `History` (train/fit.ts), with the epochs the report marks. */
+export interface ReportHistory extends Pick<History, 'loss' | 'acc' | 'valLoss' | 'valAcc' | 'valAuc' | 'seconds'> {
   /** 1-based epoch with the lowest monitored loss (`valLoss` when there is validation, else `loss`). */
   bestEpoch: number;
   bestBy: 'val loss' | 'loss';
