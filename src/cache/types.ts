@@ -49,6 +49,17 @@ export interface SampleEntry extends SampleRecord {
 }
 
 /** Which cached entry of a sample: its augmentation, generation and view. */
+/**
+ * Which cached entries a run reads: its augmentation (canonical spec; none for plain caching), one
+ * generation, and views `0 … views-1` of each sample. The one home of that selection: training,
+ * refreshes and gc all use it (see `selectorOf` in extract/run-meta.ts).
+ */
+export interface EntrySelector {
+  aug?: string;
+  generation: number;
+  views: number;
+}
+
 export interface FeatureSelector {
   /**
    * Augmentation spec (canonical string); keys hold its short hash.

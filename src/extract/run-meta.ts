@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import type { FeatureDType } from '../cache/codec.js';
 import type { FeatureCache } from '../cache/feature-cache.js';
 import { matchFingerprint, shortFingerprint } from '../cache/keys.js';
-import type { FingerprintReferences, MetaOperation, SampleEntry } from '../cache/types.js';
+import type { EntrySelector, FingerprintReferences, MetaOperation, SampleEntry } from '../cache/types.js';
 import { SplitfitError } from '../errors.js';
 import type { PreparedBase } from './prepare.js';
 
@@ -412,4 +412,9 @@ function newestFirst<T extends { createdAt: string; runId: string }>(runs: T[]):
 /** Records written before augmentation runs existed lack these fields. */
 function withDefaults(r: RunMeta): RunMeta {
   return { ...r, views: r.views ?? 1, generation: r.generation ?? 0, seed: r.seed ?? 0, plainView0: r.plainView0 ?? false };
+}
+
+/** The entries a run reads at `generation` (default: its recorded one). */
+export function selectorOf(run: Pick<RunMeta, 'augment' | 'generation' | 'views'>, generation = run.generation): EntrySelector {
+  return { ...(run.augment === undefined ? {} : { aug: run.augment }), generation, views: run.views };
 }

@@ -1,7 +1,7 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';
-import { readRun, type RunMeta } from '../extract/run-meta.js';
+import { readRun, type RunMeta, selectorOf } from '../extract/run-meta.js';
 import type { LabeledId } from './validation.js';
 
 /**
@@ -13,8 +13,7 @@ export async function readTrainingRun(cache: FeatureCache, fingerprint: string |
   if (run.labels.length < 2) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `training needs at least 2 classes; the cached data set ${run.data} has ${run.labels.length}`);
   const labeled = run.samples.filter((s) => s.label >= 0);
   const ids = [...new Set(labeled.map((s) => s.id))];
-  const selector = { ...(run.augment === undefined ? {} : { aug: run.augment }), generation: run.generation, views: run.views };
-  const missing = new Set(await cache.missingSampleIds(run.fingerprint, ids, selector));
+  const missing = new Set(await cache.missingSampleIds(run.fingerprint, ids, selectorOf(run)));
   if (missing.size === ids.length) {
     throw new SplitfitError('SPLITFIT_CACHE_MISMATCH', `the cache has no feature entries for fingerprint ${shortFingerprint(run.fingerprint)}; rerun \`splitfit cache-features\``);
   }

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { FeatureCache } from '../cache/feature-cache.js';
 import { SplitfitError, throwIfAborted } from '../errors.js';
 import { type PreparedBase, prepareBase } from '../extract/prepare.js';
-import type { RunMeta } from '../extract/run-meta.js';
+import { type RunMeta, selectorOf } from '../extract/run-meta.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { checkHeadSize, defaultHeadSpec, parseHeadSpec } from '../model/head-spec.js';
 import { batchNormLayers, lockBatchNorm } from '../model/lock-batchnorm.js';
@@ -80,7 +80,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     if (!ops.some((op) => op.kind === 'original')) checkHeadSize(ops, run.featureShape, k, o.head);
   }
   const base = await prepareRunBase(run, o);
-  const selector = (generation: number): EntrySelector => ({ ...(run.augment === undefined ? {} : { aug: run.augment }), generation, views: run.views });
+  const selector = (generation: number): EntrySelector => selectorOf(run, generation);
 
   // Validation: a seeded hold-out, or a second data set extracted with the same base.
   const { train, validation } =

@@ -1,13 +1,9 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
+import type { EntrySelector } from '../cache/types.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';
 
-/** Which cached entries: an augmentation (canonical spec), a generation, and views per sample. */
-export interface EntrySelector {
-  aug?: string;
-  generation: number;
-  views: number;
-}
+export type { EntrySelector } from '../cache/types.js';
 
 export const PLAIN: EntrySelector = { generation: 0, views: 1 };
 
