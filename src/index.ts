@@ -40,3 +40,4 @@ export { evaluate, type EvaluateOptions, type EvaluateResult } from './infer/eva
 export { compareModes, type CompareModesOptions, type CompareModesResult } from './train/compare-modes.js';
 export { classificationMetrics, type Metrics, rocAuc } from './train/metrics.js';
 export { loadPredictor, type Predictor, predictSamples } from './infer/predictor.js';
+export { predict, type Prediction, type PredictOptions } from './infer/predict.js';

@@ -2,7 +2,9 @@
  * The main job on shipped data: Twemoji categories (npm emoji-datasource-twitter) from a
  * folder layout to a stitched model and predictions, through the CLI a user would type.
  *
- *   npm run example:emoji [-- --per-class 100 --epochs 30 --backend auto]
+ *   npm run example:emoji [-- --per-class 100 [--epochs N --lr X] --backend auto]
+ *
+ * Without --epochs/--lr, train-head chooses them on a hold-out of the training data (the default).
  */
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -13,7 +15,8 @@ import { DEFAULT_CATEGORIES, makeEmojiDataset } from './dataset.js';
 const { values } = parseArgs({
   options: {
     'per-class': { type: 'string', default: '100' },
-    epochs: { type: 'string', default: '30' },
+    epochs: { type: 'string' },
+    lr: { type: 'string' },
     backend: { type: 'string', default: 'auto' },
     out: { type: 'string', default: join(import.meta.dirname, 'work') },
   },
@@ -32,6 +35,7 @@ console.log(`Twemoji data set: ${counts.classes.join(', ')}; ${counts.train} tra
 rmSync(join(work, 'cache'), { recursive: true, force: true });
 
 splitfit('cache-features', '--model', 'mobilenet_v2', '--boundary', 'out_relu', '--data', join(work, 'data', 'train'), '--cache', join(work, 'cache'));
-splitfit('train-head', '--cache', join(work, 'cache'), '--out', join(work, 'model'), '--epochs', values.epochs, '--lr', '0.003', '--validation-split', '0.2', '--seed', '0');
+const given = [...(values.epochs ? ['--epochs', values.epochs] : []), ...(values.lr ? ['--lr', values.lr] : [])];
+splitfit('train-head', '--cache', join(work, 'cache'), '--out', join(work, 'model'), ...given, '--validation-split', '0.2', '--seed', '0');
 splitfit('evaluate', '--model', join(work, 'model', 'model.json'), '--data', join(work, 'data', 'test'));
 splitfit('predict', '--model', join(work, 'model', 'model.json'), join(work, 'data', 'test', counts.classes[0]!));
