@@ -359,6 +359,9 @@ async function main(): Promise<void> {
   });
   const tried = reports.reduce((n, r) => n + r.tried, 0);
   console.log(`crash-sweep: ${tried} points in ${((performance.now() - started) / 1000).toFixed(0)} s, ${reports.filter((r) => !isConsistent(r)).length} of ${reports.length} commands inconsistent`);
+  // The plain closing line CI logs are read for: consistent points passed, inconsistent ones failed.
+  const consistent = reports.reduce((n, r) => n + r.consistent, 0);
+  console.log(`crash-sweep: ${consistent} passed, ${tried - consistent} failed`);
   process.exitCode = reports.every(isConsistent) ? 0 : 1;
 }
 
