@@ -94,21 +94,8 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   // Caches written before refreshes kept their generation may hold the generation before the recorded one.
   if (run.augment !== undefined && run.generation > 0) await cache.deleteGeneration(run.fingerprint, run.augment, run.generation - 1);
 
-  let lastValSet: FeatureSet | undefined; // what the last epoch was validated on (as maps), for the report
-  // Training features of a generation as cached (maps stay maps here; pooling is the plan's business).
-  const loadFeed = async (generation: number): Promise<{ feed: Feed; set: FeatureSet | undefined }> => {
-    const sel = selector(generation);
-    const bytes = train.length * run.views * featureSize(run.featureShape) * 4;
-    const set = bytes <= o.memoryBudget ? await loadFeatureSet(cache, run.fingerprint, train, run.featureShape, sel) : undefined;
-    const source: BatchSource = set
-      ? memoryBatches(set, o.batchSize, o.seed)
-      : streamBatches(cache, run.fingerprint, new Map(train.map((s) => [s.id, s.label])), run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed });
-    // Validation reads view 0 (the plain image when cached with plainView0) of the current generation.
-    const valSel = o.validationData !== undefined ? PLAIN : { ...sel, views: 1 };
-    const valSet = validation.length > 0 ? await loadFeatureSet(cache, run.fingerprint, validation, run.featureShape, valSel) : undefined;
-    lastValSet = valSet;
-    return { feed: { source, valSet }, set };
-  };
+  const features = featureLoader(cache, run, o, train, validation);
+  const loadFeed = features.load;
   const first = await loadFeed(run.generation);
   const ctx: HeadContext = { source: base.source, boundary: run.boundary, featureShape: run.featureShape, numClasses: k };
   const sets = first.set ? new TrainingSets(first.set) : undefined;
@@ -173,40 +160,8 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
 
   // Folded: the exported base has no BatchNorm or Dropout left, so a further plain `fit` cannot fall into the trap.
   const model = await stitch(base.base, head, { foldBatchNorm: o.foldBatchNorm });
-  const manifest: SplitfitManifest = {
-    format: MANIFEST_FORMAT,
-    model: run.model,
-    boundary: run.boundary,
-    fingerprint: run.fingerprint,
-    labels: run.labels,
-    preprocess: run.preprocess,
-    inputSize: run.inputSize,
-    channels: run.channels,
-    featureShape: run.featureShape,
-    head: headSpec,
-    seed: o.seed,
-    backend: tf.getBackend(),
-    createdAt: new Date().toISOString(),
-    data: run.data,
-    baseExport: o.foldBatchNorm ? 'folded' : 'original',
-    training: {
-      epochs: history.loss.length,
-      batchSize: o.batchSize,
-      optimizer: o.optimizer,
-      learningRate: settings.learningRate,
-      weightDecay: settings.weightDecay,
-      labelSmoothing: settings.labelSmoothing,
-      lrSchedule: o.lrSchedule,
-      pooledFeatures: plan.pooledSpec !== undefined,
-      ...(history.bestEpoch !== undefined ? { bestEpoch: history.bestEpoch } : {}),
-      ...(settings.auto ? { auto: { method: settings.auto.method, chosen: settings.auto.chosen, learningRate: settings.auto.learningRate, epochs: settings.auto.epochs, holdout: settings.auto.holdout } } : {}),
-      ...(settings.search ? { search: { file: SEARCH_FILE, folds: settings.search.folds, tried: settings.search.tried, winnerMean: settings.search.leaderboard[0]!.mean } } : {}),
-      validation: o.validationData !== undefined ? 'data' : o.validationSplit > 0 ? 'split' : 'none',
-      samples: train.length,
-      validationSamples: validation.length,
-    },
-  };
-  const report = await trainReportFiles({ head, run, options: o, manifest, history, valSet: lastValSet, jobSeconds: (performance.now() - started) / 1000 });
+  const manifest = manifestOf(run, o, settings, history, plan.pooledSpec !== undefined, train.length, validation.length);
+  const report = await trainReportFiles({ head, run, options: o, manifest, history, valSet: features.lastValSet(), jobSeconds: (performance.now() - started) / 1000 });
   await writeOutputFolder(o.out, { model, head, history, manifest, report, ...(settings.search ? { extra: new Map([[SEARCH_FILE, JSON.stringify(settings.search, null, 2)]]) } : {}) });
   return {
     epochs: history.loss.length,
@@ -222,6 +177,74 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     ...(settings.search ? { search: settings.search } : {}),
     head,
     model,
+  };
+}
+
+/**
+ * Reads a generation's training features as cached (maps stay maps; pooling is the head plan's
+ * business): in memory within `memoryBudget`, else streamed; and the validation features beside them.
+ * `lastValSet` is what the last epoch was validated on, for the report.
+ */
+function featureLoader(cache: FeatureCache, run: RunMeta, o: ResolvedTrainHeadOptions, train: readonly LabeledId[], validation: readonly LabeledId[]) {
+  let lastValSet: FeatureSet | undefined;
+  const load = async (generation: number): Promise<{ feed: Feed; set: FeatureSet | undefined }> => {
+    const sel = selectorOf(run, generation);
+    const bytes = train.length * run.views * featureSize(run.featureShape) * 4;
+    const set = bytes <= o.memoryBudget ? await loadFeatureSet(cache, run.fingerprint, train, run.featureShape, sel) : undefined;
+    const source: BatchSource = set
+      ? memoryBatches(set, o.batchSize, o.seed)
+      : streamBatches(cache, run.fingerprint, new Map(train.map((s) => [s.id, s.label])), run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed });
+    // Validation reads view 0 (the plain image when cached with plainView0) of the current generation.
+    const valSel = o.validationData !== undefined ? PLAIN : { ...sel, views: 1 };
+    const valSet = validation.length > 0 ? await loadFeatureSet(cache, run.fingerprint, validation, run.featureShape, valSel) : undefined;
+    lastValSet = valSet;
+    return { feed: { source, valSet }, set };
+  };
+  return { load, lastValSet: () => lastValSet };
+}
+
+/** splitfit.json of a run: what the model was cut from, how to feed it, and how its head was trained. */
+function manifestOf(
+  run: RunMeta,
+  o: ResolvedTrainHeadOptions,
+  settings: ChosenSettings & { auto?: AutoChoice; search?: SearchReport },
+  history: JobHistory,
+  pooled: boolean,
+  samples: number,
+  validationSamples: number,
+): SplitfitManifest {
+  return {
+    format: MANIFEST_FORMAT,
+    model: run.model,
+    boundary: run.boundary,
+    fingerprint: run.fingerprint,
+    labels: run.labels,
+    preprocess: run.preprocess,
+    inputSize: run.inputSize,
+    channels: run.channels,
+    featureShape: run.featureShape,
+    head: settings.head,
+    seed: o.seed,
+    backend: tf.getBackend(),
+    createdAt: new Date().toISOString(),
+    data: run.data,
+    baseExport: o.foldBatchNorm ? 'folded' : 'original',
+    training: {
+      epochs: history.loss.length,
+      batchSize: o.batchSize,
+      optimizer: o.optimizer,
+      learningRate: settings.learningRate,
+      weightDecay: settings.weightDecay,
+      labelSmoothing: settings.labelSmoothing,
+      lrSchedule: o.lrSchedule,
+      pooledFeatures: pooled,
+      ...(history.bestEpoch !== undefined ? { bestEpoch: history.bestEpoch } : {}),
+      ...(settings.auto ? { auto: { method: settings.auto.method, chosen: settings.auto.chosen, learningRate: settings.auto.learningRate, epochs: settings.auto.epochs, holdout: settings.auto.holdout } } : {}),
+      ...(settings.search ? { search: { file: SEARCH_FILE, folds: settings.search.folds, tried: settings.search.tried, winnerMean: settings.search.leaderboard[0]!.mean } } : {}),
+      validation: o.validationData !== undefined ? 'data' : o.validationSplit > 0 ? 'split' : 'none',
+      samples,
+      validationSamples,
+    },
   };
 }
 
