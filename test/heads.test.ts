@@ -233,6 +233,10 @@ describe('train-head on a toy cache', () => {
     const written = await json(join(dir, 'search', 'search.json'));
     expect(written['leaderboard']).toEqual(JSON.parse(JSON.stringify(report.leaderboard)));
     expect((await json(join(dir, 'search', 'splitfit.json')))['head']).toBe(top.config.head);
+    // The report shows the same leaderboard, winner first.
+    const board = (await json(join(dir, 'search', 'report.json')))['leaderboard'] as { header: string[]; rows: string[][] };
+    expect(board.rows.map((row) => [Number(row[0]), row[1], Number(row[2])])).toEqual(report.leaderboard.map((row) => [row.rank, row.config.head, row.config.learningRate]));
+    expect(board.rows[0]![6]).toBe(`${top.mean.toFixed(4)} ± ${top.sd.toFixed(4)}`);
     // The winner as explicit options trains the same head, bit for bit.
     const again = await trainHead({ cache, out: join(dir, 'search-x'), batchSize: 8, seed: 1, head: r.settings.head, learningRate: r.settings.learningRate, epochs: r.settings.epochs, weightDecay: r.settings.weightDecay, labelSmoothing: r.settings.labelSmoothing });
     expect((await headWeights(join(dir, 'search-x'))).equals(await headWeights(join(dir, 'search')))).toBe(true);

@@ -11,6 +11,7 @@ import type { FeatureSet } from '../train/feature-set.js';
 import type { History } from '../train/fit.js';
 import { classificationMetrics } from '../train/metrics.js';
 import type { ResolvedTrainHeadOptions } from './options.js';
+import type { SearchReport } from './search.js';
 
 export interface TrainReportInput {
   head: tf.LayersModel;
@@ -21,12 +22,20 @@ export interface TrainReportInput {
   /** The validation features the last epoch was scored on (absent without validation). */
   valSet: FeatureSet | undefined;
   jobSeconds: number;
+  /** `--search`'s report, shown as the leaderboard. */
+  search?: SearchReport;
 }
 
 /** `report.html` and `report.json` of a train-head run: the trained head scored on its validation data. */
 export async function trainReportFiles(input: TrainReportInput): Promise<{ html: string; json: string }> {
   const evaluation = input.valSet && input.valSet.ids.length > 0 ? await validationSection(input, input.valSet) : undefined;
-  const data = trainingReport({ manifest: input.manifest, history: input.history, jobSeconds: input.jobSeconds, ...(evaluation ? { evaluation } : {}) });
+  const data = trainingReport({
+    manifest: input.manifest,
+    history: input.history,
+    jobSeconds: input.jobSeconds,
+    ...(evaluation ? { evaluation } : {}),
+    ...(input.search ? { leaderboard: leaderboardOf(input.search) } : {}),
+  });
   return { html: await renderReport(data), json: JSON.stringify(data, null, 2) };
 }
 
@@ -58,4 +67,21 @@ async function validationSection(input: TrainReportInput, set: FeatureSet): Prom
     nameOf: (row) => `sample ${set.ids[row]!.slice(0, 12)} (file not found in ${separate ? o.validationData : run.data})`,
     channels: run.channels,
   });
+}
+
+/** The search's leaderboard as report rows, best first (the winner is the model beside the report). */
+function leaderboardOf(search: SearchReport): NonNullable<ReturnType<typeof trainingReport>['leaderboard']> {
+  return {
+    header: ['rank', 'head', 'learning rate', 'weight decay', 'label smoothing', 'epochs', 'accuracy (mean ± sd)'],
+    rows: search.leaderboard.map((r) => [
+      String(r.rank),
+      r.config.head,
+      String(r.config.learningRate),
+      String(r.config.weightDecay),
+      String(r.config.labelSmoothing),
+      String(r.epochs),
+      `${r.mean.toFixed(4)} ± ${r.sd.toFixed(4)}`,
+    ]),
+    note: `${search.folds}-fold cross-validation (seed ${search.seed}) on the cached training data: ${search.tried} of ${search.grid} configurations tried (stopped by ${search.stoppedBy}); the winner, rank 1, was trained on all the training data.`,
+  };
 }

@@ -161,7 +161,16 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   // Folded: the exported base has no BatchNorm or Dropout left, so a further plain `fit` cannot fall into the trap.
   const model = await stitch(base.base, head, { foldBatchNorm: o.foldBatchNorm });
   const manifest = manifestOf(run, o, settings, history, plan.pooledSpec !== undefined, train.length, validation.length);
-  const report = await trainReportFiles({ head, run, options: o, manifest, history, valSet: features.lastValSet(), jobSeconds: (performance.now() - started) / 1000 });
+  const report = await trainReportFiles({
+    head,
+    run,
+    options: o,
+    manifest,
+    history,
+    valSet: features.lastValSet(),
+    jobSeconds: (performance.now() - started) / 1000,
+    ...(settings.search ? { search: settings.search } : {}),
+  });
   await writeOutputFolder(o.out, { model, head, history, manifest, report, ...(settings.search ? { extra: new Map([[SEARCH_FILE, JSON.stringify(settings.search, null, 2)]]) } : {}) });
   return {
     epochs: history.loss.length,

@@ -91,6 +91,9 @@ export const CLIENT_SCRIPT = String.raw`
   top.appendChild(el('div', {}, [el('h2', { text: 'Configuration' }), table(null, data.config, 'kv')]));
   top.appendChild(el('div', {}, [el('h2', { text: 'Timings' }), table(null, data.timings, 'kv')]));
   main.appendChild(top);
+  if (data.leaderboard) {
+    main.appendChild(el('section', { class: 'leaderboard' }, [el('h2', { text: 'Search leaderboard' }), el('p', { class: 'note', text: data.leaderboard.note }), table(data.leaderboard.header, data.leaderboard.rows, 'leaderboard')]));
+  }
 
   var h = data.history;
   if (h) {

@@ -24,6 +24,8 @@ export interface ReportData {
   evaluations: EvaluationSection[];
   /** Plain sentences shown at the top (e.g. why there is no confusion matrix). */
   notes: string[];
+  /** `train-head --search`: the leaderboard as rows (rank, head, settings, epochs, mean ± sd of the fold accuracy), best first. */
+  leaderboard?: { header: string[]; rows: string[][]; note: string };
 }
 
 /** The curves of `History` (train/fit.ts), with the epochs the report marks. */

@@ -14,6 +14,8 @@ export interface TrainingReportInput {
   evaluation?: EvaluationSection;
   /** Rebuilt from `history.json` and `splitfit.json` of a folder written before reports: the predictions are gone. */
   rebuilt?: boolean;
+  /** The search leaderboard, when train-head ran `--search`. */
+  leaderboard?: ReportData['leaderboard'];
 }
 
 /** The report of a train-head run: configuration, timings, curves, and the validation section when there is one. */
@@ -77,6 +79,7 @@ export function trainingReport(input: TrainingReportInput): ReportData {
   return {
     format: REPORT_FORMAT,
     title: `splitfit train-head: ${m.model} cut at ${m.boundary}, ${m.labels.length} classes`,
+    ...(input.leaderboard ? { leaderboard: input.leaderboard } : {}),
     createdAt: m.createdAt,
     config,
     timings,
