@@ -96,3 +96,20 @@ export async function fallbackNotice(active: BackendName): Promise<string | unde
   const native = await probeBackend('tensorflow');
   return native.ok ? undefined : `splitfit: native TensorFlow unavailable, running on ${active} (slower); ${NATIVE_HINT}`;
 }
+
+/**
+ * A long call (extraction, training) on the pure-JavaScript cpu backend is slow enough to deserve a
+ * word: the warning, or `undefined` on tensorflow and wasm.
+ */
+export function slowBackendWarning(): string | undefined {
+  if (tf.getBackend() !== 'cpu') return undefined;
+  return `running on the pure-JavaScript cpu backend, many times slower than native TensorFlow or wasm; resolveBackend('auto') picks them when installed (${NATIVE_HINT})`;
+}
+
+/** Says `slowBackendWarning` once per call: as a progress event when the caller listens, else on stderr. */
+export function warnIfSlowBackend(onWarning: ((message: string) => void) | undefined): void {
+  const message = slowBackendWarning();
+  if (message === undefined) return;
+  if (onWarning) onWarning(message);
+  else process.emitWarning(message, 'SplitfitWarning');
+}

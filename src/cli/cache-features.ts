@@ -58,7 +58,8 @@ export function registerCacheFeatures(program: Command): void {
       onProgress: (e) => {
         if (e.type === 'start') out.info(`fingerprint ${shortFingerprint(e.fingerprint)}: ${e.total} samples, ${e.total - e.toExtract} cached, ${e.toExtract} to extract (${backend})`);
         else if (e.type === 'extract') out.progress('extract', e.done, e.total);
-        else out.warn(`skipped ${e.source}: ${e.reason}`);
+        else if (e.type === 'failed') out.warn(`skipped ${e.source}: ${e.reason}`);
+        // 'warning' (the cpu backend): useBackend already said so for a fallback; an explicit --backend cpu is the user's choice.
       },
     });
     const { failures, ...rest } = result;

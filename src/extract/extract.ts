@@ -10,6 +10,7 @@ import type { DataSource, Sample } from '../data/types.js';
 import { isSplitfitError, SplitfitError, throwIfAborted } from '../errors.js';
 import { MAX_INDEX } from '../cache/keys.js';
 import { checkNonNegativeInt, checkPositiveInt } from '../options.js';
+import { warnIfSlowBackend } from '../backend/resolve.js';
 import { Batcher } from './batcher.js';
 import { type BaseRunInfo, type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
 import { baseRunFields, markExtracting, type RunInput, saveRun } from './run-meta.js';
@@ -57,6 +58,7 @@ export type RunRecording = 'training' | 'data' | false;
 
 export type ExtractEvent =
   | { type: 'start'; total: number; toExtract: number; fingerprint: string }
+  | { type: 'warning'; message: string }
   | { type: 'extract'; done: number; total: number; generation: number }
   | { type: 'failed'; source: string; reason: string };
 
@@ -163,6 +165,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   const todo = unique.filter((s) => missingViews.has(s.id));
   const toExtract = todo.reduce((n, s) => n + missingViews.get(s.id)!.length, 0);
   options.onProgress?.({ type: 'start', total: unique.length, toExtract, fingerprint: p.fingerprint });
+  if (toExtract > 0) warnIfSlowBackend(options.onProgress && ((message) => options.onProgress!({ type: 'warning', message })));
   // Until the run is recorded, its new entries belong to no run: mark them so gc keeps them. The mark
   // is written just before the first batch, so a run that fails before writing anything leaves none.
   let marked = (options.record ?? 'training') === false;

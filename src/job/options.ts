@@ -90,6 +90,7 @@ export interface TrainHeadOptions {
 
 export type TrainEvent =
   | { type: 'start'; samples: number; validation: number; mode: 'memory' | 'stream'; epochs: number }
+  | { type: 'warning'; message: string }
   | { type: 'auto-trial'; trial: AutoTrial }
   | { type: 'search-trial'; done: number; total: number; row: LeaderboardRow | undefined }
   | ({ type: 'epoch'; epoch: number } & EpochLog)

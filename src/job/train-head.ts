@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { resolve } from 'node:path';
+import { warnIfSlowBackend } from '../backend/resolve.js';
 import { FeatureCache } from '../cache/feature-cache.js';
 import { SplitfitError, throwIfAborted } from '../errors.js';
 import { type PreparedBase, prepareBase } from '../extract/prepare.js';
@@ -130,6 +131,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   // In memory, the pooled set is pooled once for the whole run (and shared with the search and the sweep).
   const firstFeed: Feed =
     sets && plan.pooledSpec !== undefined ? { source: memoryBatches(sets.for(plan), o.batchSize, o.seed), valSet: first.feed.valSet && poolFeatureSet(first.feed.valSet) } : pooled(first.feed);
+  warnIfSlowBackend(o.onProgress && ((message) => o.onProgress!({ type: 'warning', message })));
   o.onProgress?.({ type: 'start', samples: firstFeed.source.size, validation: validation.length, mode: firstFeed.source.mode, epochs: settings.epochs });
 
   const fitted = await fitEpochs(trainable.trained, firstFeed, run.generation, refresher, k, {
