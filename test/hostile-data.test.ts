@@ -4,7 +4,7 @@
  * The table runs against the library (every row: the coded error, and the message naming the culprit);
  * the last block runs the real CLI on the families that used to hang or give a wrong result with exit 0.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, realpath, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32, deflateSync, gzipSync } from 'node:zlib';
@@ -13,7 +13,7 @@ import { type DataSource, decodeImage, type ErrorCode, FeatureCache, openDataSou
 import type { OpenDataSourceOptions } from '../src/data/sources.js';
 import { readIdx } from '../src/data/idx.js';
 import { idx, makeTempDir, sha256, solid, writeAt } from './data-fixtures.js';
-import { backendArgs, CLI } from './helpers/cli.js';
+import { backendArgs, type CliResult, runCli } from './helpers/cli.js';
 import { diffSnapshots, exists, makeToyFixture, snapshotCache, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
 
 let dir: string;
@@ -518,31 +518,8 @@ describe('IDX labels: every class has samples, or it was named on purpose', () =
 // ---------------------------------------------------------------------------------------------
 // Through the real CLI: the families that hung or exited 0 with a wrong result.
 
-/** Runs the built CLI, killed after `ms` so a hang fails the test instead of stalling the suite. */
-function runCliWithin(args: string[], ms = 60_000): Promise<{ status: number | null; signal: string | null; stdout: string; stderr: string; json: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args, '--json', ...backendArgs()], {
-      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: ms,
-      killSignal: 'SIGKILL',
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (status, signal) => {
-      let json: Record<string, unknown> = {};
-      try {
-        json = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as Record<string, unknown>;
-      } catch {
-        // no JSON line: the assertions below say so
-      }
-      resolve({ status, signal, stdout, stderr, json });
-    });
-  });
-}
+/** The built CLI with `--json` and a kill timer, so a hang fails the test instead of stalling the suite. */
+const runCliWithin = (args: string[], ms = 60_000): Promise<CliResult> => runCli([...args, '--json', ...backendArgs()], { timeoutMs: ms });
 
 describe('through the CLI', () => {
   let fx: ToyFixture;

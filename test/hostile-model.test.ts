@@ -6,7 +6,7 @@
  * buildHead); the CLI rows run the built CLI with a kill timer, since a hang there is the bug.
  */
 import * as tf from '@tensorflow/tfjs';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHead, type BuildHeadOptions, type ErrorCode, isSplitfitError, loadModel, parseHeadSpec, saveModel } from '../src/index.js';
 import { checkHeadSize, MAX_HEAD_PARAMS, MAX_UNITS } from '../src/model/head-spec.js';
 import { bundledModelArtifacts } from '../src/model/bundled.js';
-import { backendArgs, CLI, type CliResult } from './helpers/cli.js';
+import { backendArgs, type CliResult, runCli } from './helpers/cli.js';
 import { diffSnapshots, exists, makeToyFixture, snapshotCache, splitfitStderr, stackLines, type ToyFixture } from './helpers/reliability.js';
 import { expectNoTensorLeak } from './helpers/tensors.js';
 
@@ -49,7 +49,7 @@ beforeAll(async () => {
   goodJson = JSON.parse(await readFile(fx.model, 'utf8')) as Json;
   goodWeights = await readFile(join(fx.dir, 'toy', 'weights.bin'));
   cache = join(root, 'cache');
-  const made = await runCli(['cache-features', '--model', fx.model, '--boundary', fx.boundary, '--data', fx.data, '--cache', cache, '--json', ...backendArgs()]);
+  const made = await runCliTimed(['cache-features', '--model', fx.model, '--boundary', fx.boundary, '--data', fx.data, '--cache', cache, '--json', ...backendArgs()]);
   expect(made.status, made.stderr).toBe(0);
 
   // cycles and broken references
@@ -469,24 +469,9 @@ describe('head specs: every way to break the grammar is SPLITFIT_HEAD_SPEC with 
 });
 
 /** The built CLI with a kill timer: a hang is what several rows test for, so it must end the row, not the suite. */
-function runCli(args: string[], timeoutMs = 30_000): Promise<CliResult & { timedOut: boolean }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (status, signal) => {
-      let json: Record<string, unknown> = {};
-      try {
-        json = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as Record<string, unknown>;
-      } catch {
-        // not a --json line
-      }
-      resolve({ status: status ?? -1, stdout, stderr, json, timedOut: signal === 'SIGTERM' });
-    });
-  });
+async function runCliTimed(args: string[], timeoutMs = 30_000): Promise<CliResult & { timedOut: boolean }> {
+  const r = await runCli(args, { timeoutMs });
+  return { ...r, timedOut: r.signal !== null };
 }
 
 /** Every file under a folder with its size, for "nothing written" checks. */
@@ -540,7 +525,7 @@ describe('hostile models and heads through the CLI: coded error, one line, no ha
     const models = await listing(join(root, 'models'));
     const cacheBefore = await snapshotCache(cache);
     const args = row.args(out);
-    const r = await runCli([...args, '--json', ...(args[0] === 'inspect' ? [] : backendArgs())]);
+    const r = await runCliTimed([...args, '--json', ...(args[0] === 'inspect' ? [] : backendArgs())]);
     expect(r.timedOut, 'the command hung').toBe(false);
     expect(r.status, r.stderr).toBe(1);
     expect(r.json).toEqual({ error: { code: row.code, message: expect.any(String) } });
@@ -556,7 +541,7 @@ describe('hostile models and heads through the CLI: coded error, one line, no ha
   });
 
   it('the fixture through the same CLI works, so the rows fail for their one defect', async () => {
-    const r = await runCli(['inspect', fx.model, '--json']);
+    const r = await runCliTimed(['inspect', fx.model, '--json']);
     expect(r.status, r.stderr).toBe(0);
     expect((r.json['layers'] as { name: string }[]).map((l) => l.name)).toContain('block1_add');
   });
