@@ -135,13 +135,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   o.onProgress?.({ type: 'start', samples: firstFeed.source.size, validation: validation.length, mode: firstFeed.source.mode, epochs: settings.epochs });
 
   const fitted = await fitEpochs(trainable.trained, firstFeed, run.generation, refresher, k, {
-    epochs: settings.epochs,
-    batchSize: o.batchSize,
-    optimizer: o.optimizer,
-    learningRate: settings.learningRate,
-    weightDecay: settings.weightDecay,
-    labelSmoothing: settings.labelSmoothing,
-    lrSchedule: o.lrSchedule,
+    ...fitSettingsOf(settings, o),
     classWeights: weights,
     earlyStopping: o.earlyStopping,
     seed: o.seed,
@@ -214,6 +208,19 @@ function featureLoader(cache: FeatureCache, run: RunMeta, o: ResolvedTrainHeadOp
   return { load, lastValSet: () => lastValSet };
 }
 
+/** The settings the final fit runs with: what fitEpochs is given and what splitfit.json records. */
+function fitSettingsOf(settings: ChosenSettings, o: ResolvedTrainHeadOptions) {
+  return {
+    epochs: settings.epochs,
+    batchSize: o.batchSize,
+    optimizer: o.optimizer,
+    learningRate: settings.learningRate,
+    weightDecay: settings.weightDecay,
+    labelSmoothing: settings.labelSmoothing,
+    lrSchedule: o.lrSchedule,
+  };
+}
+
 /** splitfit.json of a run: what the model was cut from, how to feed it, and how its head was trained. */
 function manifestOf(
   run: RunMeta,
@@ -241,13 +248,8 @@ function manifestOf(
     data: run.data,
     baseExport: o.foldBatchNorm ? 'folded' : 'original',
     training: {
-      epochs: history.loss.length,
-      batchSize: o.batchSize,
-      optimizer: o.optimizer,
-      learningRate: settings.learningRate,
-      weightDecay: settings.weightDecay,
-      labelSmoothing: settings.labelSmoothing,
-      lrSchedule: o.lrSchedule,
+      ...fitSettingsOf(settings, o),
+      epochs: history.loss.length, // as run: early stopping may end before settings.epochs
       pooledFeatures: pooled,
       ...(history.bestEpoch !== undefined ? { bestEpoch: history.bestEpoch } : {}),
       ...(settings.auto ? { auto: { method: settings.auto.method, chosen: settings.auto.chosen, learningRate: settings.auto.learningRate, epochs: settings.auto.epochs, holdout: settings.auto.holdout } } : {}),
