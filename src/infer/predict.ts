@@ -3,16 +3,12 @@ import { stat } from 'node:fs/promises';
 import { openDataSource, openFiles } from '../data/sources.js';
 import type { Sample } from '../data/types.js';
 import { SplitfitError } from '../errors.js';
-import { argmaxRows } from '../train/metrics.js';
 import { loadPredictor, predictSamples } from './predictor.js';
+import { classificationResult, type ClassificationResult } from './result.js';
 
-/** One image's answer: the same shape in the library, `splitfit predict --json` and (later) the browser module. */
-export interface Prediction {
+/** One image's answer: its file and the task's result (the browser module's `classify()` returns the result alone). */
+export interface Prediction extends ClassificationResult {
   file: string;
-  label: string;
-  probability: number;
-  /** Every class's probability, keyed by label. */
-  probabilities: Record<string, number>;
 }
 
 export interface PredictOptions {
@@ -32,13 +28,7 @@ export async function predict(model: string | tf.LayersModel, inputs: readonly s
   const samples = await expandInputs(inputs);
   const { probs, k } = await predictSamples(p, samples, options.batchSize ?? 32, options.signal);
   const labels = p.labels ?? Array.from({ length: k }, (_, i) => String(i));
-  const best = argmaxRows(probs, k);
-  const predictions = samples.map((s, i) => ({
-    file: s.source,
-    label: labels[best[i]!]!,
-    probability: probs[i * k + best[i]!]!,
-    probabilities: Object.fromEntries(labels.map((l, j) => [l, probs[i * k + j]!])),
-  }));
+  const predictions = samples.map((s, i) => ({ file: s.source, ...classificationResult(probs.subarray(i * k, (i + 1) * k), labels) }));
   return { predictions };
 }
 
