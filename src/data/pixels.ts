@@ -122,33 +122,58 @@ function taps(inSize: number, outSize: number): Taps {
 function resize(src: Uint8Array | Uint8ClampedArray, w: number, h: number, c: number, outW: number, outH: number): Uint8Array {
   // A copy even when no resize is needed: the caller owns the result and may write to it.
   if (w === outW && h === outH) return new Uint8Array(src);
-  // Horizontal pass into floats (h × outW), then vertical into bytes (outH × outW).
+  // Horizontal pass into floats (h × outW), then vertical into bytes (outH × outW). The loops are
+  // shaped for speed (one walk of an output pixel's taps for all its channels, whole rows at a
+  // time vertically); per value the taps always add in the same order.
   const tx = taps(w, outW);
   const mid = new Float64Array(h * outW * c);
   for (let y = 0; y < h; y++) {
     const row = y * w * c;
     for (let i = 0; i < outW; i++) {
       const base = i * tx.width;
-      const x0 = tx.first[i]!;
       const n = tx.count[i]!;
-      for (let ch = 0; ch < c; ch++) {
-        let sum = 0;
-        for (let k = 0; k < n; k++) sum += tx.weights[base + k]! * src[row + (x0 + k) * c + ch]!;
-        mid[(y * outW + i) * c + ch] = sum;
+      const start = row + tx.first[i]! * c;
+      const at = (y * outW + i) * c;
+      if (c === 3) {
+        let r = 0;
+        let g = 0;
+        let b = 0;
+        for (let k = 0, x = start; k < n; k++, x += 3) {
+          const wk = tx.weights[base + k]!;
+          r += wk * src[x]!;
+          g += wk * src[x + 1]!;
+          b += wk * src[x + 2]!;
+        }
+        mid[at] = r;
+        mid[at + 1] = g;
+        mid[at + 2] = b;
+      } else {
+        for (let ch = 0; ch < c; ch++) {
+          let sum = 0;
+          for (let k = 0, x = start + ch; k < n; k++, x += c) sum += tx.weights[base + k]! * src[x]!;
+          mid[at + ch] = sum;
+        }
       }
     }
   }
   const ty = taps(h, outH);
-  const out = new Uint8Array(outH * outW * c);
   const stride = outW * c;
+  const out = new Uint8Array(outH * stride);
+  const acc = new Float64Array(stride);
   for (let j = 0; j < outH; j++) {
     const base = j * ty.width;
     const y0 = ty.first[j]!;
     const n = ty.count[j]!;
+    acc.fill(0);
+    for (let k = 0; k < n; k++) {
+      const wk = ty.weights[base + k]!;
+      const row = (y0 + k) * stride;
+      for (let p = 0; p < stride; p++) acc[p] += wk * mid[row + p]!;
+    }
+    const at = j * stride;
     for (let p = 0; p < stride; p++) {
-      let sum = 0;
-      for (let k = 0; k < n; k++) sum += ty.weights[base + k]! * mid[(y0 + k) * stride + p]!;
-      out[j * stride + p] = sum <= 0 ? 0 : sum >= 255 ? 255 : Math.round(sum);
+      const v = acc[p]!;
+      out[at + p] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
     }
   }
   return out;
