@@ -21,6 +21,8 @@ import { type ModelMetadata, readModelMetadata } from '../model/metadata.js';
 export type { ClassificationResult } from '../infer/result.js';
 export type { ModelMetadata } from '../model/metadata.js';
 export { SplitfitError } from '../errors.js';
+/** The bundled tfjs, so a page that needs tf does not load a second copy. */
+export { tf };
 
 /** What `classify` accepts: anything a 2D canvas can draw, or pixels already read. */
 export type ImageInput = HTMLImageElement | ImageBitmap | ImageData | HTMLCanvasElement | OffscreenCanvas;

@@ -1,6 +1,6 @@
 // The browser side of test/browser-parity.test.ts: classify image URLs with the browser module as
 // a user's page would (an <img>, decoded by the browser), and return what the test compares.
-import { loadClassifier } from '/splitfit/splitfit.js';
+import { loadClassifier, tf } from '/splitfit/splitfit.js';
 
 function base64(bytes) {
   let binary = '';
@@ -19,6 +19,26 @@ window.classifyAll = async (modelUrl, backend, urls) => {
     const result = await classifier.classify(img);
     const ms = performance.now() - started;
     out.push({ url, ...result, pixels: base64(classifier.inputPixels(img)), ms });
+  }
+  classifier.dispose();
+  return out;
+};
+// What a user writes without splitfit's pipeline: fromPixels (alpha dropped), tf's bilinear resize.
+window.classifyNaively = async (modelUrl, backend, urls) => {
+  const classifier = await loadClassifier(modelUrl, { backend });
+  const { height, width } = classifier.metadata.input;
+  const out = [];
+  for (const url of urls) {
+    const img = new Image();
+    img.src = url;
+    await img.decode();
+    const probs = tf.tidy(() => {
+      const x = tf.image.resizeBilinear(tf.browser.fromPixels(img), [height, width]).div(255).expandDims(0);
+      return classifier.model.predict(x);
+    });
+    const row = await probs.data();
+    probs.dispose();
+    out.push({ url, probabilities: Object.fromEntries(classifier.labels.map((l, j) => [l, row[j]])) });
   }
   classifier.dispose();
   return out;
