@@ -165,7 +165,7 @@ export function registerTrainHead(program: Command): void {
         lines.push(`the winner, without --search: ${summary.search!.command}`);
       } else if (result.auto) {
         const a = result.auto;
-        lines.push(a.method === 'sweep' ? `chose lr ${st.learningRate}, ${st.epochs} epochs on a hold-out of ${a.holdout} training samples` : `too few samples (or features streamed) for the automatic choice: lr ${st.learningRate}, ${st.epochs} epochs`);
+        lines.push(a.method === 'sweep' ? `chose lr ${st.learningRate}, ${st.epochs} epochs on ${a.holdouts} hold-outs of ${a.holdout} training samples` : `too few samples (or features streamed) for the automatic choice: lr ${st.learningRate}, ${st.epochs} epochs`);
       }
       const best = h.bestEpoch !== undefined ? ` (kept the weights of epoch ${h.bestEpoch}, the best)` : '';
       return [
