@@ -102,12 +102,17 @@ function taps(inSize: number, outSize: number): Taps {
   const weights = new Float64Array(outSize * width);
   for (let i = 0; i < outSize; i++) {
     const centre = (i + 0.5) * scale;
-    const lo = Math.max(0, Math.floor(centre - radius));
-    const hi = Math.min(inSize, Math.ceil(centre + radius));
+    // Input pixels whose centre lies strictly inside the triangle: the others weigh exactly 0, and
+    // skipping them changes no sum.
+    let lo = Math.max(0, Math.floor(centre - radius));
+    let hi = Math.min(inSize, Math.ceil(centre + radius));
+    const weight = (x: number): number => Math.max(0, 1 - Math.abs((x + 0.5 - centre) / radius));
+    while (lo < hi && weight(lo) === 0) lo++;
+    while (hi > lo && weight(hi - 1) === 0) hi--;
     let sum = 0;
     let n = 0;
     for (let x = lo; x < hi; x++, n++) {
-      const w = Math.max(0, 1 - Math.abs((x + 0.5 - centre) / radius));
+      const w = weight(x);
       weights[i * width + n] = w;
       sum += w;
     }
@@ -168,7 +173,7 @@ function resize(src: Uint8Array | Uint8ClampedArray, w: number, h: number, c: nu
     for (let k = 0; k < n; k++) {
       const wk = ty.weights[base + k]!;
       const row = (y0 + k) * stride;
-      for (let p = 0; p < stride; p++) acc[p] += wk * mid[row + p]!;
+      for (let p = 0; p < stride; p++) acc[p] = acc[p]! + wk * mid[row + p]!;
     }
     const at = j * stride;
     for (let p = 0; p < stride; p++) {
