@@ -28,6 +28,10 @@ export interface SplitfitManifest {
   baseExport?: 'folded' | 'original';
   /** The resolved training settings. */
   training?: TrainingSettings;
+  /** How model.json's float32 weights are stored (`model/quantize.ts`); absent = float32. */
+  quantize?: 'uint8' | 'float16';
+  /** Present in a `splitfit export` folder: the model.json it was exported from. */
+  exportedFrom?: string;
 }
 
 export interface TrainingSettings {
