@@ -167,7 +167,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     jobSeconds: (performance.now() - started) / 1000,
     ...(settings.search ? { search: settings.search } : {}),
   });
-  await writeOutputFolder(o.out, { model, head, history, manifest, report, ...(settings.search ? { extra: new Map([[SEARCH_FILE, JSON.stringify(settings.search, null, 2)]]) } : {}) });
+  await writeOutputFolder(o.out, { model, head, history, manifest, report, quantize: o.quantize, ...(settings.search ? { extra: new Map([[SEARCH_FILE, JSON.stringify(settings.search, null, 2)]]) } : {}) });
   return {
     epochs: history.loss.length,
     history,
@@ -247,6 +247,7 @@ function manifestOf(
     createdAt: new Date().toISOString(),
     data: run.data,
     baseExport: o.foldBatchNorm ? 'folded' : 'original',
+    ...(o.quantize ? { quantize: o.quantize } : {}),
     training: {
       ...fitSettingsOf(settings, o),
       epochs: history.loss.length, // as run: early stopping may end before settings.epochs
