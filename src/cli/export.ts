@@ -13,7 +13,7 @@ interface Flags extends CommonFlags {
   backend: BackendChoice;
 }
 
-const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(2)} MB`;
+const mb = (bytes: number): string => (bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(2)} MB` : `${(bytes / 1024).toFixed(1)} KB`);
 
 export function registerExport(program: Command): void {
   const cmd = defineCommand<Flags>(program, 'export <model-folder>', 'write a model folder again: quantized weights, base folded or unfolded, as one committed folder', async (out, f, args, { signal }) => {

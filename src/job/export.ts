@@ -173,7 +173,7 @@ async function loadHead(dir: string): Promise<tf.LayersModel> {
  */
 async function sourceBase(manifest: SplitfitManifest, given: string | undefined, dir: string): Promise<{ source: tf.LayersModel; base: tf.LayersModel }> {
   const ref = given ?? manifest.model;
-  const fix = `pass the model it was cut from as \`sourceModel\`, or rerun train-head with \`foldBatchNorm: false\``;
+  const fix = 'pass the model it was cut from as `sourceModel` (CLI: --source-model), or rerun train-head with `foldBatchNorm: false` (CLI: --no-fold-bn)';
   if (ref === '<memory>') {
     throw new SplitfitError('SPLITFIT_USAGE', `${dir} was exported with its BatchNorm folded from an in-memory model, which unfolding needs; ${fix}`, { option: 'sourceModel' });
   }
