@@ -11,6 +11,7 @@ import { exportModel, extractFeatures, loadModel, loadPredictor, type SplitfitMa
 import { backendArgs, runCli } from './helpers/cli.js';
 import { makeToyFixture, type ToyFixture } from './helpers/reliability.js';
 import { maxAbsDiff } from './helpers/tensors.js';
+import { isPerChannel } from '../src/model/quantize.js';
 
 let root: string;
 let fx: ToyFixture;
@@ -43,25 +44,28 @@ const layerClasses = async (dir: string): Promise<string[]> => {
 };
 
 describe('splitfit export --quantize', () => {
-  it('uint8 and float16: weights ¼ and ½ the size, every float32 weight quantized, predictions within bounds, committed', async () => {
+  it('uint8 and float16: BN as affine layers (re-stitched from the source), kernels uint8 / all float16, sizes from the manifest, predictions within bounds, committed', async () => {
     const ref = await predictOf(folded);
     const bounds = { uint8: 0.05, float16: 1e-3 };
     for (const q of ['uint8', 'float16'] as const) {
       const out = join(root, `export-${q}`);
       const r = await exportCli([folded, '--out', out, '--quantize', q]);
       expect(r.status, r.stderr).toBe(0);
-      const res = r.json as { quantize: string; rebuilt: string; bytes: { source: { weights: number }; exported: { weights: number } }; files: string[] };
-      expect(res.quantize).toBe(q);
-      expect(res.rebuilt).toBe('as-is');
-      expect(res.bytes.exported.weights * (q === 'uint8' ? 4 : 2)).toBe(res.bytes.source.weights);
+      const res = r.json as { quantize: string; rebuilt: string; baseExport: string; bytes: { source: { weights: number }; exported: { weights: number } }; files: string[] };
+      expect(res).toMatchObject({ quantize: q, rebuilt: 'affine', baseExport: 'affine' });
       expect((await stat(join(out, 'weights.bin'))).size).toBe(res.bytes.exported.weights);
       expect(res.files).toEqual(['head/model.json', 'head/weights.bin', 'model.json', 'splitfit.json', 'weights.bin']);
       const json = JSON.parse(await readFile(join(out, 'model.json'), 'utf8')) as tf.io.ModelJSON;
-      expect(json.weightsManifest[0]!.weights.every((w) => w.quantization?.dtype === q)).toBe(true);
-      // head/ is the source's, byte for byte (float32: what a later unfolded export re-stitches).
+      const specs = json.weightsManifest[0]!.weights;
+      expect(specs.every((w) => w.quantization?.dtype === (q === 'uint8' && isPerChannel(w.shape) ? 'float16' : q))).toBe(true);
+      const declared = specs.reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1) * (w.quantization!.dtype === 'uint8' ? 1 : 2), 0);
+      expect(res.bytes.exported.weights).toBe(declared);
+      expect(res.bytes.exported.weights / res.bytes.source.weights).toBeLessThan(q === 'uint8' ? 0.5 : 0.6);
+      expect(await layerClasses(out)).not.toContain('BatchNormalization');
+      // head/ is the source's, byte for byte (float32: what a later export re-stitches).
       expect(await readFile(join(out, 'head', 'weights.bin'))).toEqual(await readFile(join(folded, 'head', 'weights.bin')));
       const manifest = JSON.parse(await readFile(join(out, 'splitfit.json'), 'utf8')) as SplitfitManifest;
-      expect(manifest).toMatchObject({ quantize: q, baseExport: 'folded', exportedFrom: join(folded, 'model.json') });
+      expect(manifest).toMatchObject({ quantize: q, baseExport: 'affine', exportedFrom: join(folded, 'model.json') });
       expect((await verifyFolder(out))!.files.map((f) => f.path).sort()).toEqual(res.files);
       const y = await predictOf(out);
       const d = maxAbsDiff(y, ref);
@@ -69,6 +73,16 @@ describe('splitfit export --quantize', () => {
       y.dispose();
     }
     ref.dispose();
+  });
+
+  it('a quantized folder exported again as float32 comes back from head/ + the source: folded, within 1e-4 of the float32 folder', async () => {
+    const out = join(root, 'back-to-float');
+    const r = await exportCli([join(root, 'export-uint8'), '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ quantize: 'float32', rebuilt: 'folded', baseExport: 'folded' });
+    const [a, b] = [await predictOf(folded), await predictOf(out)];
+    expect(maxAbsDiff(a, b)).toBeLessThanOrEqual(1e-4);
+    tf.dispose([a, b]);
   });
 
   it('--validation-data scores the source and the export on the same samples; the text output names sizes and the change', async () => {
@@ -82,7 +96,8 @@ describe('splitfit export --quantize', () => {
     expect(a.source).toBeCloseTo((ev.json as { accuracy: number }).accuracy, 12);
     const text = await runCli(['export', folded, '--out', join(root, 'export-text'), '--quantize', 'uint8', '--validation-data', fx.validation!, ...backendArgs()]);
     expect(text.status, text.stderr).toBe(0);
-    expect(text.stdout).toMatch(/weights: [\d.]+ KB → [\d.]+ KB \(uint8, 25\.0 % of the source\)/);
+    expect(text.stdout).toMatch(/weights: [\d.]+ KB → [\d.]+ KB \(uint8, [\d.]+ % of the source\)/);
+    expect(text.stdout).toMatch(/base: affine \(re-stitched: affine\)/);
     expect(text.stdout).toMatch(/accuracy on 6 samples: source [\d.]+, exported [\d.]+ \([+-][\d.]+ points\)/);
   });
 
@@ -107,7 +122,7 @@ describe('splitfit export: folding', () => {
     const out = join(root, 'unfold');
     const r = await exportCli([folded, '--out', out, '--no-fold-batch-norm']);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.json).toMatchObject({ baseExport: 'original', rebuilt: 'unfolded', quantize: 'float32' });
+    expect(r.json).toMatchObject({ baseExport: 'original', rebuilt: 'original', quantize: 'float32' });
     expect(await layerClasses(folded)).not.toContain('BatchNormalization');
     expect((await layerClasses(out)).filter((c) => c === 'BatchNormalization')).toHaveLength(3);
     const [a, b] = [await predictOf(folded), await predictOf(out)];
@@ -137,11 +152,14 @@ describe('splitfit export: folding', () => {
     const r = await exportCli([moved, '--out', join(root, 'unfold-moved'), '--no-fold-batch-norm']);
     expect(r.status).toBe(1);
     expect(r.json).toMatchObject({ error: { code: 'SPLITFIT_MODEL_LOAD' } });
-    expect((r.json as { error: { message: string } }).error.message).toMatch(/exported with its BatchNorm folded; unfolding needs the source model .*gone.*--source-model/);
+    expect((r.json as { error: { message: string } }).error.message).toMatch(/holds its base with BatchNorm folded; an unfolded export re-stitches its head\/ onto the source model .*gone.*cannot be loaded.*--source-model/);
     await expect(stat(join(root, 'unfold-moved'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const q = await exportCli([moved, '--out', join(root, 'unfold-moved'), '--quantize', 'uint8']);
+    expect(q.json).toMatchObject({ error: { code: 'SPLITFIT_MODEL_LOAD' } });
+    expect((q.json as { error: { message: string } }).error.message).toMatch(/a quantized export \(BN as affine layers\) re-stitches .*--source-model.*--quantize/);
     const ok = await exportCli([moved, '--out', join(root, 'unfold-moved'), '--no-fold-batch-norm', '--source-model', fx.model]);
     expect(ok.status, ok.stderr).toBe(0);
-    expect(ok.json).toMatchObject({ rebuilt: 'unfolded' });
+    expect(ok.json).toMatchObject({ rebuilt: 'original' });
   });
 
   it('another model at the recorded path (its base differs): refused by the features fingerprint', async () => {
@@ -191,10 +209,11 @@ describe('splitfit export: the output folder', () => {
     const r = await runCli(['train-head', '--cache', join(root, 'cache'), '--out', out, '--epochs', '3', '--lr', '0.01', '--quantize', 'uint8', '--json', ...backendArgs()]);
     expect(r.status, r.stderr).toBe(0);
     const json = JSON.parse(await readFile(join(out, 'model.json'), 'utf8')) as tf.io.ModelJSON;
-    expect(json.weightsManifest[0]!.weights.every((w) => w.quantization?.dtype === 'uint8')).toBe(true);
+    expect(json.weightsManifest[0]!.weights.every((w) => w.quantization?.dtype === (isPerChannel(w.shape) ? 'float16' : 'uint8'))).toBe(true);
     const head = JSON.parse(await readFile(join(out, 'head', 'model.json'), 'utf8')) as tf.io.ModelJSON;
     expect(head.weightsManifest[0]!.weights.some((w) => w.quantization !== undefined)).toBe(false);
-    expect(JSON.parse(await readFile(join(out, 'splitfit.json'), 'utf8'))).toMatchObject({ quantize: 'uint8' });
+    expect(JSON.parse(await readFile(join(out, 'splitfit.json'), 'utf8'))).toMatchObject({ quantize: 'uint8', baseExport: 'affine' });
+    expect(await layerClasses(out)).not.toContain('BatchNormalization');
     expect((await loadPredictor(out)).labels).toEqual(fx.classes);
     // Same seed and settings as `folded`: the float32 twin, within uint8's bound.
     const [a, b] = [await predictOf(folded), await predictOf(out)];

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { isSplitfitError, loadModel } from '../src/index.js';
 import { modelFiles } from '../src/model/io.js';
-import { FLOAT16_MAX, float16Bits, quantizeWeights, toUint8 } from '../src/model/quantize.js';
+import { FLOAT16_MAX, float16Bits, isPerChannel, quantizeWeights, toUint8 } from '../src/model/quantize.js';
 import { randomizeBatchNorm, residualToyModel } from './helpers/models.js';
 import { maxAbsDiff } from './helpers/tensors.js';
 
@@ -70,40 +70,50 @@ describe('uint8 (affine, per tensor)', () => {
 
 describe('quantizeWeights', () => {
   const specs: tf.io.WeightsManifestEntry[] = [
-    { name: 'a', shape: [3], dtype: 'float32' },
+    { name: 'kernel', shape: [3, 2], dtype: 'float32' },
     { name: 'flag', shape: [3], dtype: 'bool' },
     { name: 'steps', shape: [2], dtype: 'int32' },
     { name: 'b', shape: [2], dtype: 'float32' },
   ];
-  const data = (a: number[], b: number[]): Uint8Array =>
-    new Uint8Array([...bytesOf(new Float32Array(a)), ...new Uint8Array([1, 0, 1]), ...bytesOf(new Int32Array([7, -123456789])), ...bytesOf(new Float32Array(b))]);
+  const kernel = [0.25, -1, 2, 0, 0.5, 1.5];
+  const data = (b: number[]): Uint8Array =>
+    new Uint8Array([...bytesOf(new Float32Array(kernel)), ...new Uint8Array([1, 0, 1]), ...bytesOf(new Int32Array([7, -123456789])), ...bytesOf(new Float32Array(b))]);
 
   it('quantizes float32 only: bool and int32 weights keep their bytes and carry no quantization field', () => {
     for (const mode of ['uint8', 'float16'] as const) {
-      const q = quantizeWeights(specs, data([0.25, -1, 2], [3, 4]), mode);
-      expect(q.specs.map((s) => s.quantization?.dtype)).toEqual([mode, undefined, undefined, mode]);
-      expect(q.data.byteLength).toBe(mode === 'uint8' ? 3 + 3 + 8 + 2 : 6 + 3 + 8 + 4);
+      const q = quantizeWeights(specs, data([3, 4]), mode);
+      // uint8: the per-channel vector `b` is stored as float16 (see isPerChannel).
+      expect(q.specs.map((s) => s.quantization?.dtype)).toEqual([mode, undefined, undefined, 'float16']);
+      expect(q.data.byteLength).toBe(mode === 'uint8' ? 6 + 3 + 8 + 4 : 12 + 3 + 8 + 4);
       const back = decode(q.specs, q.data);
       expect([...back['flag']!]).toEqual([1, 0, 1]);
       expect([...back['steps']!]).toEqual([7, -123456789]);
-      const tol = mode === 'float16' ? 1e-3 : 3 / 255;
-      [0.25, -1, 2].forEach((v, i) => expect(Math.abs(back['a']![i]! - v)).toBeLessThanOrEqual(tol));
+      expect([...back['b']!]).toEqual([3, 4]);
+      const tol = mode === 'float16' ? 1e-3 : 3 / 255 / 2 + 1e-6;
+      kernel.forEach((v, i) => expect(Math.abs(back['kernel']![i]! - v)).toBeLessThanOrEqual(tol));
+      expect(back['kernel']![3]).toBe(0);
     }
+  });
+
+  it('per-channel vectors: at most one dimension above 1; beyond float16 range they stay float32 under uint8', () => {
+    expect([[8], [1, 1, 8, 1], [1], []].map(isPerChannel)).toEqual([true, true, true, true]);
+    expect([[3, 3, 8, 1], [8, 3]].map(isPerChannel)).toEqual([false, false]);
+    const q = quantizeWeights(specs, data([1e5, 1]), 'uint8');
+    expect(q.specs[3]!.quantization).toBeUndefined();
+    expect([...decode(q.specs, q.data)['b']!]).toEqual([1e5, 1]);
   });
 
   it('refuses non-finite values, and values beyond ±65504 for float16, with SPLITFIT_NUMERIC naming the weight', () => {
     for (const [bad, mode] of [[Number.NaN, 'uint8'], [Infinity, 'float16'], [1e5, 'float16']] as const) {
       let err: unknown;
       try {
-        quantizeWeights(specs, data([0, 1, 2], [bad, 1]), mode);
+        quantizeWeights(specs, data([bad, 1]), mode);
       } catch (e) {
         err = e;
       }
       expect(isSplitfitError(err, 'SPLITFIT_NUMERIC'), String(err)).toBe(true);
       expect((err as Error).message).toMatch(/weight b holds .* at index 0/);
     }
-    // 1e5 fits uint8's affine range.
-    expect(quantizeWeights(specs, data([0, 1, 2], [1e5, 1]), 'uint8').specs[3]!.quantization!.dtype).toBe('uint8');
     expect(FLOAT16_MAX).toBe(65504);
   });
 });
@@ -120,9 +130,11 @@ describe('a quantized model with stock tfjs', () => {
       const files = await modelFiles(model, { quantize: mode });
       const json = JSON.parse(files.json) as tf.io.ModelJSON;
       const specs = json.weightsManifest[0]!.weights;
-      expect(specs.every((s) => s.quantization?.dtype === mode)).toBe(true);
-      const elements = specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
-      expect(files.weights.byteLength).toBe(elements * (mode === 'uint8' ? 1 : 2));
+      expect(specs.every((s) => s.quantization?.dtype === (mode === 'uint8' && isPerChannel(s.shape) ? 'float16' : mode))).toBe(true);
+      const size = (s: tf.io.WeightsManifestEntry): number => s.shape.reduce((a, b) => a * b, 1);
+      const elements = specs.reduce((n, s) => n + size(s), 0);
+      const vectors = specs.filter((s) => isPerChannel(s.shape)).reduce((n, s) => n + size(s), 0);
+      expect(files.weights.byteLength).toBe(mode === 'uint8' ? elements - vectors + 2 * vectors : 2 * elements);
       expect(float.weights.byteLength).toBe(elements * 4);
       // The path of tf.loadLayersModel('file://…' or 'https://…'): model.json → artifacts → decodeWeights.
       const artifacts = await tf.io.getModelArtifactsForJSON(json, async (manifest) => [manifest.flatMap((g) => g.weights), files.weights.slice().buffer]);

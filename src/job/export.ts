@@ -11,6 +11,7 @@ import { loadModel, message, modelFiles } from '../model/io.js';
 import { readModelMetadata, type ModelMetadata } from '../model/metadata.js';
 import { QUANTIZE_CHOICES, type Quantize } from '../model/quantize.js';
 import { splitBase } from '../model/split.js';
+import { exportBase } from '../model/fold.js';
 import { stitch } from '../model/stitch.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { COMMIT_FILE, commitFiles, readRecord } from '../output/commit.js';
@@ -43,9 +44,10 @@ export interface ExportResult {
   out: string;
   from: string;
   quantize: Quantize | 'float32';
-  /** How the exported base is stored, and whether it was rebuilt: `as-is` keeps the source's layers. */
-  baseExport: 'folded' | 'original' | 'unknown';
-  rebuilt: 'as-is' | 'folded' | 'unfolded';
+  /** How the exported base is stored (`unknown`: a folder without splitfit.json, written as it is). */
+  baseExport: BaseForm | 'unknown';
+  /** `as-is`: the folder's model, re-encoded; else the form `head/` was re-stitched in. */
+  rebuilt: 'as-is' | BaseForm;
   /** File sizes in bytes: model.json + weights.bin of the source and of the export. */
   bytes: { source: { modelJson: number; weights: number }; exported: { modelJson: number; weights: number } };
   /** With `validationData`: accuracy of the source and the exported model, and the change (exported − source). */
@@ -126,8 +128,32 @@ export async function exportModel(options: ExportOptions): Promise<ExportResult>
 
 type Resolved = ReturnType<typeof validateExportOptions>;
 
+/** How an export stores its frozen base (see `SplitfitManifest.baseExport`). */
+export type BaseForm = 'folded' | 'affine' | 'original';
+
 /**
- * The model to write: the source as it is, or re-stitched with its base folded or unfolded.
+ * The base form an export writes. Quantized weights need BN as per-channel affine layers: a folded
+ * kernel scales each output channel by its own BN factor, which one per-tensor uint8 grid cannot hold
+ * (measured on MobileNetV2: uint8 folded −30 points, affine ±0; float16 folded flips 3 of 120 top-1 labels, affine none).
+ */
+export function baseFormOf(foldBatchNorm: boolean, quantize: Quantize | undefined): BaseForm {
+  return !foldBatchNorm ? 'original' : quantize !== undefined ? 'affine' : 'folded';
+}
+
+/** `stitch` with the base in `form`: the source's layers, BN folded into the kernels, or BN as fixed affine layers. */
+export async function stitchAs(base: tf.LayersModel, head: tf.LayersModel, form: BaseForm): Promise<tf.LayersModel> {
+  if (form !== 'affine') return stitch(base, head, { foldBatchNorm: form === 'folded' });
+  const exported = exportBase(base, { intoKernels: false, avoidNames: head.layers.map((l) => l.name) });
+  try {
+    return await stitch(exported.model, head);
+  } finally {
+    exported.model.dispose();
+  }
+}
+
+/**
+ * The model to write: the source as it is, or `head/` re-stitched onto the unfolded base in the wanted
+ * form — the folder's own base when it holds the source's layers, else the source model it records.
  * `owned` are the models to dispose once the export is written (stitched weights share their buffers).
  */
 async function buildExport(
@@ -144,18 +170,18 @@ async function buildExport(
   }
   // splitfit/1 folders predate folding: their base is the source's layers.
   const current = manifest.baseExport ?? 'original';
-  const wanted = o.foldBatchNorm ? 'folded' : 'original';
+  const wanted = baseFormOf(o.foldBatchNorm, o.quantize);
   if (current === wanted) return { model: source, baseExport: current, rebuilt: 'as-is', owned: [] };
   const head = await loadHead(dir);
-  if (wanted === 'folded') {
-    // The folder's own base (the source's layers, cut at the recorded boundary) folded: no source model needed.
+  if (current === 'original') {
+    // The folder's own base (the source's layers, cut at the recorded boundary): no source model needed.
     const { base } = splitBase(source, manifest.boundary);
-    const model = await stitch(base, head, { foldBatchNorm: true });
-    return { model, baseExport: 'folded', rebuilt: 'folded', owned: [model, head] };
+    const model = await stitchAs(base, head, wanted);
+    return { model, baseExport: wanted, rebuilt: wanted, owned: [model, head] };
   }
-  const base = await sourceBase(manifest, o.sourceModel, dir);
-  const model = await stitch(base.base, head, { foldBatchNorm: false });
-  return { model, baseExport: 'original', rebuilt: 'unfolded', owned: [model, head, base.source] };
+  const base = await sourceBase(manifest, o.sourceModel, dir, current, wanted);
+  const model = await stitchAs(base.base, head, wanted);
+  return { model, baseExport: wanted, rebuilt: wanted, owned: [model, head, base.source] };
 }
 
 async function loadHead(dir: string): Promise<tf.LayersModel> {
@@ -167,21 +193,21 @@ async function loadHead(dir: string): Promise<tf.LayersModel> {
 }
 
 /**
- * The unfolded base: the recorded source model cut at the boundary. A folded model cannot be unfolded
- * from its own weights (BN statistics are gone), so the source must still give the base the head was
- * trained on: the features fingerprint is checked.
+ * The unfolded base: the recorded source model cut at the boundary. A folded base cannot be unfolded
+ * from its own weights (the BN statistics are gone), so the source must still give the base the head
+ * was trained on: the features fingerprint is checked.
  */
-async function sourceBase(manifest: SplitfitManifest, given: string | undefined, dir: string): Promise<{ source: tf.LayersModel; base: tf.LayersModel }> {
+async function sourceBase(manifest: SplitfitManifest, given: string | undefined, dir: string, current: BaseForm, wanted: BaseForm): Promise<{ source: tf.LayersModel; base: tf.LayersModel }> {
   const ref = given ?? manifest.model;
-  const fix = 'pass the model it was cut from as `sourceModel` (CLI: --source-model), or rerun train-head with `foldBatchNorm: false` (CLI: --no-fold-bn)';
-  if (ref === '<memory>') {
-    throw new SplitfitError('SPLITFIT_USAGE', `${dir} was exported with its BatchNorm folded from an in-memory model, which unfolding needs; ${fix}`, { option: 'sourceModel' });
-  }
+  const kind = { original: 'an unfolded export', affine: 'a quantized export (BN as affine layers)', folded: 'a folded float32 export' }[wanted];
+  const what = `${dir} holds its base with BatchNorm ${current === 'affine' ? 'as affine layers' : 'folded'}; ${kind} re-stitches its head/ onto the source model`;
+  const fix = `pass the model it was cut from as \`sourceModel\` (CLI: --source-model), or rerun train-head with the export options you want${wanted === 'original' ? ' (`foldBatchNorm: false`, CLI: --no-fold-bn)' : ' (`quantize`, CLI: --quantize)'}`;
+  if (ref === '<memory>') throw new SplitfitError('SPLITFIT_USAGE', `${what}, and it was trained from an in-memory model; ${fix}`, { option: 'sourceModel' });
   let src: tf.LayersModel;
   try {
     src = await loadModel(ref);
   } catch (err) {
-    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `${dir} was exported with its BatchNorm folded; unfolding needs the source model ${ref}, which cannot be loaded (${message(err)}); ${fix}`, { cause: err });
+    throw new SplitfitError('SPLITFIT_MODEL_LOAD', `${what} ${ref}, which cannot be loaded (${message(err)}); ${fix}`, { cause: err });
   }
   const b = splitBase(src, manifest.boundary);
   const preprocess = `${describeDecode()}|${describePreprocess(parsePreprocess(manifest.preprocess))}`;
