@@ -3,6 +3,7 @@ import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FEATURE_DTYPES } from '../cache/codec.js';
 import { describeDecode } from '../data/decode.js';
+import type { DataSource } from '../data/types.js';
 import { describePreprocess, parsePreprocess } from '../data/preprocess.js';
 import { SplitfitError, throwIfAborted } from '../errors.js';
 import { evaluate } from '../infer/evaluate.js';
@@ -36,7 +37,7 @@ export interface ExportOptions {
   /** The source model (path or bundled name), when unfolding and `splitfit.json`'s `model` has moved. @default the recorded one */
   sourceModel?: string;
   /** Labeled data (folder, manifest or IDX) to score the source and the exported model on: the accuracy change of the export. */
-  validationData?: string;
+  validationData?: string | DataSource;
   signal?: AbortSignal;
 }
 
@@ -66,7 +67,7 @@ export function validateExportOptions(options: ExportOptions) {
   if (o.quantize !== undefined) checkChoice('quantize', o.quantize, QUANTIZE_CHOICES);
   if (typeof o.foldBatchNorm !== 'boolean') throw new TypeError(`foldBatchNorm must be a boolean, received ${typeof o.foldBatchNorm}`);
   if (o.sourceModel !== undefined) checkString('sourceModel', o.sourceModel);
-  if (o.validationData !== undefined) checkString('validationData', o.validationData);
+  if (typeof o.validationData === 'string') checkString('validationData', o.validationData);
   return o;
 }
 
