@@ -46,8 +46,8 @@ export function registerExport(program: Command): void {
   cmd
     .requiredOption('--out <dir>', 'output folder (created in one step; an earlier export there is replaced in one step)')
     .addOption(new Option('--quantize <dtype>', 'store the weights quantized; stock tf.loadLayersModel dequantizes them').choices(QUANTIZE_CHOICES))
-    .option('--no-fold-batch-norm', "export the source model's BatchNorm layers (re-stitches head/ onto the source model the folder records)")
-    .option('--source-model <model>', 'with --no-fold-batch-norm: the source model, when the recorded one has moved')
+    .option('--no-fold-batch-norm', "export the source model's BatchNorm layers (re-stitches head/ onto the source model splitfit.json records)")
+    .option('--source-model <model>', "the model the folder was cut from, when re-stitching needs it (--no-fold-batch-norm, or --quantize on a folded folder) and splitfit.json's has moved")
     .option('--validation-data <spec>', 'labeled data (folder, manifest or IDX): also print the accuracy of the source and the export')
     .addHelpText('after', '\nExample:\n  splitfit export model/ --out model-uint8/ --quantize uint8 --validation-data photos-test/\n');
   backendOption(cmd);
