@@ -1,7 +1,8 @@
 /**
  * Quantized export: file size and held-out accuracy of float32 vs float16 vs uint8 exports of the same
  * trained head (issue #15 item 4). Trains once (cache-features + train-head through the library, as the
- * CLI does), exports with `exportModel`, then predicts the held-out set with each export.
+ * CLI does), exports with `exportModel`, then predicts the held-out set with each export. The
+ * `folded-*` rows quantize the folded model as it is — what splitfit does not write (see DESIGN.md).
  *
  *   npx tsx bench/quantized-export.ts --task emoji|fashion [--model mobilenet_v2|inception_v3]
  *
@@ -10,12 +11,13 @@
  * dataset-fashion-mnist), 10 × 50 train drawn with seed 0, 10 × 100 test with seed 1 (as
  * bench/whole-job.ts draws them), 10 epochs at lr 1e-3.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CATEGORIES, makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
 import { resolveBackend } from '../src/backend/resolve.js';
+import { loadModel, modelFiles } from '../src/model/io.js';
 import { type DataSource, exportModel, extractFeatures, FASHION_MNIST_CLASSES, loadPredictor, openDataSource, predictSamples, selectSamples, trainHead } from '../src/index.js';
 
 const { values } = parseArgs({ options: { task: { type: 'string', default: 'emoji' }, model: { type: 'string', default: 'mobilenet_v2' }, keep: { type: 'boolean', default: false } } });
@@ -44,12 +46,36 @@ await extractFeatures({ model, boundary, data: train, cache });
 const out = join(work, 'float32');
 await trainHead({ cache, out, seed: 0, ...fit });
 
+/**
+ * For the record, what splitfit does NOT write: the folded float32 model quantized as it is (BN folded
+ * into the kernels), to show why quantized exports keep BN as affine layers.
+ */
+async function foldedQuantized(q: 'float16' | 'uint8'): Promise<{ dir: string; bytes: number }> {
+  const dir = join(work, `folded-${q}`);
+  const m = await loadModel(join(out, 'model.json'));
+  const files = await modelFiles(m, { quantize: q });
+  m.dispose();
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'weights.bin'), files.weights);
+  await writeFile(join(dir, 'model.json'), files.json);
+  return { dir, bytes: files.weights.byteLength };
+}
+
 interface Row { name: string; bytes: number; accuracy: number; maxDp: number; flips: number }
 const rows: Row[] = [];
 let reference: Float32Array | undefined;
-for (const q of [undefined, 'float16', 'uint8'] as const) {
-  const dir = q === undefined ? out : join(work, q);
-  const bytes = q === undefined ? (await exportModel({ model: out, out: join(work, 'f32-copy') })).bytes.source.weights : (await exportModel({ model: out, out: dir, quantize: q })).bytes.exported.weights;
+for (const variant of ['float32', 'float16', 'uint8', 'folded-float16', 'folded-uint8'] as const) {
+  let dir: string;
+  let bytes: number;
+  if (variant === 'float32') {
+    dir = out;
+    bytes = (await exportModel({ model: out, out: join(work, 'f32-copy') })).bytes.source.weights;
+  } else if (variant === 'float16' || variant === 'uint8') {
+    dir = join(work, variant);
+    bytes = (await exportModel({ model: out, out: dir, quantize: variant })).bytes.exported.weights;
+  } else {
+    ({ dir, bytes } = await foldedQuantized(variant === 'folded-uint8' ? 'uint8' : 'float16'));
+  }
   const p = await loadPredictor(dir);
   const { probs, k } = await predictSamples(p, test.samples);
   const labels = p.labels!;
@@ -71,7 +97,7 @@ for (const q of [undefined, 'float16', 'uint8'] as const) {
     }
   });
   reference ??= probs;
-  rows.push({ name: q ?? 'float32', bytes, accuracy: correct / test.samples.length, maxDp, flips });
+  rows.push({ name: variant, bytes, accuracy: correct / test.samples.length, maxDp, flips });
   p.model.dispose();
 }
 const base = rows[0]!;
