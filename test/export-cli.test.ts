@@ -202,6 +202,11 @@ describe('splitfit export: the output folder', () => {
     expect((plain.json as { error: { message: string } }).error.message).toMatch(/neither a splitfit.json .* nor userDefinedMetadata.splitfit/);
     const bad = await exportCli([folded, '--out', join(root, 'bad-q'), '--quantize', 'int4']);
     expect(bad.status).toBe(2);
+    // A wrong --validation-data is found before anything is written.
+    const noData = await exportCli([folded, '--out', join(root, 'no-data'), '--validation-data', join(root, 'missing-data')]);
+    expect(noData.status).not.toBe(0);
+    expect((noData.json as { error: { code: string; message: string } }).error.message).toContain('missing-data');
+    await expect(stat(join(root, 'no-data'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('train-head --quantize writes the stitched model quantized (head/ float32), readable by loadPredictor', async () => {

@@ -3,6 +3,7 @@ import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FEATURE_DTYPES } from '../cache/codec.js';
 import { describeDecode } from '../data/decode.js';
+import { openDataSource } from '../data/sources.js';
 import type { DataSource } from '../data/types.js';
 import { describePreprocess, parsePreprocess } from '../data/preprocess.js';
 import { SplitfitError, throwIfAborted } from '../errors.js';
@@ -83,6 +84,8 @@ export async function exportModel(options: ExportOptions): Promise<ExportResult>
   const out = resolve(o.out);
   if (out === folder.dir) throw new SplitfitError('SPLITFIT_USAGE', `\`out\` ${o.out} is the folder being exported; choose another folder`, { option: 'out' });
   await checkExportFolder(out);
+  // Opened (and so checked) before any work: a wrong path must not cost an export.
+  const validation = typeof o.validationData === 'string' ? await openDataSource(o.validationData) : o.validationData;
   const source = await loadModel(folder.modelJson);
   try {
     const metadata = readModelMetadata(source.getUserDefinedMetadata(), folder.modelJson);
@@ -113,9 +116,10 @@ export async function exportModel(options: ExportOptions): Promise<ExportResult>
         },
         files: [...files.keys()].sort(),
       };
-      if (o.validationData !== undefined) {
-        const before = await evaluate({ model: folder.modelJson, data: o.validationData, ...(o.signal ? { signal: o.signal } : {}) });
-        const after = await evaluate({ model: join(out, 'model.json'), data: o.validationData, ...(o.signal ? { signal: o.signal } : {}) });
+      if (validation !== undefined) {
+        // The export is scored as a reader loads it: from the committed folder, weights dequantized by tfjs.
+        const before = await evaluate({ model: folder.modelJson, data: validation, ...(o.signal ? { signal: o.signal } : {}) });
+        const after = await evaluate({ model: join(out, 'model.json'), data: validation, ...(o.signal ? { signal: o.signal } : {}) });
         result.accuracy = { n: after.n, source: before.accuracy, exported: after.accuracy, change: after.accuracy - before.accuracy };
       }
       return result;
