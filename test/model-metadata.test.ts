@@ -9,7 +9,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { describeDecode } from '../src/data/decode.js';
+import { metadataPixels } from '../src/output/metadata.js';
 import { extractFeatures, loadPredictor, METADATA_KEY, MODEL_METADATA_FORMAT, modelMetadataOf, predict, readModelMetadata, type SplitfitManifest, trainHead } from '../src/index.js';
 import { readRecord } from '../src/output/commit.js';
 import { makeToyFixture, type ToyFixture } from './helpers/reliability.js';
@@ -49,7 +49,7 @@ describe('model.json metadata', () => {
       task: 'classify',
       labels: fx.classes,
       input: { height: 16, width: 16, channels: 3 },
-      preprocessing: { pixels: describeDecode(), preset: 'symmetric' },
+      preprocessing: { pixels: metadataPixels(), preset: 'symmetric' },
     });
     // The head alone takes features, not images: no metadata there.
     const head = JSON.parse(await readFile(join(out, 'head', 'model.json'), 'utf8')) as Record<string, unknown>;

@@ -9,7 +9,7 @@ import { MANIFEST_FILE, type SplitfitManifest } from './manifest.js';
  * manifest to metadata; `pixels` is the pipeline the features were extracted with (the current one
  * at train-head time: the run's fingerprint, which includes it, was checked then).
  */
-export function modelMetadataOf(manifest: SplitfitManifest, pixels: string = describeDecode()): ModelMetadata {
+export function modelMetadataOf(manifest: SplitfitManifest, pixels: string = metadataPixels()): ModelMetadata {
   return {
     format: MODEL_METADATA_FORMAT,
     task: 'classify',
@@ -17,6 +17,14 @@ export function modelMetadataOf(manifest: SplitfitManifest, pixels: string = des
     input: { height: manifest.inputSize[0], width: manifest.inputSize[1], channels: manifest.channels },
     preprocessing: { pixels, preset: manifest.preprocess as ModelMetadata['preprocessing']['preset'] },
   };
+}
+
+/**
+ * The pixel-pipeline description written into new metadata: what a reader (the browser module) must
+ * reproduce to build the input tensor. The one place that chooses it.
+ */
+export function metadataPixels(): string {
+  return describeDecode();
 }
 
 /** `userDefinedMetadata` of a stitched model.json: splitfit's part under its key. */
