@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { exportModel, extractFeatures, loadModel, loadPredictor, type SplitfitManifest, trainHead, verifyFolder } from '../src/index.js';
 import { backendArgs, runCli } from './helpers/cli.js';
 import { makeToyFixture, type ToyFixture } from './helpers/reliability.js';
-import { maxAbsDiff } from './helpers/tensors.js';
+import { expectNoTensorLeak, maxAbsDiff } from './helpers/tensors.js';
 import { isPerChannel } from '../src/model/quantize.js';
 
 let root: string;
@@ -172,6 +172,23 @@ describe('splitfit export: folding', () => {
     const err = await exportModel({ model: folded, out: join(root, 'unfold-other'), foldBatchNorm: false, sourceModel: join(other, 'model.json') }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SPLITFIT_MODEL_LOAD' });
     expect((err as Error).message).toMatch(/no longer gives the base .*fingerprint [0-9a-f]+ ≠/);
+  });
+});
+
+describe('exportModel (library)', () => {
+  it('leaks no tensor, as-is or re-stitched (affine, unfolded, folded)', async () => {
+    // Warm-up: tfjs keeps a few tensors alive after the first load of a backend's kernels.
+    await exportModel({ model: folded, out: join(root, 'leak-warm'), quantize: 'uint8' });
+    const cases: [string, Parameters<typeof exportModel>[0]][] = [
+      ['as-is', { model: folded, out: join(root, 'leak-1') }],
+      ['affine', { model: folded, out: join(root, 'leak-2'), quantize: 'float16' }],
+      ['original', { model: folded, out: join(root, 'leak-3'), foldBatchNorm: false }],
+      ['folded', { model: unfolded, out: join(root, 'leak-4') }],
+    ];
+    for (const [rebuilt, options] of cases) {
+      const r = await expectNoTensorLeak(() => exportModel(options));
+      expect(r.rebuilt).toBe(rebuilt);
+    }
   });
 });
 
