@@ -41,3 +41,7 @@ export { compareModes, type CompareModesOptions, type CompareModesResult } from 
 export { classificationMetrics, type Metrics, rocAuc } from './train/metrics.js';
 export { loadPredictor, type Predictor, predictSamples } from './infer/predictor.js';
 export { predict, type Prediction, type PredictOptions } from './infer/predict.js';
+export { type ExportOptions, type ExportResult, exportModel, validateExportOptions } from './job/export.js';
+export { QUANTIZE_CHOICES, type Quantize, quantizeWeights } from './model/quantize.js';
+export { METADATA_KEY, MODEL_METADATA_FORMAT, type ModelMetadata, readModelMetadata } from './model/metadata.js';
+export { modelMetadataOf } from './output/metadata.js';
