@@ -161,7 +161,7 @@ describe('train-head on a toy cache', () => {
     expect(a.auto!.chosen).toEqual(['learningRate', 'epochs']);
     expect(a.auto!.trials.map((t) => t.learningRate)).toEqual([1e-3, 3e-3, 1e-2, 3e-2]);
     // A hold-out is a fifth of the 45 training samples (the user's 15 validation samples are not in
-    // it); three of them are used, as 9 samples are far fewer than 300.
+    // it); three of them are used, as 9 samples are far fewer than 200.
     expect(a.auto!.holdout).toBe(9);
     expect(a.auto!.holdouts).toBe(3);
     expect(b.auto).toEqual(a.auto);

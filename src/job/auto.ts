@@ -8,7 +8,7 @@ import { type HeadContext, type HeadPlan, runTrial, type TrainingSets } from './
 /**
  * Automatic learning rate and length. Epochs on cached features are almost free, so instead of a
  * fixed 10 epochs at 1e-3, a short seeded sweep over learning rates runs on internal hold-outs of
- * the *training* data (stratified fifths, used in turn until they hold 300 samples together, at
+ * the *training* data (stratified fifths, used in turn until they hold 200 samples together, at
  * most three; the user's validation data is never used), each trial with early stopping on the
  * hold-out loss and its best epoch restored. The learning rate with the lowest hold-out loss
  * averaged over the hold-outs, with the median of their best epochs, is then trained on all the
@@ -28,7 +28,7 @@ export const AUTO = {
   holdoutFolds: 5,
   /** … and up to this many of them are used in turn, until they hold `minHeldOut` samples together. */
   maxHoldouts: 3,
-  minHeldOut: 300,
+  minHeldOut: 200,
   /** Fewer training samples than this leave no useful hold-out: the fixed fallback is used. */
   minSamples: 10,
   fallback: { learningRate: 1e-3, epochs: 10 },
