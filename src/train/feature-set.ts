@@ -20,7 +20,14 @@ export function featureSize(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Reads every view of `samples` (id → label) from the cache into memory, in the order given. */
+/** Entries per `readFeaturesInto` call while loading a set (~64 MB of 7×7×1280 maps). */
+const LOAD_CHUNK = 256;
+
+/**
+ * Reads every view of `samples` (id → label) from the cache into memory, in the order given:
+ * sample i, view v is read (CRC-checked) straight into row `i * views + v`, one `getMany` per
+ * chunk, the next chunk read while this one is checked.
+ */
 export async function loadFeatureSet(
   cache: FeatureCache,
   fingerprint: string,
@@ -30,24 +37,31 @@ export async function loadFeatureSet(
 ): Promise<FeatureSet> {
   const per = featureSize(featureShape);
   const k = selector.views;
-  const x = new Float32Array(samples.length * k * per);
-  const position = new Map<string, number[]>();
-  samples.forEach((s, i) => position.set(s.id, [...(position.get(s.id) ?? []), i]));
-  let found = 0;
-  const range = { ...(selector.aug === undefined ? {} : { aug: selector.aug }), generation: selector.generation, batchSize: 1024 };
-  for await (const chunk of cache.iterateFeatures(fingerprint, range)) {
-    for (const entry of chunk) {
-      if (entry.view >= k) continue;
-      for (const i of position.get(entry.sampleId) ?? []) {
-        x.set(entry.data, (i * k + entry.view) * per);
-        found++;
-      }
+  const total = samples.length * k;
+  const x = new Float32Array(total * per);
+  const range = { ...(selector.aug === undefined ? {} : { aug: selector.aug }), generation: selector.generation };
+  const read = (start: number): Promise<number[]> => {
+    const end = Math.min(total, start + LOAD_CHUNK);
+    const rows = Array.from({ length: end - start }, (_, j) => ({ sampleId: samples[Math.floor((start + j) / k)]!.id, view: (start + j) % k }));
+    return cache.readFeaturesInto(fingerprint, rows, range, x.subarray(start * per, end * per));
+  };
+  let missing = 0;
+  let pending = total > 0 ? read(0) : undefined;
+  for (let start = 0; pending !== undefined; start += LOAD_CHUNK) {
+    const current = pending;
+    pending = start + LOAD_CHUNK < total ? read(start + LOAD_CHUNK) : undefined;
+    pending?.catch(() => undefined); // awaited next round; an earlier failure must not leave it unhandled
+    try {
+      missing += (await current).length;
+    } catch (err) {
+      await pending?.catch(() => undefined);
+      throw err;
     }
   }
-  if (found !== samples.length * k) {
+  if (missing > 0) {
     throw new SplitfitError(
       'SPLITFIT_CACHE_MISMATCH',
-      `the cache holds ${found} of ${samples.length * k} feature entries (${k} view(s) × ${samples.length} samples, generation ${selector.generation}) of fingerprint ${shortFingerprint(fingerprint)}; rerun \`splitfit cache-features\``,
+      `the cache holds ${total - missing} of ${total} feature entries (${k} view(s) × ${samples.length} samples, generation ${selector.generation}) of fingerprint ${shortFingerprint(fingerprint)}; rerun \`splitfit cache-features\``,
     );
   }
   return { ids: samples.map((s) => s.id), labels: samples.map((s) => s.label), x, featureShape, views: k };
