@@ -15,8 +15,9 @@ import { canonicalAugmentSpec, parseAugmentSpec } from '../src/data/augment.js';
 import { featureKey, featuresSublevelName, augKey } from '../src/cache/keys.js';
 import { isSplitfitError, type SplitfitError } from '../src/errors.js';
 import { extractFeatures, saveModel, trainHead } from '../src/index.js';
-import { type Batch, type BatchSource, memoryBatches, streamBatches } from '../src/train/batches.js';
-import { loadFeatureSet } from '../src/train/feature-set.js';
+import { pooledNamespace } from '../src/cache/pooled.js';
+import { type Batch, type BatchSource, memoryBatches, pooledBatches, streamBatches } from '../src/train/batches.js';
+import { loadFeatureSet, poolFeatureSet, poolRows } from '../src/train/feature-set.js';
 import { fitEpochs } from '../src/train/fit.js';
 import { residualToyModel } from './helpers/models.js';
 
@@ -220,6 +221,83 @@ describe('streamed batches', () => {
   });
 });
 
+describe('the pooled namespace of a streamed gap head', () => {
+  const plain = { generation: 0, views: 1 };
+  const POOLED = pooledNamespace(FP)!;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'splitfit-pooled-'));
+    cache = await FeatureCache.open(dir, { command: 'vitest streaming' });
+    await cache.putFeatures(FP, samples.map((s, i) => ({ sampleId: s.id, data: values(i, 0), shape: SHAPE })), 'float32');
+  });
+  afterEach(async () => {
+    await cache.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const expectSameAsPooledOnce = async (source: BatchSource, epochs: number): Promise<void> => {
+    const once = memoryBatches(poolFeatureSet(await loadFeatureSet(cache, FP, samples, SHAPE, plain)), 8, 5);
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      const m = await collect(once, epoch);
+      const s = await collect(source, epoch);
+      expect(s.map((b) => b.labels)).toEqual(m.map((b) => b.labels));
+      s.forEach((b, i) => expect(Buffer.from(b.x.buffer).equals(Buffer.from(m[i]!.x.buffer))).toBe(true));
+    }
+  };
+
+  it('gives the batches of a set pooled once in memory, bit for bit; made on first use, then read', async () => {
+    const stream = streamBatches(cache, FP, samples, SHAPE, plain, { batchSize: 8, seed: 5 });
+    const pooled = pooledBatches(stream, SHAPE);
+    expect(pooled.mode).toBe('stream');
+    expect(POOLED).toBe(`${FP}.gap`);
+    expect(await cache.listFingerprints()).toEqual([FP]);
+    await expectSameAsPooledOnce(pooled, 1);
+    expect(await cache.listFingerprints()).toEqual([FP, POOLED]);
+    expect(await cache.countEntries(POOLED)).toBe(N);
+    expect((await cache.getFeatures(POOLED, id(3)))?.shape).toEqual([3]);
+    await expectSameAsPooledOnce(pooled, 3); // epochs 1, 2 read the namespace
+    expect((await cache.verify({ fingerprint: POOLED })).ok).toBe(true);
+  });
+
+  it('kill points: a namespace left half-made (some batches written, not others) is completed, the batches unchanged', async () => {
+    // What a kill between two batch writes leaves: some whole entries, the rest absent.
+    const half = samples.filter((_, i) => i % 2 === 0);
+    const pooledHalf = poolRows(Float32Array.from(half.flatMap((s) => [...values(samples.indexOf(s), 0)])), SHAPE);
+    await cache.putFeatures(POOLED, half.map((s, j) => ({ sampleId: s.id, data: pooledHalf.slice(j * 3, (j + 1) * 3), shape: [3] })), 'float32');
+    expect(await cache.countEntries(POOLED)).toBe(half.length);
+    await expectSameAsPooledOnce(pooledBatches(streamBatches(cache, FP, samples, SHAPE, plain, { batchSize: 8, seed: 5 }), SHAPE), 2);
+    expect(await cache.countEntries(POOLED)).toBe(N);
+  });
+
+  it('a corrupt pooled entry is SPLITFIT_CACHE_CORRUPT, like any entry', async () => {
+    const pooled = pooledBatches(streamBatches(cache, FP, samples, SHAPE, plain, { batchSize: 8, seed: 5 }), SHAPE);
+    await collect(pooled, 0);
+    await cache.close();
+    const key = featureKey({ augKey: augKey(undefined), generation: 0, sampleId: id(9), view: 0 });
+    const db = new Level<string, string>(dir);
+    const sub = db.sublevel<string, Uint8Array>(featuresSublevelName(POOLED), { valueEncoding: 'view' });
+    const v = Uint8Array.from((await sub.get(key))!);
+    v[v.length - 1]! ^= 0x40;
+    await sub.put(key, v);
+    await db.close();
+    await cache.open();
+    const err = await rejection(collect(pooled, 1));
+    expect(err.code).toBe('SPLITFIT_CACHE_CORRUPT');
+    expect(err.message).toContain(key);
+  });
+
+  it('is not used for a read-only cache or augmented entries: those pool per batch, same values', async () => {
+    await cache.close();
+    cache = await FeatureCache.open(dir, { readOnly: true, command: 'vitest streaming' });
+    const stream = streamBatches(cache, FP, samples, SHAPE, plain, { batchSize: 8, seed: 5 });
+    expect(stream.pooled).toBeUndefined();
+    await expectSameAsPooledOnce(pooledBatches(stream, SHAPE), 1);
+    expect(await cache.listFingerprints()).toEqual([FP]);
+    expect(streamBatches(cache, FP, samples, SHAPE, selector, { batchSize: 8, seed: 5 }).pooled).toBeUndefined();
+    expect(pooledNamespace(POOLED)).toBeUndefined();
+    expect(pooledNamespace('b'.repeat(128))).toBeUndefined();
+  });
+});
+
 // End to end: the job's two feature paths (a `gap` head: pooled once in memory, per batch streamed).
 describe('trainHead streamed and in memory', () => {
   let root: string;
@@ -247,6 +325,9 @@ describe('trainHead streamed and in memory', () => {
     const b = await readFile(join(root, 'stream', 'head', 'weights.bin'));
     expect(a.length).toBeGreaterThan(0);
     expect(a.equals(b)).toBe(true);
+    // The streamed gap head read its pooled namespace, made on its first epoch.
+    await using c = await FeatureCache.open(cachePath, { readOnly: true });
+    expect(await c.listFingerprints()).toEqual([stream.fingerprint, pooledNamespace(stream.fingerprint)]);
     for (const r of [memory, stream]) {
       r.model.dispose();
       r.head.dispose();

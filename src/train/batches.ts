@@ -2,7 +2,9 @@ import type { FeatureCache } from '../cache/feature-cache.js';
 import { type EntrySelector, type FeatureSet, featureSize, gatherRows, poolRows } from './feature-set.js';
 import { epochSeed, hashSeed, rng, shuffled } from '../random.js';
 import { shortFingerprint } from '../cache/keys.js';
-import { SplitfitError } from '../errors.js';
+import { isSplitfitError, SplitfitError } from '../errors.js';
+import { pooledNamespace } from '../cache/pooled.js';
+import type { FeatureRow } from '../cache/types.js';
 
 export interface Batch {
   x: Float32Array;
@@ -16,6 +18,8 @@ export interface BatchSource {
   readonly size: number;
   readonly mode: 'memory' | 'stream';
   batches(epoch: number): AsyncIterable<Batch>;
+  /** The same batches with each [h, w, c] map pooled to [c], when the source can read them pooled (see {@link streamBatches}). */
+  pooled?(): BatchSource;
 }
 
 /**
@@ -77,6 +81,10 @@ export interface StreamOptions {
  * CRC-checked straight into one `Float32Array`; the next `readAhead` batches are read while the
  * head trains on this one (the loop yields to the event loop between steps).
  *
+ * For [h, w, c] maps without augmentation in a writable cache, the source also offers `pooled()`:
+ * the same batches pooled to [c], read from the pooled namespace (`cache/pooled.ts`) and made
+ * there on first use — see {@link pooledBatches}.
+ *
  * @throws SplitfitError `SPLITFIT_CACHE_CORRUPT` (from the cache) on an entry that fails its check;
  *   `SPLITFIT_CACHE_MISMATCH` when an entry the run lists is not cached.
  */
@@ -93,29 +101,69 @@ export function streamBatches(
   if (!Number.isInteger(depth) || depth < 1) throw new TypeError(`readAhead must be a positive integer, received ${String(options.readAhead)}`);
   const ids = samples.map((s) => s.id);
   const range = { ...(selector.aug === undefined ? {} : { aug: selector.aug }), generation: selector.generation };
-  const read = async ({ rows, views }: PlannedBatch): Promise<Batch> => {
-    const x = new Float32Array(rows.length * per);
-    const missing = await cache.readFeaturesInto(fingerprint, rows.map((r, i) => ({ sampleId: ids[r]!, view: views[i]! })), range, x);
-    if (missing.length > 0) {
-      const i = missing[0]!;
-      throw new SplitfitError(
-        'SPLITFIT_CACHE_MISMATCH',
-        `the cache lacks ${missing.length} feature entr${missing.length === 1 ? 'y' : 'ies'} of a training batch (first: sample ${ids[rows[i]!]}, view ${views[i]}, generation ${selector.generation}) ` +
-          `of fingerprint ${shortFingerprint(fingerprint)}; rerun \`splitfit cache-features\``,
-      );
-    }
-    return { x, labels: rows.map((r) => samples[r]!.label), views };
+  const plan = (epoch: number): PlannedBatch[] => epochPlan(ids, selector.views, options.batchSize, options.seed, epoch);
+  const labelsOf = (rows: readonly number[]): number[] => rows.map((r) => samples[r]!.label);
+  const rowsOf = ({ rows, views }: PlannedBatch): FeatureRow[] => rows.map((r, i) => ({ sampleId: ids[r]!, view: views[i]! }));
+  const lacking = (missing: readonly number[], wanted: readonly FeatureRow[]): SplitfitError => {
+    const first = wanted[missing[0]!]!;
+    return new SplitfitError(
+      'SPLITFIT_CACHE_MISMATCH',
+      `the cache lacks ${missing.length} feature entr${missing.length === 1 ? 'y' : 'ies'} of a training batch (first: sample ${first.sampleId}, view ${first.view}, generation ${selector.generation}) ` +
+        `of fingerprint ${shortFingerprint(fingerprint)}; rerun \`splitfit cache-features\``,
+    );
   };
+  const readMaps = async (b: PlannedBatch): Promise<Batch> => {
+    const x = new Float32Array(b.rows.length * per);
+    const wanted = rowsOf(b);
+    const missing = await cache.readFeaturesInto(fingerprint, wanted, range, x);
+    if (missing.length > 0) throw lacking(missing, wanted);
+    return { x, labels: labelsOf(b.rows), views: b.views };
+  };
+  const source = readAheadSource(samples.length, plan, readMaps, depth);
+
+  const pooledFp = featureShape.length === 3 && selector.aug === undefined && !cache.isReadOnly ? pooledNamespace(fingerprint) : undefined;
+  if (pooledFp === undefined) return source;
+  const c = featureShape[2]!;
+  let writing = true;
+  const readPooled = async (b: PlannedBatch): Promise<Batch> => {
+    const x = new Float32Array(b.rows.length * c);
+    const wanted = rowsOf(b);
+    const missing = await cache.readFeaturesInto(pooledFp, wanted, range, x);
+    if (missing.length > 0) {
+      // Made here, once: the maps of the missing rows, pooled exactly as `poolFeatureSet` pools a set in memory.
+      const rows = missing.map((i) => wanted[i]!);
+      const maps = new Float32Array(rows.length * per);
+      const absent = await cache.readFeaturesInto(fingerprint, rows, range, maps);
+      if (absent.length > 0) throw lacking(absent, rows);
+      const pooled = poolRows(maps, featureShape);
+      missing.forEach((i, j) => x.set(pooled.subarray(j * c, (j + 1) * c), i * c));
+      if (writing) {
+        const entries = rows.map((r, j) => ({ sampleId: r.sampleId, view: r.view, generation: selector.generation, data: pooled.slice(j * c, (j + 1) * c), shape: [c] }));
+        // One atomic batch: a kill leaves these entries whole or absent. A failed write (a full disk)
+        // only costs speed — the batch is already pooled — so training goes on, pooling from the maps.
+        await cache.putFeatures(pooledFp, entries, 'float32').catch((err: unknown) => {
+          if (!isSplitfitError(err)) throw err;
+          writing = false;
+        });
+      }
+    }
+    return { x, labels: labelsOf(b.rows), views: b.views };
+  };
+  return { ...source, pooled: () => readAheadSource(samples.length, plan, readPooled, depth) };
+}
+
+/** A streamed source: each epoch's planned batches read by `read`, `depth` of them ahead of the one yielded. */
+function readAheadSource(size: number, plan: (epoch: number) => PlannedBatch[], read: (b: PlannedBatch) => Promise<Batch>, depth: number): BatchSource {
   return {
-    size: samples.length,
+    size,
     mode: 'stream',
     async *batches(epoch) {
-      const plan = epochPlan(ids, selector.views, options.batchSize, options.seed, epoch);
+      const batches = plan(epoch);
       const inFlight: Promise<Batch>[] = [];
       let next = 0;
       const fill = (): void => {
-        while (inFlight.length < depth && next < plan.length) {
-          const p = read(plan[next++]!);
+        while (inFlight.length < depth && next < batches.length) {
+          const p = read(batches[next++]!);
           p.catch(() => undefined); // awaited in order below; a batch never reached must not be an unhandled rejection
           inFlight.push(p);
         }
@@ -135,8 +183,13 @@ export function streamBatches(
   };
 }
 
-/** Batches of `source` with each [h, w, c] map pooled to a [c] vector (see `poolRows`): same order, same views. */
+/**
+ * Batches of `source` with each [h, w, c] map pooled to a [c] vector (see `poolRows`): same order,
+ * same views, the same values as a set pooled once in memory. A streamed source that offers
+ * `pooled()` reads them from its pooled namespace; others are pooled batch by batch.
+ */
 export function pooledBatches(source: BatchSource, featureShape: readonly number[]): BatchSource {
+  if (source.pooled) return source.pooled();
   return {
     size: source.size,
     mode: source.mode,
