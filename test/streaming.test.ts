@@ -16,8 +16,8 @@ import { featureKey, featuresSublevelName, augKey } from '../src/cache/keys.js';
 import { isSplitfitError, type SplitfitError } from '../src/errors.js';
 import { extractFeatures, saveModel, trainHead } from '../src/index.js';
 import { pooledNamespace } from '../src/cache/pooled.js';
-import { type Batch, type BatchSource, memoryBatches, pooledBatches, streamBatches } from '../src/train/batches.js';
-import { loadFeatureSet, poolFeatureSet, poolRows } from '../src/train/feature-set.js';
+import { type Batch, type BatchSource, memoryBatches, pooledBatches, pooledOnlyBatches, streamBatches } from '../src/train/batches.js';
+import { type FeatureSet, loadFeatureSet, loadPooledFeatureSet, poolFeatureSet, poolRows } from '../src/train/feature-set.js';
 import { fitEpochs } from '../src/train/fit.js';
 import { residualToyModel } from './helpers/models.js';
 
@@ -234,8 +234,8 @@ describe('the pooled namespace of a streamed gap head', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const expectSameAsPooledOnce = async (source: BatchSource, epochs: number): Promise<void> => {
-    const once = memoryBatches(poolFeatureSet(await loadFeatureSet(cache, FP, samples, SHAPE, plain)), 8, 5);
+  const expectSameAsPooledOnce = async (source: BatchSource, epochs: number, reference?: FeatureSet): Promise<void> => {
+    const once = memoryBatches(reference ?? poolFeatureSet(await loadFeatureSet(cache, FP, samples, SHAPE, plain)), 8, 5);
     for (let epoch = 0; epoch < epochs; epoch++) {
       const m = await collect(once, epoch);
       const s = await collect(source, epoch);
@@ -285,13 +285,33 @@ describe('the pooled namespace of a streamed gap head', () => {
     expect(err.message).toContain(key);
   });
 
-  it('is not used for a read-only cache or augmented entries: those pool per batch, same values', async () => {
+  it('loadPooledFeatureSet: the values of poolFeatureSet(loadFeatureSet), bit for bit; once made, it reads the namespace, not the maps', async () => {
+    const once = poolFeatureSet(await loadFeatureSet(cache, FP, samples, SHAPE, plain));
+    const first = await loadPooledFeatureSet(cache, FP, samples, SHAPE, plain);
+    expect(first.featureShape).toEqual([3]);
+    expect(first.ids).toEqual(once.ids);
+    expect(Buffer.from(first.x.buffer).equals(Buffer.from(once.x.buffer))).toBe(true);
+    expect(await cache.countEntries(POOLED)).toBe(N);
+    // With a map gone, the maps no longer load; the pooled set still does, from its namespace.
+    await cache.close();
+    await tamper(featureKey({ augKey: augKey(undefined), generation: 0, sampleId: id(2), view: 0 }), () => undefined);
+    await cache.open();
+    expect((await rejection(loadFeatureSet(cache, FP, samples, SHAPE, plain))).code).toBe('SPLITFIT_CACHE_MISMATCH');
+    const again = await loadPooledFeatureSet(cache, FP, samples, SHAPE, plain);
+    expect(Buffer.from(again.x.buffer).equals(Buffer.from(once.x.buffer))).toBe(true);
+    // A source loaded pooled only gives its batches pooled.
+    const only = pooledOnlyBatches(again, 8, 5);
+    expect(() => only.batches(0)).toThrow(/loaded pooled for a gap-first head/);
+    await expectSameAsPooledOnce(pooledBatches(only, SHAPE), 2, once);
+  });
+
+  it('is not written in a read-only cache, nor used for augmented entries: those pool from the maps, same values', async () => {
     await cache.close();
     cache = await FeatureCache.open(dir, { readOnly: true, command: 'vitest streaming' });
     const stream = streamBatches(cache, FP, samples, SHAPE, plain, { batchSize: 8, seed: 5 });
-    expect(stream.pooled).toBeUndefined();
-    await expectSameAsPooledOnce(pooledBatches(stream, SHAPE), 1);
+    await expectSameAsPooledOnce(pooledBatches(stream, SHAPE), 2);
     expect(await cache.listFingerprints()).toEqual([FP]);
+    expect((await loadPooledFeatureSet(cache, FP, samples, SHAPE, plain)).x).toEqual(poolFeatureSet(await loadFeatureSet(cache, FP, samples, SHAPE, plain)).x);
     expect(streamBatches(cache, FP, samples, SHAPE, selector, { batchSize: 8, seed: 5 }).pooled).toBeUndefined();
     expect(pooledNamespace(POOLED)).toBeUndefined();
     expect(pooledNamespace('b'.repeat(128))).toBeUndefined();
@@ -316,7 +336,7 @@ describe('trainHead streamed and in memory', () => {
     const run = (out: string, memoryBudget?: number) =>
       trainHead({ cache: cachePath, out: join(root, out), epochs: 3, batchSize: 8, seed: 2, validationSplit: 0.25, learningRate: 0.01, ...(memoryBudget ? { memoryBudget } : {}) });
     const memory = await run('memory');
-    const stream = await run('stream', 1024);
+    const stream = await run('stream', 1); // bytes: even the pooled vectors exceed it
     expect(memory.mode).toBe('memory');
     expect(stream.mode).toBe('stream');
     expect(stream.history.loss).toEqual(memory.history.loss);

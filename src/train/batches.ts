@@ -1,9 +1,8 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
-import { type EntrySelector, type FeatureSet, featureSize, gatherRows, poolRows } from './feature-set.js';
+import { type EntrySelector, type FeatureSet, featureSize, gatherRows, poolRows, pooledStoreOf, readPooledInto } from './feature-set.js';
 import { epochSeed, hashSeed, rng, shuffled } from '../random.js';
 import { shortFingerprint } from '../cache/keys.js';
-import { isSplitfitError, SplitfitError } from '../errors.js';
-import { pooledNamespace } from '../cache/pooled.js';
+import { SplitfitError } from '../errors.js';
 import type { FeatureRow } from '../cache/types.js';
 
 export interface Batch {
@@ -81,9 +80,9 @@ export interface StreamOptions {
  * CRC-checked straight into one `Float32Array`; the next `readAhead` batches are read while the
  * head trains on this one (the loop yields to the event loop between steps).
  *
- * For [h, w, c] maps without augmentation in a writable cache, the source also offers `pooled()`:
- * the same batches pooled to [c], read from the pooled namespace (`cache/pooled.ts`) and made
- * there on first use — see {@link pooledBatches}.
+ * For [h, w, c] maps without augmentation, the source also offers `pooled()`: the same batches
+ * pooled to [c], read from the pooled namespace (`cache/pooled.ts`) and made there on first use
+ * (in a writable cache) — see {@link pooledBatches}.
  *
  * @throws SplitfitError `SPLITFIT_CACHE_CORRUPT` (from the cache) on an entry that fails its check;
  *   `SPLITFIT_CACHE_MISMATCH` when an entry the run lists is not cached.
@@ -121,35 +120,33 @@ export function streamBatches(
   };
   const source = readAheadSource(samples.length, plan, readMaps, depth);
 
-  const pooledFp = featureShape.length === 3 && selector.aug === undefined && !cache.isReadOnly ? pooledNamespace(fingerprint) : undefined;
-  if (pooledFp === undefined) return source;
+  const store = pooledStoreOf(cache, fingerprint, featureShape, selector.aug);
+  if (store === undefined) return source;
   const c = featureShape[2]!;
-  let writing = true;
   const readPooled = async (b: PlannedBatch): Promise<Batch> => {
     const x = new Float32Array(b.rows.length * c);
     const wanted = rowsOf(b);
-    const missing = await cache.readFeaturesInto(pooledFp, wanted, range, x);
-    if (missing.length > 0) {
-      // Made here, once: the maps of the missing rows, pooled exactly as `poolFeatureSet` pools a set in memory.
-      const rows = missing.map((i) => wanted[i]!);
-      const maps = new Float32Array(rows.length * per);
-      const absent = await cache.readFeaturesInto(fingerprint, rows, range, maps);
-      if (absent.length > 0) throw lacking(absent, rows);
-      const pooled = poolRows(maps, featureShape);
-      missing.forEach((i, j) => x.set(pooled.subarray(j * c, (j + 1) * c), i * c));
-      if (writing) {
-        const entries = rows.map((r, j) => ({ sampleId: r.sampleId, view: r.view, generation: selector.generation, data: pooled.slice(j * c, (j + 1) * c), shape: [c] }));
-        // One atomic batch: a kill leaves these entries whole or absent. A failed write (a full disk)
-        // only costs speed — the batch is already pooled — so training goes on, pooling from the maps.
-        await cache.putFeatures(pooledFp, entries, 'float32').catch((err: unknown) => {
-          if (!isSplitfitError(err)) throw err;
-          writing = false;
-        });
-      }
-    }
+    const missing = await readPooledInto(cache, fingerprint, store, wanted, range, featureShape, x);
+    if (missing.length > 0) throw lacking(missing, wanted);
     return { x, labels: labelsOf(b.rows), views: b.views };
   };
   return { ...source, pooled: () => readAheadSource(samples.length, plan, readPooled, depth) };
+}
+
+/**
+ * A memory source of maps held only pooled (`loadPooledFeatureSet`, for a `gap`-first head):
+ * {@link pooledBatches} gives its batches; the maps themselves were never loaded.
+ */
+export function pooledOnlyBatches(pooledSet: FeatureSet, batchSize: number, seed: number): BatchSource {
+  const pooled = memoryBatches(pooledSet, batchSize, seed);
+  return {
+    size: pooled.size,
+    mode: 'memory',
+    batches() {
+      throw new TypeError('these features were loaded pooled for a gap-first head: read them through pooledBatches()');
+    },
+    pooled: () => pooled,
+  };
 }
 
 /** A streamed source: each epoch's planned batches read by `read`, `depth` of them ahead of the one yielded. */
