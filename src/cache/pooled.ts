@@ -3,9 +3,11 @@
  * keys, each [h, w, c] map's global average as a float32 [c] vector — what a `gap`-first head
  * reads, 1/(h·w) of the bytes. It is an ordinary registered namespace (CRC-checked values,
  * `cache verify` checks it, `cache gc` drops it as a namespace without a run), and it is
- * derived: entries are made lazily the first time a streamed `gap` head needs them
- * (`train/batches.ts`), each batch in one atomic write. A kill leaves some entries made and
- * the others missing; missing ones are made again, so no commit record is needed.
+ * derived: entries are made lazily the first time a `gap`-first head needs them — streamed
+ * (`train/batches.ts`) or loaded pooled by train-head with fixed settings
+ * (`train/feature-set.ts` `loadPooledFeatureSet`) —, each batch or chunk in one atomic write. A
+ * kill leaves some entries made and the others missing; missing ones are made again, so no
+ * commit record is needed.
  *
  * Only entries without augmentation are pooled: their value is fixed by the key (a content
  * hash under a fingerprint of the base), so a pooled entry can never go stale. Augmented
