@@ -8,8 +8,9 @@
  *   maps/gap      7×7×1280 maps, `gap,dense:10:softmax` as train-head runs it: pooled once in
  *                 memory; streamed, read from the pooled namespace (made in epoch 1)
  *   pooled        1280-d vectors (a boundary after pooling), `dense:10:softmax`
- * Each (case, size, mode) runs in its own child process, so its peak RSS is its own; modes alternate
- * per round so drifting load hits both alike. The first epoch (kernel warm-up) is left out.
+ * The ratio: one child per (case, size) trains both modes alternately, epoch by epoch, so drifting
+ * load hits both alike. Peak RSS: each (case, size, mode) also runs in its own child process, so
+ * its peak RSS is its own (its epoch ratio is printed too). Epoch 1 (warm-up) is left out.
  * At 50k, 7×7×1280 maps are 12.5 GB: beyond `--max-map-gb` the map shrinks to `--big-map` (said in the output).
  *
  *   npx tsx bench/streaming.ts [--sizes 1000,50000] [--epochs 3] [--rounds 1] [--work <dir>] [--max-map-gb 2] [--big-map 7x7x128]
@@ -29,13 +30,19 @@ import { intFlag } from './args.js';
 
 type CaseName = 'maps/flatten' | 'maps/gap' | 'pooled';
 type Mode = 'memory' | 'stream';
+type ChildMode = Mode | 'interleaved';
 interface ChildJob {
   work: string;
   n: number;
   shape: number[];
   caseName: CaseName;
-  mode: Mode;
+  mode: ChildMode;
   epochs: number;
+}
+/** Both modes in one process, epoch by epoch alternately: the ratio least disturbed by drifting load. */
+interface InterleavedResult {
+  memory: number[];
+  stream: number[];
 }
 interface ChildResult {
   /** Epochs 2… (epoch 1 warms up kernels and, for a streamed gap head, makes the pooled namespace). */
@@ -62,7 +69,8 @@ const { values: argv } = parseArgs({
 });
 
 if (argv.child !== undefined) {
-  console.log(JSON.stringify(await child(JSON.parse(argv.child) as ChildJob)));
+  const job = JSON.parse(argv.child) as ChildJob;
+  console.log(JSON.stringify(job.mode === 'interleaved' ? await interleavedChild(job) : await child(job)));
 } else {
   await main();
 }
@@ -92,26 +100,30 @@ async function main(): Promise<void> {
           loads.push(loadavg()[0]!);
         }
       }
+      const inter = runChild<InterleavedResult>({ work, n, shape, caseName, mode: 'interleaved', epochs });
+      const interRatio = median(inter.memory) / median(inter.stream);
       const med = (m: Mode): number => median(runs[m].flatMap((x) => x.seconds));
       const rss = (m: Mode): number => Math.max(...runs[m].map((x) => x.maxRssMb));
       const ratio = med('memory') / med('stream');
       const line =
-        `${caseName.padEnd(12)} n=${String(n).padStart(6)} [${shape.join('×')}]: epoch memory ${med('memory').toFixed(3)} s, stream ${med('stream').toFixed(3)} s → memory/stream ${ratio.toFixed(2)}; ` +
+        `${caseName.padEnd(12)} n=${String(n).padStart(6)} [${shape.join('×')}]: interleaved in one process: epoch memory ${median(inter.memory).toFixed(3)} s, stream ${median(inter.stream).toFixed(3)} s → memory/stream ${interRatio.toFixed(2)}; ` +
+        `separate processes: memory ${med('memory').toFixed(3)} s, stream ${med('stream').toFixed(3)} s → ${ratio.toFixed(2)}; ` +
         `first epoch memory ${median(runs.memory.map((x) => x.firstEpochSeconds)).toFixed(2)} s (+ load ${median(runs.memory.map((x) => x.loadSeconds)).toFixed(2)} s), stream ${median(runs.stream.map((x) => x.firstEpochSeconds)).toFixed(2)} s; peak RSS memory ${rss('memory').toFixed(0)} MB, stream ${rss('stream').toFixed(0)} MB; 1-min load ${loads.map((l) => l.toFixed(1)).join(', ')}`;
       console.log(line);
       rows.push(line);
-      record.push({ caseName, n, shape, ratio, memory: runs.memory, stream: runs.stream, loads });
+      record.push({ caseName, n, shape, interleaved: { ratio: interRatio, ...inter }, ratio, memory: runs.memory, stream: runs.stream, loads });
     }
   }
   console.log(JSON.stringify({ backend, epochs, rounds, record }));
 }
 
-function runChild(job: ChildJob): ChildResult {
+/** Runs one child job; `T` is what its mode prints (`InterleavedResult` for 'interleaved'). */
+function runChild<T = ChildResult>(job: ChildJob): T {
   const script = fileURLToPath(import.meta.url);
   const r = spawnSync(process.execPath, [...process.execArgv, script, '--child', JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
   if (r.status !== 0) throw new Error(`child ${job.caseName} ${job.mode} n=${job.n} failed (${r.status}): ${r.stderr.slice(-2000)}`);
   const last = r.stdout.trim().split('\n').at(-1)!;
-  return JSON.parse(last) as ChildResult;
+  return JSON.parse(last) as T;
 }
 
 function fingerprintOf(shape: readonly number[]): string {
@@ -182,6 +194,32 @@ async function child(job: ChildJob): Promise<ChildResult> {
   const history = await fitEpochs(head, { source, valSet: undefined }, 0, undefined, CLASSES, { epochs: job.epochs, batchSize: BATCH, optimizer: 'adam', learningRate: 1e-3, seed: 0 });
   head.dispose();
   return { seconds: history.seconds.slice(1), firstEpochSeconds: history.seconds[0]!, loadSeconds, maxRssMb: process.resourceUsage().maxRSS / 1024 };
+}
+
+async function interleavedChild(job: ChildJob): Promise<InterleavedResult> {
+  await resolveBackend('auto');
+  const pooling = job.caseName === 'maps/gap';
+  await using cache = await FeatureCache.open(cacheDir(job.work, job.n, job.shape), { readOnly: !pooling, command: 'bench/streaming' });
+  const fp = fingerprintOf(job.shape);
+  if (pooling) await cache.gc([fp]);
+  const samples = Array.from({ length: job.n }, (_, i) => ({ id: sampleId(i), label: i % CLASSES }));
+  const set = await loadFeatureSet(cache, fp, samples, job.shape, PLAIN);
+  const sources: Record<Mode, BatchSource> = {
+    memory: memoryBatches(job.caseName === 'maps/gap' ? poolFeatureSet(set) : set, BATCH, 0),
+    stream: job.caseName === 'maps/gap' ? pooledBatches(streamBatches(cache, fp, samples, job.shape, PLAIN, { batchSize: BATCH, seed: 0 }), job.shape) : streamBatches(cache, fp, samples, job.shape, PLAIN, { batchSize: BATCH, seed: 0 }),
+  };
+  const heads: Record<Mode, tf.LayersModel> = { memory: headFor(job.caseName, job.shape), stream: headFor(job.caseName, job.shape) };
+  const out: InterleavedResult = { memory: [], stream: [] };
+  for (let e = 0; e < job.epochs; e++) {
+    for (const mode of (e % 2 === 0 ? ['memory', 'stream'] : ['stream', 'memory']) as Mode[]) {
+      const h = await fitEpochs(heads[mode], { source: sources[mode], valSet: undefined }, 0, undefined, CLASSES, { epochs: 1, batchSize: BATCH, optimizer: 'adam', learningRate: 1e-3, seed: e });
+      // Epoch 1 of each warms kernels up (and makes the pooled namespace): left out.
+      if (e > 0) out[mode].push(h.seconds[0]!);
+    }
+  }
+  heads.memory.dispose();
+  heads.stream.dispose();
+  return out;
 }
 
 function median(xs: readonly number[]): number {
