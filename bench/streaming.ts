@@ -3,7 +3,7 @@
  * samples. Synthetic features of the right shape are written through the real cache (so every
  * streamed value is CRC-checked as in a job), then each case trains the same head with the job's
  * own loop (`fitEpochs`) on `memoryBatches` and on `streamBatches` (what `--memory-budget-mb 1`
- * selects). Cases:
+ * selects, with `reuseBuffers` as train-head sets it). Cases:
  *   maps/flatten  7×7×1280 maps, `flatten,dense:10:softmax` (maps both ways)
  *   maps/gap      7×7×1280 maps, `gap,dense:10:softmax` as train-head runs it: pooled once in
  *                 memory; streamed, read from the pooled namespace (made in epoch 1)
@@ -186,7 +186,7 @@ async function child(job: ChildJob): Promise<ChildResult> {
     const set = await loadFeatureSet(cache, fp, samples, job.shape, PLAIN);
     source = memoryBatches(job.caseName === 'maps/gap' ? poolFeatureSet(set) : set, BATCH, 0);
   } else {
-    const s = streamBatches(cache, fp, samples, job.shape, PLAIN, { batchSize: BATCH, seed: 0 });
+    const s = streamBatches(cache, fp, samples, job.shape, PLAIN, { batchSize: BATCH, seed: 0, reuseBuffers: true });
     source = job.caseName === 'maps/gap' ? pooledBatches(s, job.shape) : s;
   }
   const loadSeconds = (performance.now() - t0) / 1000;
@@ -206,7 +206,7 @@ async function interleavedChild(job: ChildJob): Promise<InterleavedResult> {
   const set = await loadFeatureSet(cache, fp, samples, job.shape, PLAIN);
   const sources: Record<Mode, BatchSource> = {
     memory: memoryBatches(job.caseName === 'maps/gap' ? poolFeatureSet(set) : set, BATCH, 0),
-    stream: job.caseName === 'maps/gap' ? pooledBatches(streamBatches(cache, fp, samples, job.shape, PLAIN, { batchSize: BATCH, seed: 0 }), job.shape) : streamBatches(cache, fp, samples, job.shape, PLAIN, { batchSize: BATCH, seed: 0 }),
+    stream: job.caseName === 'maps/gap' ? pooledBatches(streamBatches(cache, fp, samples, job.shape, PLAIN, { batchSize: BATCH, seed: 0, reuseBuffers: true }), job.shape) : streamBatches(cache, fp, samples, job.shape, PLAIN, { batchSize: BATCH, seed: 0, reuseBuffers: true }),
   };
   const heads: Record<Mode, tf.LayersModel> = { memory: headFor(job.caseName, job.shape), stream: headFor(job.caseName, job.shape) };
   const out: InterleavedResult = { memory: [], stream: [] };

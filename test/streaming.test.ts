@@ -109,6 +109,22 @@ describe('streamed batches', () => {
     expect(new Set(v0)).toEqual(new Set([0, 1, 2]));
   });
 
+  it('with reuseBuffers, each batch (used before the next is asked for) holds the in-memory values; the buffers rotate', async () => {
+    await fill(cache);
+    const set = await loadFeatureSet(cache, FP, samples, SHAPE, selector);
+    const memory = await collect(memoryBatches(set, 8, 7), 1);
+    const buffers = new Set<ArrayBufferLike>();
+    let i = 0;
+    for await (const b of streamBatches(cache, FP, samples, SHAPE, selector, { batchSize: 8, seed: 7, readAhead: 2, reuseBuffers: true }).batches(1)) {
+      expect(Buffer.from(b.x.buffer, b.x.byteOffset, b.x.byteLength).equals(Buffer.from(memory[i]!.x.buffer))).toBe(true);
+      expect(b.labels).toEqual(memory[i]!.labels);
+      buffers.add(b.x.buffer);
+      i++;
+    }
+    expect(i).toBe(5);
+    expect(buffers.size).toBe(3); // readAhead + 1 buffers for 5 batches
+  });
+
   it('hold the cached values, float16 entries decoded as getFeatures decodes them (row = sample i, the epoch’s view)', async () => {
     await fill(cache, 'float16');
     const batches = await collect(streamBatches(cache, FP, samples, SHAPE, selector, { batchSize: 5, seed: 1, readAhead: 3 }), 0);
@@ -142,7 +158,7 @@ describe('streamed batches', () => {
       return weights;
     };
     const m = await train(memoryBatches(set, 8, 4));
-    const s = await train(streamBatches(cache, FP, samples, SHAPE, selector, { batchSize: 8, seed: 4 }));
+    const s = await train(streamBatches(cache, FP, samples, SHAPE, selector, { batchSize: 8, seed: 4, reuseBuffers: true })); // as train-head streams
     expect(s).toHaveLength(2);
     s.forEach((w, i) => expect(Buffer.from(w.buffer).equals(Buffer.from(m[i]!.buffer))).toBe(true));
     // The weights moved: the equality is not that of two untrained heads.

@@ -207,7 +207,7 @@ function featureLoader(cache: FeatureCache, run: RunMeta, o: ResolvedTrainHeadOp
       ? pooledOnlyBatches(pooledSet, o.batchSize, o.seed)
       : set
         ? memoryBatches(set, o.batchSize, o.seed)
-        : streamBatches(cache, run.fingerprint, train, run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed });
+        : streamBatches(cache, run.fingerprint, train, run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed, reuseBuffers: true });
     // Validation reads view 0 (the plain image when cached with plainView0) of the current generation.
     const valSel = o.validationData !== undefined ? PLAIN : { ...sel, views: 1 };
     const valSet = validation.length > 0 ? await loadFeatureSet(cache, run.fingerprint, validation, run.featureShape, valSel) : undefined;
