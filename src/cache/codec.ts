@@ -281,13 +281,7 @@ export function checkFeatures(bytes: Uint8Array): { reason: CorruptReason; detai
  */
 export function decodeFeatures(bytes: Uint8Array, context: CodecContext): DecodedFeatures {
   const parsed = parseValue(bytes);
-  if (!parsed.ok) {
-    throw new SplitfitError(
-      'SPLITFIT_CACHE_CORRUPT',
-      `corrupt feature entry "${context.key}" in cache namespace ${shortFingerprint(context.fingerprint)}: ${parsed.reason} ` +
-        `(${parsed.detail}). Run \`splitfit cache verify --repair\` to drop bad entries, then re-run cache-features.`,
-    );
-  }
+  if (!parsed.ok) throw corruptError(parsed.reason, parsed.detail, context);
   const { dtype, shape, payload } = parsed.value;
   const n = elementCount(shape);
   let data: Float32Array;
@@ -312,6 +306,47 @@ export function decodeFeatures(bytes: Uint8Array, context: CodecContext): Decode
     data = float16ToFloat32(bits);
   }
   return { data, shape, dtype };
+}
+
+/**
+ * Decodes one cache value straight into `out` (its length must be the entry's element count):
+ * the same checks as {@link decodeFeatures} — magic, version, length, CRC — and one copy, so a
+ * batch of entries fills one `Float32Array` without a per-entry buffer.
+ *
+ * @throws SplitfitError `SPLITFIT_CACHE_CORRUPT` as {@link decodeFeatures};
+ *   `SPLITFIT_CACHE_MISMATCH` when the entry is sound but holds a different number of values.
+ */
+export function decodeFeaturesInto(bytes: Uint8Array, context: CodecContext, out: Float32Array): number[] {
+  const parsed = parseValue(bytes);
+  if (!parsed.ok) throw corruptError(parsed.reason, parsed.detail, context);
+  const { dtype, shape, payload } = parsed.value;
+  const n = elementCount(shape);
+  if (n !== out.length) {
+    throw new SplitfitError(
+      'SPLITFIT_CACHE_MISMATCH',
+      `feature entry "${context.key}" in cache namespace ${shortFingerprint(context.fingerprint)} holds ${n} values ([${shape.join(', ')}]), expected ${out.length}; ` +
+        'the run record and its entries disagree — rerun `splitfit cache-features`.',
+    );
+  }
+  if (!IS_LITTLE_ENDIAN) {
+    out.set(decodeFeatures(bytes, context).data);
+  } else if (dtype === 'float32') {
+    // Byte-wise into the (aligned) target: the LevelDB value may sit at any offset.
+    new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(payload);
+  } else {
+    const table = float16Table();
+    const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    for (let i = 0; i < n; i++) out[i] = table[dv.getUint16(2 * i, true)]!;
+  }
+  return shape;
+}
+
+function corruptError(reason: CorruptReason, detail: string, context: CodecContext): SplitfitError {
+  return new SplitfitError(
+    'SPLITFIT_CACHE_CORRUPT',
+    `corrupt feature entry "${context.key}" in cache namespace ${shortFingerprint(context.fingerprint)}: ${reason} ` +
+      `(${detail}). Run \`splitfit cache verify --repair\` to drop bad entries, then re-run cache-features.`,
+  );
 }
 
 function hex32(n: number): string {

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import type { AbstractSublevel } from 'abstract-level';
 import { Level } from 'level';
 import { SplitfitError } from '../errors.js';
-import { checkFeatures, decodeFeatures, encodeFeatures, FEATURE_DTYPES, CACHE_FORMAT_VERSION } from './codec.js';
+import { checkFeatures, decodeFeatures, decodeFeaturesInto, encodeFeatures, FEATURE_DTYPES, CACHE_FORMAT_VERSION } from './codec.js';
 import type { DecodedFeatures, FeatureDType } from './codec.js';
 import { type EntryStatus, entryClassifier } from './references.js';
 import { assertMetaKey, resolveSelector, sampleRecord, validateOptions, validateReferences, validateSampleEntries } from './validate.js';
@@ -21,6 +21,7 @@ import { lockedMessage, removeHolderFile, writeHolderFile } from './holder.js';
 import { errorMessage, hasLevelCode, ioError, ioHint, openError } from './level-errors.js';
 import {
   assertFingerprint,
+  assertIndex,
   assertSampleId,
   augKey,
   featureKey,
@@ -41,6 +42,7 @@ import type {
   CorruptEntry,
   FeatureCacheOptions,
   FeatureEntry,
+  FeatureRow,
   FeatureSelector,
   FingerprintReferences,
   FingerprintStats,
@@ -52,6 +54,7 @@ import type {
   MetaBatchOptions,
   MetaOperation,
   MissingOptions,
+  RowsSelector,
   SampleEntry,
   SampleRecord,
   StatsOptions,
@@ -85,6 +88,8 @@ const DEFAULT_BATCH_SIZE = 256;
 const SCAN_BATCH = 1000; // keys per nextv() when only keys are needed
 const VALUE_SCAN_BATCH = 64; // values per nextv() when scanning whole caches (~16 MB at 7×7×1280 float32)
 const HAS_MANY_CHUNK = 1024;
+/** classic-level's `fillCache` read option (a sublevel passes it on; abstract-level's types do not name it). */
+const NO_FILL_CACHE = { fillCache: false } as object;
 const noop = (): void => undefined;
 
 
@@ -447,6 +452,49 @@ export class FeatureCache {
     } finally {
       await it.close();
     }
+  }
+
+  /**
+   * Reads the entries `rows` (sample id and view, of one augmentation and generation) straight
+   * into `out`, row i at `i * out.length / rows.length` — one LevelDB `getMany` and one checked
+   * copy per entry, no per-entry buffer. What a streamed training batch is made of.
+   *
+   * @returns the indices of the rows that are not cached (empty when all were read).
+   * @throws SplitfitError `SPLITFIT_CACHE_CORRUPT` on the first entry that fails its check (the
+   *   message names the sample's source file when known); `SPLITFIT_CACHE_MISMATCH` when an
+   *   entry holds a different number of values than its slot.
+   */
+  async readFeaturesInto(fingerprint: string, rows: readonly FeatureRow[], selector: RowsSelector | undefined, out: Float32Array): Promise<number[]> {
+    assertFingerprint(fingerprint);
+    if (!Array.isArray(rows)) throw new TypeError(`rows must be an array of {sampleId, view}, received ${typeof rows}`);
+    if (!(out instanceof Float32Array)) throw new TypeError(`out must be a Float32Array, received ${out === null ? 'null' : typeof out}`);
+    const per = rows.length === 0 ? 0 : out.length / rows.length;
+    if (!Number.isInteger(per)) throw new TypeError(`out holds ${out.length} values, not a multiple of the ${rows.length} rows`);
+    const { aug, generation } = resolveSelector(selector === undefined ? undefined : { aug: selector.aug, generation: selector.generation });
+    const keys = rows.map((r) => {
+      assertSampleId(r.sampleId);
+      assertIndex('view', r.view);
+      return featureKey({ augKey: aug, generation, sampleId: r.sampleId, view: r.view });
+    });
+    await this.#ready();
+    if (keys.length === 0) return [];
+    const sub = this.#features(fingerprint);
+    // fillCache off: values of 250 kB would only churn LevelDB's 8 MB block cache; the OS page cache serves re-reads.
+    const values = await this.#io('read features', () => sub.getMany(keys, NO_FILL_CACHE));
+    const missing: number[] = [];
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i];
+      if (value === undefined) {
+        missing.push(i);
+        continue;
+      }
+      try {
+        decodeFeaturesInto(value, { fingerprint, key: keys[i]! }, out.subarray(i * per, (i + 1) * per));
+      } catch (err) {
+        throw await this.#namingSample(err, keys[i]!);
+      }
+    }
+    return missing;
   }
 
   /**

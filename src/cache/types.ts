@@ -85,6 +85,16 @@ export interface FeatureEntry extends FeatureSelector {
   shape: number[];
 }
 
+/** One entry to read with {@link FeatureCache.readFeaturesInto}. */
+export interface FeatureRow {
+  sampleId: string;
+  /** View index within the generation. */
+  view: number;
+}
+
+/** Which augmentation and generation {@link FeatureCache.readFeaturesInto} reads (the view is per row). */
+export type RowsSelector = Omit<FeatureSelector, 'view'>;
+
 /** One entry read back by {@link FeatureCache.iterateFeatures}. */
 export interface CachedFeatures {
   sampleId: string;

@@ -11,8 +11,8 @@ import { batchNormLayers, lockBatchNorm } from '../model/lock-batchnorm.js';
 import { baseFormOf, stitchAs } from './export.js';
 import { checkOutputFolder, SEARCH_FILE, writeOutputFolder } from '../output/folder.js';
 import { MANIFEST_FORMAT, type SplitfitManifest } from '../output/manifest.js';
-import { type BatchSource, memoryBatches, pooledBatches, streamBatches } from '../train/batches.js';
-import { type EntrySelector, type FeatureSet, featureSize, loadFeatureSet, PLAIN, poolFeatureSet } from '../train/feature-set.js';
+import { type BatchSource, memoryBatches, pooledBatches, pooledOnlyBatches, streamBatches } from '../train/batches.js';
+import { type EntrySelector, type FeatureSet, featureSize, loadFeatureSet, loadPooledFeatureSet, PLAIN, poolFeatureSet } from '../train/feature-set.js';
 import { type Feed, fitEpochs, type History } from '../train/fit.js';
 import { type AutoChoice, chooseAutomatically } from './auto.js';
 import { buildTrainable, type HeadContext, planHead, TrainingSets } from './head-trainer.js';
@@ -95,7 +95,10 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   // Caches written before refreshes kept their generation may hold the generation before the recorded one.
   if (run.augment !== undefined && run.generation > 0) await cache.deleteGeneration(run.fingerprint, run.augment, run.generation - 1);
 
-  const features = featureLoader(cache, run, o, train, validation);
+  // Fixed settings and a gap-first head: the training maps are only ever used pooled, so they are loaded pooled.
+  const fixedHead = o.search === false && o.learningRate !== undefined && o.epochs !== undefined && o.refreshEvery === undefined ? (o.head ?? defaultHeadSpec(run.featureShape)) : undefined;
+  const loadPooled = fixedHead !== undefined && planHead(fixedHead, run.featureShape, o.poolFeatures).pooledSpec !== undefined;
+  const features = featureLoader(cache, run, o, train, validation, loadPooled);
   const loadFeed = features.load;
   const first = await loadFeed(run.generation);
   const ctx: HeadContext = { source: base.source, boundary: run.boundary, featureShape: run.featureShape, numClasses: k };
@@ -188,18 +191,24 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
 
 /**
  * Reads a generation's training features as cached (maps stay maps; pooling is the head plan's
- * business): in memory within `memoryBudget`, else streamed; and the validation features beside them.
+ * business) — or, with `pooled` (fixed settings, a gap-first head), pooled as they are read —: in
+ * memory within `memoryBudget`, else streamed; and the validation features beside them.
  * `lastValSet` is what the last epoch was validated on, for the report.
  */
-function featureLoader(cache: FeatureCache, run: RunMeta, o: ResolvedTrainHeadOptions, train: readonly LabeledId[], validation: readonly LabeledId[]) {
+function featureLoader(cache: FeatureCache, run: RunMeta, o: ResolvedTrainHeadOptions, train: readonly LabeledId[], validation: readonly LabeledId[], pooled: boolean) {
   let lastValSet: FeatureSet | undefined;
   const load = async (generation: number): Promise<{ feed: Feed; set: FeatureSet | undefined }> => {
     const sel = selectorOf(run, generation);
-    const bytes = train.length * run.views * featureSize(run.featureShape) * 4;
-    const set = bytes <= o.memoryBudget ? await loadFeatureSet(cache, run.fingerprint, train, run.featureShape, sel) : undefined;
-    const source: BatchSource = set
-      ? memoryBatches(set, o.batchSize, o.seed)
-      : streamBatches(cache, run.fingerprint, new Map(train.map((s) => [s.id, s.label])), run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed });
+    const rowSize = pooled ? run.featureShape[2]! : featureSize(run.featureShape);
+    const inMemory = train.length * run.views * rowSize * 4 <= o.memoryBudget;
+    // `pooled`: the set is held pooled only (no maps for the search or the sweep, which then do not run).
+    const pooledSet = pooled && inMemory ? await loadPooledFeatureSet(cache, run.fingerprint, train, run.featureShape, sel) : undefined;
+    const set = !pooled && inMemory ? await loadFeatureSet(cache, run.fingerprint, train, run.featureShape, sel) : undefined;
+    const source: BatchSource = pooledSet
+      ? pooledOnlyBatches(pooledSet, o.batchSize, o.seed)
+      : set
+        ? memoryBatches(set, o.batchSize, o.seed)
+        : streamBatches(cache, run.fingerprint, train, run.featureShape, sel, { batchSize: o.batchSize, seed: o.seed, reuseBuffers: true });
     // Validation reads view 0 (the plain image when cached with plainView0) of the current generation.
     const valSel = o.validationData !== undefined ? PLAIN : { ...sel, views: 1 };
     const valSet = validation.length > 0 ? await loadFeatureSet(cache, run.fingerprint, validation, run.featureShape, valSel) : undefined;

@@ -131,6 +131,17 @@ export const SCENARIOS: readonly Scenario[] = [
     args: (ctx) => ['export', join(ctx.work, 'model'), '--out', ctx.out, '--quantize', 'uint8', '--json', ...ctx.extraArgs],
   },
   {
+    // The earlier output's head is not gap-first, so this run is the one that makes the pooled namespace.
+    name: 'train-head (makes the pooled namespace)',
+    id: 'train-head-pooled',
+    writesOut: true,
+    prepare: async (ctx) => {
+      await cli(cacheFeatures(ctx));
+      await cli(trainHead(ctx, ['--epochs', '1', '--seed', '1', '--head', 'flatten,dense:4:relu,dense:N:softmax']));
+    },
+    args: (ctx) => trainHead(ctx, ['--epochs', '2', '--memory-budget-mb', '1']),
+  },
+  {
     name: 'cache gc',
     id: 'cache-gc',
     writesOut: false,
