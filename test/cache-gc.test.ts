@@ -18,6 +18,7 @@ import { featuresSublevelName, parseFeatureKey } from '../src/cache/keys.js';
 import type { FingerprintReferences, GcResult } from '../src/cache/types.js';
 import { collectGarbage } from '../src/extract/gc.js';
 import { fingerprintsInUse } from '../src/extract/in-use.js';
+import { trainHead } from '../src/job/train-head.js';
 import { CURRENT_RUN_KEY, listExtracting, listRuns, readRun, type RunInput, runIdOf, saveRun } from '../src/extract/run-meta.js';
 import { backendArgs, CLI, runCli } from './helpers/cli.js';
 import { withWriteFault } from './helpers/level-faults.js';
@@ -145,6 +146,47 @@ describe('gc lists, it does not read every value', () => {
     await cache.putFeatures(FP, entries(ids(0, 2)), 'float32');
     cache.stats = () => Promise.reject(new Error('stats reads every feature value'));
     expect(await fingerprintsInUse(cache)).toEqual({ inUse: [], stale: [{ fingerprint: FP, reason: 'no cache-features run recorded for it' }] });
+  });
+});
+
+describe('the pooled namespace follows its maps', () => {
+  it('is stale when its maps are (with the reason), and kept while they are in use', async () => {
+    await using cache = await FeatureCache.open(freshDir(), { command: 'vitest in-use pooled' });
+    await cache.putFeatures(FP, entries(ids(0, 2)), 'float32');
+    await cache.putFeatures(`${FP}.gap`, entries(ids(0, 2)), 'float32');
+    const orphan = 'f'.repeat(64);
+    await cache.putFeatures(`${orphan}.gap`, entries(ids(0, 1)), 'float32');
+    expect(await fingerprintsInUse(cache)).toEqual({
+      inUse: [],
+      stale: [
+        { fingerprint: FP, reason: 'no cache-features run recorded for it' },
+        ...[
+          { fingerprint: `${FP}.gap`, reason: 'pooled from stale features' },
+          { fingerprint: `${orphan}.gap`, reason: 'pooled from features no longer cached' },
+        ].sort((a, b) => (a.fingerprint < b.fingerprint ? -1 : 1)),
+      ],
+    });
+  });
+
+  it('a streamed gap head makes <fp>.gap, and `cache gc` keeps it while its run is in use', async () => {
+    const dir = freshDir();
+    const fx = await makeToyFixture(join(dir, 'fx'), 4);
+    const cache = join(dir, 'cache');
+    const cached = await runCli(['cache-features', '--model', fx.model, '--boundary', fx.boundary, '--data', fx.data, '--cache', cache, '--json', ...backendArgs()]);
+    expect(cached.status, cached.stderr).toBe(0);
+    const fingerprint = cached.json['fingerprint'] as string;
+    // Streamed (a budget of 1 byte): the run that makes the pooled namespace.
+    const trained = await trainHead({ cache, out: join(dir, 'out'), learningRate: 0.01, epochs: 2, memoryBudget: 1 });
+    expect(trained.mode).toBe('stream');
+    trained.model.dispose();
+    trained.head.dispose();
+    {
+      await using c = await FeatureCache.open(cache, { command: 'vitest check', readOnly: true });
+      expect((await c.listFingerprints()).sort()).toEqual([fingerprint, `${fingerprint}.gap`].sort());
+    }
+    const gc = await runCli(['cache', 'gc', '--cache', cache, '--dry-run', '--json']);
+    expect(gc.status, gc.stderr).toBe(0);
+    expect(gc.json['dropped']).toEqual([]);
   });
 });
 
