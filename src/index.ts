@@ -22,7 +22,9 @@ export { selectSamples, type SelectSamplesOptions } from './data/select.js';
 export { FASHION_MNIST_CLASSES } from './data/idx.js';
 export { decodeImage } from './data/decode.js';
 export { PREPROCESS_PRESETS, parsePreprocess, preprocess } from './data/preprocess.js';
-export type { DataSource, DuplicateSample, RawImage, Sample } from './data/types.js';
+export type { DataSource, DuplicateSample, RawImage, Sample, Task } from './data/types.js';
+export { TASKS } from './data/types.js';
+export { LABEL_SEPARATOR } from './data/manifest.js';
 
 export { FeatureCache } from './cache/feature-cache.js';
 export { CACHE_FORMAT_VERSION, type FeatureDType } from './cache/codec.js';
