@@ -1,5 +1,5 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
-import { type EntrySelector, type FeatureSet, featureSize, gatherRows, poolRows } from './feature-set.js';
+import { type EntrySelector, type FeatureSet, featureSize, gatherRows, gatherTargets, poolRows } from './feature-set.js';
 import { epochSeed, hashSeed, rng, shuffled } from '../random.js';
 
 export interface Batch {
@@ -7,6 +7,8 @@ export interface Batch {
   labels: number[];
   /** The view each row came from. */
   views: number[];
+  /** Multilabel and regress: the rows' targets, k per row (see `FeatureSet.targets`). */
+  targets?: Float32Array;
 }
 
 /** Where an epoch's training batches come from. */
@@ -38,7 +40,8 @@ export function memoryBatches(set: FeatureSet, batchSize: number, seed: number):
       for (let i = 0; i < order.length; i += batchSize) {
         const rows = order.slice(i, i + batchSize);
         const views = rows.map((r) => viewFor(seed, epoch, set.ids[r]!, set.views));
-        yield { x: gatherRows(set, rows, views), labels: rows.map((r) => set.labels[r]!), views };
+        const targets = set.targets && gatherTargets(set.targets, set.ids.length, rows);
+        yield { x: gatherRows(set, rows, views), labels: rows.map((r) => set.labels[r]!), views, ...(targets ? { targets } : {}) };
       }
     },
   };
@@ -49,6 +52,8 @@ export interface StreamOptions {
   seed: number;
   /** Entries read per `iterator.nextv` call and shuffled together. @default 512 */
   window?: number;
+  /** Multilabel and regress: each training sample's target vector (see `Batch.targets`). */
+  targets?: ReadonlyMap<string, readonly number[]>;
 }
 
 /**
@@ -72,14 +77,22 @@ export function streamBatches(
     mode: 'stream',
     async *batches(epoch) {
       const random = rng(epochSeed(options.seed, epoch));
-      let pending: { data: Float32Array; label: number; view: number }[] = [];
+      let pending: { data: Float32Array; label: number; view: number; id: string }[] = [];
+      const targetsOf = (take: typeof pending): { targets?: Float32Array } => {
+        if (!options.targets) return {};
+        const rows = take.map((t) => options.targets!.get(t.id)!);
+        const k = rows[0]?.length ?? 0;
+        const targets = new Float32Array(rows.length * k);
+        rows.forEach((r, i) => targets.set(r, i * k));
+        return { targets };
+      };
       const flush = function* (all: boolean): Generator<Batch> {
         while (pending.length >= options.batchSize || (all && pending.length > 0)) {
           const take = pending.slice(0, options.batchSize);
           pending = pending.slice(options.batchSize);
           const x = new Float32Array(take.length * per);
           take.forEach((t, i) => x.set(t.data, i * per));
-          yield { x, labels: take.map((t) => t.label), views: take.map((t) => t.view) };
+          yield { x, labels: take.map((t) => t.label), views: take.map((t) => t.view), ...targetsOf(take) };
         }
       };
       // Read one window ahead: LevelDB fetches the next window on its thread while the head
@@ -90,7 +103,7 @@ export function streamBatches(
         ahead = chunks.next();
         const rows = r.value
           .filter((e) => train.has(e.sampleId) && e.view === viewFor(options.seed, epoch, e.sampleId, selector.views))
-          .map((e) => ({ data: e.data, label: train.get(e.sampleId)!, view: e.view }));
+          .map((e) => ({ data: e.data, label: train.get(e.sampleId)!, view: e.view, id: e.sampleId }));
         pending.push(...shuffled(rows, random));
         yield* flush(false);
       }
