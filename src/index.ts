@@ -43,3 +43,16 @@ export { compareModes, type CompareModesOptions, type CompareModesResult } from 
 export { classificationMetrics, type Metrics, rocAuc } from './train/metrics.js';
 export { loadPredictor, type Predictor, predictSamples } from './infer/predictor.js';
 export { predict, type Prediction, type PredictOptions } from './infer/predict.js';
+export {
+  type ClassificationResult,
+  classificationResult,
+  type MultiLabelResult,
+  multiLabelResult,
+  type RegressionResult,
+  regressionResult,
+  type ResultSpec,
+  type TaskResult,
+  taskResult,
+} from './infer/result.js';
+export { type LabelMetrics, type MultiLabelMetrics, multiLabelMetrics, pearson, type RegressionMetrics, regressionMetrics, spearman, type TargetMetrics, tuneThresholds } from './train/task-metrics.js';
+export { REGRESSION_LOSSES, type RegressionLoss } from './train/losses.js';

@@ -7,12 +7,14 @@ import { SplitfitError, throwIfAborted } from '../errors.js';
 import { bundledModel, isBundledModel } from '../model/bundled.js';
 import { loadModel } from '../model/io.js';
 import { readOutputFolder } from '../output/folder.js';
-import { MANIFEST_FILE } from '../output/manifest.js';
+import { MANIFEST_FILE, type TaskRecord } from '../output/manifest.js';
 
 /** A model plus how to feed it: from the `splitfit.json` beside a stitched model, or defaults. */
 export interface Predictor {
   model: tf.LayersModel;
   labels?: string[];
+  /** What the outputs mean (from splitfit.json): absent for classification and for a model without one. */
+  task?: TaskRecord;
   preset: PreprocessPreset;
   inputSize: [number, number];
   channels: 1 | 3;
@@ -39,7 +41,7 @@ export async function loadPredictor(ref: string | tf.LayersModel, overrides: { p
     );
   }
   const preset = parsePreprocess(overrides.preprocess ?? manifest?.preprocess ?? (typeof ref === 'string' ? bundledModel(ref)?.preprocess : undefined) ?? 'unit');
-  return { model, preset, inputSize: [h, w], channels: c, ...(manifest ? { labels: manifest.labels } : {}) };
+  return { model, preset, inputSize: [h, w], channels: c, ...(manifest ? { labels: manifest.labels } : {}), ...(manifest?.task ? { task: manifest.task } : {}) };
 }
 
 /** Decodes and preprocesses samples into one [n, h, w, c] batch (decodes run concurrently). */
