@@ -12,21 +12,28 @@ import { DEFAULT_THRESHOLD, regressionMetrics } from './task-metrics.js';
  * probabilities' scale did not.
  */
 
-/** A regression model's gap is flagged when the inference MSE is more than this many times the training-mode MSE… */
-export const MSE_RATIO_LIMIT = 1.5;
+/**
+ * A regression model's gap is flagged when the inference MSE exceeds the training-mode MSE by more than
+ * this fraction of the targets' variance (R² lower by more than 0.1: scale-free, and sound when the
+ * training-mode MSE is near 0)…
+ */
+export const MSE_GAP_LIMIT = 0.1;
 /** …or the training-mode Spearman correlation exceeds the inference one by more than this. */
 export const SPEARMAN_GAP_LIMIT = 0.1;
 /** A label is flagged when its inference accuracy is within this of the majority rate… */
 export const MAJORITY_MARGIN = 0.1;
 /** …while its inference AUC is at least this… */
 export const AUC_FLOOR = 0.9;
-/** …and some other threshold would be right more often than the one used by more than this (so a good, imbalanced label is not flagged). */
+/** …and some other threshold would be right more often than the one used by more than this (so a good, imbalanced label is not flagged)… */
 export const THRESHOLD_MARGIN = 0.1;
+/** …and training mode is right more often than inference mode by more than this (the pattern comes from the modes, not a poorly calibrated head). */
+export const MODE_MARGIN = 0.1;
 
-export const REGRESSION_RULE = `flagged when the inference MSE exceeds ${MSE_RATIO_LIMIT}× the training-mode MSE, or the training-mode Spearman exceeds the inference one by more than ${SPEARMAN_GAP_LIMIT}`;
+export const REGRESSION_RULE = `flagged when the inference MSE exceeds the training-mode MSE by more than ${MSE_GAP_LIMIT}× the targets' variance (R² lower by more than ${MSE_GAP_LIMIT}), or the training-mode Spearman exceeds the inference one by more than ${SPEARMAN_GAP_LIMIT}`;
 export const MULTILABEL_RULE =
   `a label is flagged when its inference accuracy is within ${MAJORITY_MARGIN} of the majority rate while its inference AUC is ≥ ${AUC_FLOOR} ` +
-  `and the best threshold would be right more than ${THRESHOLD_MARGIN} more often (probabilities out of scale, ranking intact)`;
+  `and the best threshold would be right more than ${THRESHOLD_MARGIN} more often, and training mode is right more than ${MODE_MARGIN} more often than inference mode ` +
+  '(probabilities out of scale, ranking intact)';
 
 export interface RegressionModeMetrics {
   /** Mean over targets, in the targets' units squared. */
@@ -80,7 +87,7 @@ export function regressionModesOf(training: ArrayLike<number>, inference: ArrayL
   const t = regressionMetrics(training, targets, names);
   const i = regressionMetrics(inference, targets, names);
   const spearmanGap = t.spearman !== undefined && i.spearman !== undefined ? t.spearman - i.spearman : undefined;
-  const flagged = i.mse > MSE_RATIO_LIMIT * t.mse || (spearmanGap !== undefined && spearmanGap > SPEARMAN_GAP_LIMIT);
+  const flagged = i.mse - t.mse > MSE_GAP_LIMIT * variance(targets, names.length) || (spearmanGap !== undefined && spearmanGap > SPEARMAN_GAP_LIMIT);
   return {
     training: { mse: t.mse, ...(t.spearman === undefined ? {} : { spearman: t.spearman }) },
     inference: { mse: i.mse, ...(i.spearman === undefined ? {} : { spearman: i.spearman }) },
@@ -129,7 +136,7 @@ export function multiLabelModesOf(training: ArrayLike<number>, inference: ArrayL
     const t = score(training, j);
     const i = score(inference, j);
     const best = bestThresholdAccuracy(inference, targets, k, j);
-    const flagged = Math.abs(i.accuracy - majorityRate) <= MAJORITY_MARGIN && i.auc !== undefined && i.auc >= AUC_FLOOR && best - i.accuracy > THRESHOLD_MARGIN;
+    const flagged = Math.abs(i.accuracy - majorityRate) <= MAJORITY_MARGIN && i.auc !== undefined && i.auc >= AUC_FLOOR && best - i.accuracy > THRESHOLD_MARGIN && t.accuracy - i.accuracy > MODE_MARGIN;
     return { label, majorityRate, training: t, inference: i, bestThresholdAccuracy: best, accuracyGap: t.accuracy - i.accuracy, flagged };
   });
   return { perLabel, maxAccuracyGap: Math.max(...perLabel.map((l) => l.accuracyGap)), flagged: perLabel.filter((l) => l.flagged).map((l) => l.label), rule: MULTILABEL_RULE };
@@ -150,4 +157,16 @@ function bestThresholdAccuracy(probs: ArrayLike<number>, targets: ArrayLike<numb
     best = Math.max(best, tp + negatives - fp);
   }
   return best / n;
+}
+
+/** The targets' variance, averaged over the k columns (the MSE of the mean predictor). */
+function variance(targets: ArrayLike<number>, k: number): number {
+  const n = targets.length / k;
+  let total = 0;
+  for (let j = 0; j < k; j++) {
+    let mean = 0;
+    for (let r = 0; r < n; r++) mean += targets[r * k + j]! / n;
+    for (let r = 0; r < n; r++) total += (targets[r * k + j]! - mean) ** 2 / n;
+  }
+  return total / k;
 }
