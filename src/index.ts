@@ -56,3 +56,12 @@ export {
 } from './infer/result.js';
 export { type LabelMetrics, type MultiLabelMetrics, multiLabelMetrics, pearson, type RegressionMetrics, regressionMetrics, spearman, type TargetMetrics, tuneThresholds } from './train/task-metrics.js';
 export { REGRESSION_LOSSES, type RegressionLoss } from './train/losses.js';
+export {
+  compareMultiLabelModes,
+  compareRegressionModes,
+  type LabelModes,
+  MULTILABEL_RULE,
+  type MultiLabelModes,
+  REGRESSION_RULE,
+  type RegressionModes,
+} from './train/task-modes.js';

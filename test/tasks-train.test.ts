@@ -127,6 +127,17 @@ describe('trainHead on regression and multi-label runs', () => {
     for (const row of probs) for (const p of row) expect(p > 0 && p < 1).toBe(true);
   });
 
+  it('the automatic learning rate and epochs cover regression: a sweep on the hold-out loss, finite trials', async () => {
+    const r = await trainHead({ cache: join(dir, 'cache-reg'), out: join(dir, 'reg-auto'), batchSize: 8, seed: 1 });
+    expect(r.auto?.method).toBe('sweep');
+    expect(r.auto!.trials.length).toBe(4);
+    for (const t of r.auto!.trials) expect(t.diverged ?? Number.isFinite(t.valLoss)).toBe(true);
+    // The chosen rate has the lowest hold-out loss of those that did not diverge.
+    const losses = r.auto!.trials.filter((t) => t.diverged === undefined).map((t) => t.valLoss!);
+    expect(r.auto!.trials.find((t) => t.learningRate === r.settings.learningRate)!.valLoss).toBe(Math.min(...losses));
+    expect(r.task.task).toBe('regress');
+  });
+
   it('options of another task are SPLITFIT_USAGE naming the run’s task', async () => {
     const cache = join(dir, 'cache-ml');
     expect(await failure(trainHead({ cache, out: join(dir, 'x1'), epochs: 1, learningRate: 1e-2, loss: 'mae' }))).toEqual({
