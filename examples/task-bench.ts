@@ -4,7 +4,9 @@
  * (`gap,dense:N:linear` or `gap,dense:N:sigmoid`, same seeded initial weights, same epochs, learning
  * rate and batch size), trained two ways on the training split and scored on the test split:
  *
- * - `splitfit`: `extractFeatures` (base once, inference mode) → `trainHead` → `evaluate --compare-modes`.
+ * - `splitfit`: `extractFeatures` (base once, inference mode) → `trainHead` → `evaluate --compare-modes`;
+ *   and `splitfit auto`: the same cache, `trainHead` without `learningRate`/`epochs` (its default: both
+ *   chosen on a hold-out of the training data — epochs on cached features are nearly free).
  * - `naive`: one stock tfjs model (base layers frozen + head), `compile` + `fit` on the images, then
  *   `predict` — the frozen BN layers normalise with batch statistics under `fit` and overwrite their
  *   moving statistics (tfjs-layers 4.22). Regression targets are standardised for it exactly as
@@ -40,9 +42,9 @@ export const BOUNDARY = 'out_relu';
 
 export interface TaskBenchOptions {
   task: 'regress' | 'multilabel';
-  /** Images made (train + test). @default 160 */
+  /** Images made (train + test). @default 300 */
   count?: number;
-  /** @default 8 */
+  /** @default 6 */
   epochs?: number;
   /** @default 0.003 */
   learningRate?: number;
@@ -57,6 +59,8 @@ export interface TaskBenchResult {
   task: 'regress' | 'multilabel';
   settings: { model: string; boundary: string; head: string; train: number; test: number; epochs: number; learningRate: number; batchSize: number; seed: number; backend: string };
   splitfit: { regression?: RegressionMetrics; multilabel?: MultiLabelMetrics; regressionModes?: RegressionModes; multiLabelModes?: MultiLabelModes; seconds: number };
+  /** The same cache, learning rate and epochs chosen automatically. */
+  splitfitAuto: { regression?: RegressionMetrics; multilabel?: MultiLabelMetrics; learningRate: number; epochs: number };
   naive: { regression?: RegressionMetrics; multilabel?: MultiLabelMetrics; regressionModes?: RegressionModes; multiLabelModes?: MultiLabelModes; fitLoss: number; seconds: number };
   baseline: { regression?: RegressionMetrics; multilabel?: MultiLabelMetrics };
 }
@@ -75,8 +79,8 @@ async function images(source: DataSource): Promise<tf.Tensor4D> {
 
 export async function runTaskBench(o: TaskBenchOptions): Promise<TaskBenchResult> {
   const log = o.log ?? (() => {});
-  const count = o.count ?? 160;
-  const epochs = o.epochs ?? 8;
+  const count = o.count ?? 300;
+  const epochs = o.epochs ?? 6;
   const learningRate = o.learningRate ?? 3e-3;
   const batchSize = o.batchSize ?? 16;
   const seed = o.seed ?? 0;
@@ -102,6 +106,11 @@ export async function runTaskBench(o: TaskBenchOptions): Promise<TaskBenchResult
     trained.model.dispose();
     trained.head.dispose();
     log(`splitfit: trained in ${seconds.toFixed(1)} s`);
+    const auto = await trainHead({ cache, out: join(work, 'model-auto'), head, batchSize, seed });
+    const evAuto = await evaluate({ model: join(work, 'model-auto', 'model.json'), data: data.test, batchSize });
+    auto.model.dispose();
+    auto.head.dispose();
+    log(`splitfit auto: lr ${auto.settings.learningRate}, ${auto.settings.epochs} epochs`);
 
     // naive TF.js: base frozen, head on top, one model, stock fit.
     const source = await loadModel(MODEL);
@@ -151,6 +160,12 @@ export async function runTaskBench(o: TaskBenchOptions): Promise<TaskBenchResult
         ...(ev.multiLabelModes ? { multiLabelModes: ev.multiLabelModes } : {}),
         seconds,
       },
+      splitfitAuto: {
+        ...(evAuto.regression ? { regression: evAuto.regression } : {}),
+        ...(evAuto.multilabel ? { multilabel: evAuto.multilabel } : {}),
+        learningRate: auto.settings.learningRate,
+        epochs: auto.settings.epochs,
+      },
       naive,
       baseline,
     };
@@ -171,7 +186,8 @@ export function markdownTable(r: TaskBenchResult): string {
       '|---|---|---|---|---|---|',
       row('mean predictor', r.baseline.regression),
       row('naive TF.js fit', r.naive.regression, r.naive.regressionModes),
-      row('splitfit', r.splitfit.regression, r.splitfit.regressionModes),
+      row(`splitfit (same ${r.settings.epochs} epochs, lr ${r.settings.learningRate})`, r.splitfit.regression, r.splitfit.regressionModes),
+      row(`splitfit auto (lr ${r.splitfitAuto.learningRate}, ${r.splitfitAuto.epochs} epochs)`, r.splitfitAuto.regression),
     ].join('\n');
   }
   const row = (name: string, m: MultiLabelMetrics | undefined, modes?: MultiLabelModes): string =>
@@ -181,6 +197,7 @@ export function markdownTable(r: TaskBenchResult): string {
     '|---|---|---|---|---|---|---|',
     row('per-label prior', r.baseline.multilabel),
     row('naive TF.js fit', r.naive.multilabel, r.naive.multiLabelModes),
-    row('splitfit', r.splitfit.multilabel, r.splitfit.multiLabelModes),
+    row(`splitfit (same ${r.settings.epochs} epochs, lr ${r.settings.learningRate})`, r.splitfit.multilabel, r.splitfit.multiLabelModes),
+    row(`splitfit auto (lr ${r.splitfitAuto.learningRate}, ${r.splitfitAuto.epochs} epochs)`, r.splitfitAuto.multilabel),
   ].join('\n');
 }
