@@ -138,6 +138,27 @@ describe('trainHead on regression and multi-label runs', () => {
     expect(r.task.task).toBe('regress');
   });
 
+  it('--search covers both tasks: the task’s output layer in every head, no label smoothing, ranked by R² or macro AUC', async () => {
+    const reg = await trainHead({ cache: join(dir, 'cache-reg'), out: join(dir, 'reg-search'), batchSize: 8, seed: 1, search: { folds: 2, trials: 3 } });
+    expect(reg.search!.metric).toBe('R²');
+    expect(reg.search!.leaderboard.length + reg.search!.diverged.length).toBe(3);
+    for (const row of reg.search!.leaderboard) {
+      expect(row.config.head).toMatch(/dense:N:linear$/);
+      expect(row.config.labelSmoothing).toBe(0);
+      expect(row.mean).toBeLessThanOrEqual(1);
+    }
+    expect(reg.settings.head).toBe(reg.search!.winner.head);
+    const ml = await trainHead({ cache: join(dir, 'cache-ml'), out: join(dir, 'ml-search'), batchSize: 8, seed: 1, search: { folds: 2, trials: 3 } });
+    expect(ml.search!.metric).toBe('macro AUC');
+    for (const row of ml.search!.leaderboard) {
+      expect(row.config.head).toMatch(/dense:N:sigmoid$/);
+      for (const f of row.folds) expect(f >= 0 && f <= 1).toBe(true);
+    }
+    // Ranked best first by the fold mean.
+    const means = ml.search!.leaderboard.map((r) => r.mean);
+    expect(means).toEqual([...means].sort((a, b) => b - a));
+  });
+
   it('options of another task are SPLITFIT_USAGE naming the run’s task', async () => {
     const cache = join(dir, 'cache-ml');
     expect(await failure(trainHead({ cache, out: join(dir, 'x1'), epochs: 1, learningRate: 1e-2, loss: 'mae' }))).toEqual({

@@ -168,7 +168,7 @@ export function registerTrainHead(program: Command): void {
       const lines: string[] = [];
       if (result.search) {
         const r = result.search;
-        lines.push(`search: ${r.tried} of ${r.grid} configurations, ${r.folds}-fold accuracy (stopped by ${r.stoppedBy}):`);
+        lines.push(`search: ${r.tried} of ${r.grid} configurations, ${r.folds}-fold ${r.metric} (stopped by ${r.stoppedBy}):`);
         for (const row of r.leaderboard.slice(0, 10)) {
           lines.push(`  ${String(row.rank).padStart(2)}. ${row.mean.toFixed(4)} ± ${row.sd.toFixed(4)}  ${row.config.head}  lr ${row.config.learningRate}  wd ${row.config.weightDecay}  ls ${row.config.labelSmoothing}  ${row.epochs} epochs`);
         }

@@ -72,7 +72,7 @@ async function validationSection(input: TrainReportInput, set: FeatureSet): Prom
 /** The search's leaderboard as report rows, best first (the winner is the model beside the report). */
 function leaderboardOf(search: SearchReport): NonNullable<ReturnType<typeof trainingReport>['leaderboard']> {
   return {
-    header: ['rank', 'head', 'learning rate', 'weight decay', 'label smoothing', 'epochs', 'accuracy (mean ± sd)'],
+    header: ['rank', 'head', 'learning rate', 'weight decay', 'label smoothing', 'epochs', `${search.metric} (mean ± sd)`],
     rows: search.leaderboard.map((r) => [
       String(r.rank),
       r.config.head,

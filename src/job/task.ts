@@ -32,9 +32,6 @@ export function checkTaskOptions(task: Task, o: ResolvedTrainHeadOptions, data: 
   if (task === 'classify') return;
   if (o.classWeights !== undefined) refuse('classWeights', task === 'multilabel' ? 'classify runs (use `positiveWeights` for multilabel)' : 'classify');
   if (o.labelSmoothing !== undefined && o.labelSmoothing > 0) refuse('labelSmoothing', 'classify');
-  if (o.search !== false) {
-    throw new SplitfitError('SPLITFIT_USAGE', `\`search\` scores classification accuracy and does not cover ${task} runs yet; give \`head\`, \`learningRate\` and \`epochs\` (or leave the last two to the automatic sweep, which minimises the hold-out loss)`, { option: 'search' });
-  }
 }
 
 /** The targets as the head trains on them, and what the job needs to undo or weigh them. */

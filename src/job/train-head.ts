@@ -327,6 +327,7 @@ async function chooseSettings(
       batchSize: o.batchSize,
       lrSchedule: o.lrSchedule,
       classWeights,
+      loss: lossOptions,
       seed: o.seed,
       signal: o.signal,
       onTrial: (done, total, row) => o.onProgress?.({ type: 'search-trial', done, total, row }),
