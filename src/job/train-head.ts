@@ -177,8 +177,8 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     options: o,
     manifest,
     history,
-    // The report's validation section scores classes; the multilabel and regress sections are not written yet.
-    valSet: task === 'classify' ? features.lastValSet() : undefined,
+    valSet: features.lastValSet(),
+    ...(task === 'classify' ? {} : { task: taskRecord }),
     jobSeconds: (performance.now() - started) / 1000,
     ...(settings.search ? { search: settings.search } : {}),
   });
