@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeMultiLabelDataset, makeRotationDataset } from '../examples/task-data.js';
 import type { ReportData, TaskReportSection } from '../src/report/data.js';
-import { extractFeatures, openDataSource, saveModel, trainHead } from '../src/index.js';
+import { evaluate, extractFeatures, openDataSource, saveModel, trainHead } from '../src/index.js';
 import { type Browser, launchBrowser, watchPage } from './helpers/browser.js';
 import { residualToyModel } from './helpers/models.js';
 
@@ -74,6 +74,24 @@ describe('report.html of multilabel and regression runs', () => {
     expect(errors).toEqual([]);
     // Every point drawn: n samples plus the two ends of the diagonal.
     expect(charts.find(([id]) => id === 'chart-scatter-0-0')).toEqual(['chart-scatter-0-0', section.n + 2, section.n + 2]);
+  });
+
+  it('evaluate --report adds a held-out section beside the validation one, and a rerun replaces it', async () => {
+    const report = join(outs.reg, 'report.html');
+    const r = await evaluate({ model: join(outs.reg, 'model.json'), data: join(dir, 'rot', 'test.csv'), report });
+    expect(r.report).toBe(report);
+    await evaluate({ model: join(outs.reg, 'model.json'), data: join(dir, 'rot', 'test.csv'), report });
+    const data = await reportOf(outs.reg);
+    expect(data.tasks!.map((t) => [t.kind, t.title])).toEqual([
+      ['validation', 'Validation: predicted vs true'],
+      ['evaluate', 'Evaluation: predicted vs true'],
+    ]);
+    const held = data.tasks![1]! as Extract<TaskReportSection, { task: 'regress' }>;
+    expect(held.n).toBe(r.n);
+    expect(held.metrics.mae).toBeCloseTo(r.regression!.mae, 10);
+    const { charts, errors } = await chartsOf(outs.reg);
+    expect(errors).toEqual([]);
+    expect(charts.find(([id]) => id === 'chart-scatter-1-0')).toEqual(['chart-scatter-1-0', r.n + 2, r.n + 2]);
   });
 
   it('multilabel: the per-label section has each label’s threshold and scores, drawn as bars', async () => {

@@ -10,6 +10,7 @@ import { multiLabelMetrics, type MultiLabelMetrics, regressionMetrics, type Regr
 import { compareMultiLabelModes, compareRegressionModes, type MultiLabelModes, type RegressionModes } from '../train/task-modes.js';
 import { evaluationSection } from '../report/evaluation.js';
 import { assertReportFolder, writeEvaluationReport } from '../report/write.js';
+import type { TaskReportSection } from '../report/data.js';
 
 export interface EvaluateOptions {
   /** A stitched model (`model.json`, with `splitfit.json` beside it) or any tfjs LayersModel. */
@@ -129,9 +130,6 @@ async function modesOn(p: Predictor, samples: DataSource['samples'], y: number[]
 
 /** evaluate() of a multilabel or regression model: the task's metrics, and with `compareModes` its detector. */
 async function evaluateTask(options: EvaluateOptions, p: Predictor, task: 'multilabel' | 'regress'): Promise<EvaluateResult> {
-  if (options.report !== undefined) {
-    throw new SplitfitError('SPLITFIT_USAGE', `\`report\` covers classification models; the ${task} report sections are not written yet`, { option: 'report' });
-  }
   const labels = p.labels!;
   const source =
     typeof options.data === 'string' ? await openDataSource(options.data, { task, ...(task === 'multilabel' ? { knownLabels: labels } : {}) }) : options.data;
@@ -166,6 +164,16 @@ async function evaluateTask(options: EvaluateOptions, p: Predictor, task: 'multi
     } finally {
       x.dispose();
     }
+  }
+  if (options.report !== undefined) {
+    const on = `the data ${source.root} (${samples.length} samples)`;
+    const k = labels.length;
+    const column = (values: ArrayLike<number>, j: number): number[] => Array.from({ length: samples.length }, (_, i) => values[i * k + j]!);
+    const section: TaskReportSection =
+      task === 'regress'
+        ? { task, kind: 'evaluate', title: 'Evaluation: predicted vs true', on, n: samples.length, metrics: result.regression!, points: labels.map((name, j) => ({ name, actual: column(targets, j), predicted: column(probs, j) })) }
+        : { task, kind: 'evaluate', title: 'Evaluation: per label', on, n: samples.length, metrics: result.multilabel! };
+    result.report = (await writeEvaluationReport(options.report, section, typeof options.model === 'string' ? options.model : undefined)).file;
   }
   return result;
 }

@@ -93,6 +93,7 @@ function taskValidationSection(input: TrainReportInput, set: FeatureSet, task: T
     const column = (values: ArrayLike<number>, j: number): number[] => Array.from({ length: n }, (_, i) => values[i * k + j]!);
     return {
       task: 'regress',
+      kind: 'validation',
       title: 'Validation: predicted vs true',
       on,
       n,
@@ -100,7 +101,7 @@ function taskValidationSection(input: TrainReportInput, set: FeatureSet, task: T
       points: run.labels.map((name, j) => ({ name, actual: column(targets, j), predicted: column(out, j) })),
     };
   }
-  return { task: 'multilabel', title: 'Validation: per label', on, n, metrics: multiLabelMetrics(out, targets, run.labels, task.thresholds) };
+  return { task: 'multilabel', kind: 'validation', title: 'Validation: per label', on, n, metrics: multiLabelMetrics(out, targets, run.labels, task.thresholds) };
 }
 
 /** The search's leaderboard as report rows, best first (the winner is the model beside the report). */

@@ -66,6 +66,8 @@ export interface EvaluationSection {
 export type TaskReportSection =
   | {
       task: 'regress';
+      /** As `EvaluationSection.kind`: a new section of a kind replaces the old one. */
+      kind: 'validation' | 'evaluate';
       title: string;
       on: string;
       n: number;
@@ -73,7 +75,7 @@ export type TaskReportSection =
       /** Per target: true and predicted values of every sample, in the target's units. */
       points: { name: string; actual: number[]; predicted: number[] }[];
     }
-  | { task: 'multilabel'; title: string; on: string; n: number; metrics: MultiLabelMetrics };
+  | { task: 'multilabel'; kind: 'validation' | 'evaluate'; title: string; on: string; n: number; metrics: MultiLabelMetrics };
 
 export interface ReportSample {
   /** File name (or `images.idx#12`) as the data source names it; the id when the file is no longer found. */
@@ -101,6 +103,16 @@ export function bestEpoch(h: { loss: readonly number[]; valLoss?: readonly numbe
     if (v < series[best]!) best = i;
   });
   return { bestEpoch: best + 1, bestBy: series === h.loss ? 'loss' : 'val loss' };
+}
+
+/** Replaces the task section of the same kind, or adds it (the notes go, as for `withEvaluation`). */
+export function withTaskSection(data: ReportData, section: TaskReportSection): ReportData {
+  return { ...data, tasks: [...(data.tasks ?? []).filter((t) => t.kind !== section.kind), section], notes: [] };
+}
+
+/** Titles of every section of a report, in order. */
+export function sectionTitles(data: ReportData): string[] {
+  return [...data.evaluations.map((e) => e.title), ...(data.tasks ?? []).map((t) => t.title)];
 }
 
 /** Replaces the section of the same kind, or adds it (the notes say why sections are missing: they go). */
