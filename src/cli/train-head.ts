@@ -180,7 +180,7 @@ export function registerTrainHead(program: Command): void {
       const best = h.bestEpoch !== undefined ? ` (kept the weights of epoch ${h.bestEpoch}, the best)` : '';
       return [
         ...lines,
-        `trained ${result.epochs} epochs (${result.task.task}): loss ${h.loss[last]!.toFixed(4)} ${accName} ${h.acc[last]!.toFixed(4)}${val}${best}`,
+        `trained ${result.epochs} epochs${result.task.task === 'classify' ? '' : ` (${result.task.task})`}: loss ${h.loss[last]!.toFixed(4)} ${accName} ${h.acc[last]!.toFixed(4)}${val}${best}`,
         ...(result.task.thresholds ? [`thresholds${result.task.thresholdsTuned ? ' (tuned on the validation data)' : ''}: ${result.labels.map((l, j) => `${l} ${result.task.thresholds![j]!.toFixed(3)}`).join(', ')}`] : []),
         `wrote ${result.out} (model.json = stitched model, head/, history.json, splitfit.json, report.html, committed as one) in ${summary.seconds.toFixed(1)} s`,
         `report: ${join(result.out, 'report.html')} (open it in a browser)`,
