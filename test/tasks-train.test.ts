@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeMultiLabelDataset, makeRotationDataset } from '../examples/task-data.js';
-import { buildHead, extractFeatures, loadPredictor, openDataSource, predictSamples, saveModel, trainHead } from '../src/index.js';
+import { buildHead, extractFeatures, FeatureCache, loadPredictor, openDataSource, predictSamples, saveModel, trainHead } from '../src/index.js';
+import { listRuns } from '../src/extract/run-meta.js';
 import { fitTargetScale, foldTargetScale, standardize } from '../src/model/target-scale.js';
 import { positiveWeightsOf } from '../src/train/losses.js';
 import { residualToyModel } from './helpers/models.js';
@@ -125,6 +126,20 @@ describe('trainHead on regression and multi-label runs', () => {
     const probs = tf.tidy(() => (r.model.predict(tf.zeros([2, 16, 16, 3])) as tf.Tensor).arraySync() as number[][]);
     // Sigmoid outputs: independent probabilities, not a distribution.
     for (const row of probs) for (const p of row) expect(p > 0 && p < 1).toBe(true);
+  });
+
+  it('the task is in the run record, not the fingerprint: the same cached features serve another task', async () => {
+    const cache = join(dir, 'cache-task');
+    const first = await extractFeatures({ model, boundary: 'block2_add', data: rotation.train, cache });
+    const again = await extractFeatures({ model, boundary: 'block2_add', data: rotation.train, cache, task: 'classify' });
+    expect(again.fingerprint).toBe(first.fingerprint);
+    expect(again.extracted).toBe(0);
+    await using c = await FeatureCache.open(cache);
+    const { runs } = await listRuns(c);
+    expect(runs).toHaveLength(1);
+    // The record says the task it was last cached as: classify (no task field), classes = the angle texts.
+    expect(runs[0]!.task).toBeUndefined();
+    expect(runs[0]!.samples.every((sm) => sm.y === undefined && sm.label >= 0)).toBe(true);
   });
 
   it('the automatic learning rate and epochs cover regression: a sweep on the hold-out loss, finite trials', async () => {

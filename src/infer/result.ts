@@ -4,6 +4,8 @@
  * the builders take one row of the model's outputs, in output order, and the output names.
  */
 
+import { DEFAULT_LABEL_THRESHOLD } from '../model/metadata.js';
+
 /** `classify`: the most probable class. */
 export interface ClassificationResult {
   label: string;
@@ -41,8 +43,7 @@ export function classificationResult(row: ArrayLike<number>, labels: readonly st
   };
 }
 
-/** The default threshold of every label: predicted when its probability is ≥ 0.5. */
-export const DEFAULT_LABEL_THRESHOLD = 0.5;
+export { DEFAULT_LABEL_THRESHOLD };
 
 /**
  * Builds a multi-label result from one row of sigmoid probabilities in label order; label j is

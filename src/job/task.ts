@@ -5,7 +5,7 @@ import type { RunMeta } from '../extract/run-meta.js';
 import { fitTargetScale, foldTargetScale, standardize, type TargetScale } from '../model/target-scale.js';
 import type { FeatureSet } from '../train/feature-set.js';
 import { positiveWeightsOf, type RegressionLoss } from '../train/losses.js';
-import { tuneThresholds } from '../train/task-metrics.js';
+import { DEFAULT_THRESHOLD, tuneThresholds } from '../train/task-metrics.js';
 import type { TaskRecord } from '../output/manifest.js';
 import type { ResolvedTrainHeadOptions } from './options.js';
 import type { LabeledId } from './validation.js';
@@ -79,7 +79,7 @@ export function finishTaskHead(task: Task, head: tf.LayersModel, targets: Prepar
     return { task, loss: o.loss ?? 'mse', targetScale: targets.scale! };
   }
   const positive = targets.positiveWeights ? { positiveWeights: targets.positiveWeights } : {};
-  if (!o.tuneThresholds || valSet === undefined || valSet.targets === undefined) return { task, thresholds: new Array<number>(k).fill(0.5), thresholdsTuned: false, ...positive };
+  if (!o.tuneThresholds || valSet === undefined || valSet.targets === undefined) return { task, thresholds: new Array<number>(k).fill(DEFAULT_THRESHOLD), thresholdsTuned: false, ...positive };
   const probs = tf.tidy(() => (head.predict(tf.tensor(valSet.x, [valSet.ids.length, ...valSet.featureShape]), { batchSize: 256 }) as tf.Tensor).dataSync() as Float32Array);
   return { task, thresholds: tuneThresholds(probs, valSet.targets, k), thresholdsTuned: true, ...positive };
 }

@@ -38,6 +38,8 @@ export interface RegressMetadata extends CommonMetadata {
 }
 
 export const MODEL_METADATA_FORMAT = 'splitfit-model/1';
+/** A multi-label model's decision threshold for a label unless tuned: predicted when its probability is ≥ 0.5. */
+export const DEFAULT_LABEL_THRESHOLD = 0.5;
 /** The key under model.json's `userDefinedMetadata`. */
 export const METADATA_KEY = 'splitfit';
 

@@ -283,7 +283,7 @@ export function evaluateHead(head: tf.LayersModel, set: FeatureSet, k: number, b
   });
   const task = loss.task ?? 'classify';
   if (task === 'classify') return classificationMetrics(out, set.labels, k);
-  const targets = firstViewTargets(set);
+  const targets = targetsOfSet(set);
   const lossValue = tf.tidy(() => tf.mean(perSampleTaskLoss(tf.tensor2d(out, [n, k]), tf.tensor2d(targets, [n, k]), { task, regressionLoss: loss.regressionLoss, positiveWeights: loss.positiveWeights })).dataSync()[0]!);
   if (task === 'multilabel') {
     const m = multiLabelMetrics(out, targets, Array.from({ length: k }, (_, j) => String(j)));
@@ -293,7 +293,7 @@ export function evaluateHead(head: tf.LayersModel, set: FeatureSet, k: number, b
   return { loss: lossValue, accuracy: m.r2 ?? 0 };
 }
 
-function firstViewTargets(set: FeatureSet): Float32Array {
+function targetsOfSet(set: FeatureSet): Float32Array {
   if (set.targets === undefined) throw new TypeError('evaluateHead: a multilabel or regress feature set needs targets');
   return set.targets;
 }

@@ -1,4 +1,5 @@
 import { SplitfitError } from '../errors.js';
+import { DEFAULT_LABEL_THRESHOLD } from '../model/metadata.js';
 import { rocAuc } from './metrics.js';
 
 /**
@@ -171,8 +172,8 @@ export function regressionMetrics(predicted: ArrayLike<number>, actual: ArrayLik
   };
 }
 
-/** The default decision threshold of a multi-label head: a label is predicted when its probability is ≥ 0.5. */
-export const DEFAULT_THRESHOLD = 0.5;
+/** The default decision threshold of a multi-label head (one home: `model/metadata.ts`). */
+export const DEFAULT_THRESHOLD = DEFAULT_LABEL_THRESHOLD;
 
 function checkTargets01(actual: ArrayLike<number>): void {
   for (let i = 0; i < actual.length; i++) {
