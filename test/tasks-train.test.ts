@@ -128,6 +128,17 @@ describe('trainHead on regression and multi-label runs', () => {
     for (const row of probs) for (const p of row) expect(p > 0 && p < 1).toBe(true);
   });
 
+  it('streams regression and multi-label targets from LevelDB when the features exceed the memory budget', async () => {
+    for (const [cache, task] of [['cache-reg', 'regress'], ['cache-ml', 'multilabel']] as const) {
+      const r = await trainHead({ cache: join(dir, cache), out: join(dir, `${cache}-stream`), epochs: 3, learningRate: 1e-2, batchSize: 8, validationSplit: 0.25, memoryBudget: 1024, seed: 1 });
+      expect(r.mode).toBe('stream');
+      expect(r.task.task).toBe(task);
+      expect(r.history.loss.every((l) => Number.isFinite(l) && l > 0)).toBe(true);
+      // The epoch score is ≤ 1 in both tasks (per-label accuracy; 1 − standardised squared error).
+      expect(r.history.acc.every((a) => a <= 1)).toBe(true);
+    }
+  });
+
   it('the task is in the run record, not the fingerprint: the same cached features serve another task', async () => {
     const cache = join(dir, 'cache-task');
     const first = await extractFeatures({ model, boundary: 'block2_add', data: rotation.train, cache });
