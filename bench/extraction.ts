@@ -26,8 +26,8 @@
  * for a measured run and what limits each number.
  */
 import * as tf from '@tensorflow/tfjs';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -45,6 +45,7 @@ import { compileBase } from '../src/model/compile/index.js';
 import { loadModel } from '../src/model/io.js';
 import { splitBase } from '../src/model/split.js';
 import { trainHead } from '../src/index.js';
+import { findPython, runPythonJson } from './python-peer.js';
 import { intFlag } from './args.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -265,28 +266,17 @@ interface Measure {
 // ---------------------------------------------------------------------------------------------
 // Python TensorFlow peer (bench/python/mobilenet_predict.py), also one process per round.
 
-function findPython(): string | undefined {
-  if (argv['no-python']) return undefined;
-  const candidates = [argv.python, process.env['SPLITFIT_BENCH_PYTHON'], '/tmp/tfpy/bin/python'].filter((p): p is string => !!p);
-  return candidates.find((p) => existsSync(p));
-}
-
 async function python(bin: string, batch: number, batches: number): Promise<{ predict: number; tfFunction: number; version: string; othersCores?: number }> {
   const script = join(HERE, 'python', 'mobilenet_predict.py');
   const b0 = await busySeconds();
   const t0 = performance.now();
-  const r = await new Promise<{ tensorflow: string; keras: string; imagesPerSecond: { predict: number; tf_function: number }; cpuSeconds: number }>(
-    (res, rej) => {
-      execFile(bin, [script, '--batch', String(batch), '--batches', String(batches), '--json'], { maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-        if (err) return rej(new Error(`${err.message.split('\n')[0]} ${stderr.trim().split('\n').slice(-2).join(' | ')}`));
-        try {
-          res(JSON.parse(stdout.trim().split('\n').at(-1) ?? ''));
-        } catch {
-          rej(new Error(`unexpected output: ${stdout.slice(-200)}`));
-        }
-      });
-    },
-  );
+  const r = await runPythonJson<{ tensorflow: string; keras: string; imagesPerSecond: { predict: number; tf_function: number }; cpuSeconds: number }>(bin, script, [
+    '--batch',
+    String(batch),
+    '--batches',
+    String(batches),
+    '--json',
+  ]);
   const wall = (performance.now() - t0) / 1000;
   const b1 = await busySeconds();
   const out = { predict: r.imagesPerSecond.predict, tfFunction: r.imagesPerSecond.tf_function, version: `TensorFlow ${r.tensorflow}, Keras ${r.keras}` };
@@ -468,7 +458,7 @@ async function main(): Promise<void> {
     // Plan every measurement, then run the plan `rounds` times (interleaved, so slow phases of
     // other jobs on the machine spread over all rows instead of hitting one).
     const plan: { m: Measure; args?: string[]; py?: { bin: string } }[] = [];
-    const pyBin = findPython();
+    const pyBin = findPython(argv.python, argv['no-python'] === true);
     const pyBatches = quick ? 3 : 8;
     for (const backend of wanted) {
       const probe = await probeBackend(backend);

@@ -41,17 +41,25 @@ function fit(set: FeatureSet, k: number, lambda: number): Fit {
   return { w, b, mean, sd };
 }
 
-function accuracy(f: Fit, set: FeatureSet): number {
+function predict(f: Fit, set: FeatureSet): number[] {
   return tf.tidy(() => {
     const x = tf.div(tf.sub(tf.tensor2d(set.x, [set.ids.length, set.featureShape[0]!]), f.mean), f.sd);
-    const pred = tf.argMax(tf.add(tf.matMul(x, f.w), f.b), -1).dataSync();
-    return set.labels.filter((y, i) => pred[i] === y).length / set.labels.length;
+    return Array.from(tf.argMax(tf.add(tf.matMul(x, f.w), f.b), -1).dataSync());
   });
+}
+
+function accuracy(f: Fit, set: FeatureSet): number {
+  const pred = predict(f, set);
+  return set.labels.filter((y, i) => pred[i] === y).length / set.labels.length;
 }
 
 const dispose = (f: Fit): void => tf.dispose([f.w, f.b, f.mean, f.sd]);
 
-export function linearProbe(train: FeatureSet, k: number, seed: number): { lambda: number; iterations: number; accuracy(set: FeatureSet): number; dispose(): void } {
+export function linearProbe(
+  train: FeatureSet,
+  k: number,
+  seed: number,
+): { lambda: number; iterations: number; accuracy(set: FeatureSet): number; predict(set: FeatureSet): number[]; dispose(): void } {
   const folds = stratifiedFolds(train.labels, 3, seed);
   const scores = LAMBDAS.map((lambda) => {
     let sum = 0;
@@ -65,5 +73,5 @@ export function linearProbe(train: FeatureSet, k: number, seed: number): { lambd
   });
   const lambda = LAMBDAS[scores.indexOf(Math.max(...scores))]!;
   const final = fit(train, k, lambda);
-  return { lambda, iterations: ITERATIONS, accuracy: (set) => accuracy(final, set), dispose: () => dispose(final) };
+  return { lambda, iterations: ITERATIONS, accuracy: (set) => accuracy(final, set), predict: (set) => predict(final, set), dispose: () => dispose(final) };
 }

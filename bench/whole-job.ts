@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,7 @@ import { loadModel } from '../src/model/io.js';
 import { classificationMetrics } from '../src/train/metrics.js';
 import { trainHead } from '../src/index.js';
 import { intFlag } from './args.js';
+import { findPython, runPythonJson } from './python-peer.js';
 
 const FASHION = '/usr/share/datasets/fashion-mnist';
 const TRAIN_IDX = `${FASHION}/train-images-idx3-ubyte.gz`;
@@ -60,6 +61,8 @@ const { values: argv } = parseArgs({
     backend: { type: 'string', default: 'auto' },
     keep: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
+    python: { type: 'string' },
+    'no-python': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -211,6 +214,39 @@ const median = (xs: number[]): number => {
 };
 
 // ---------------------------------------------------------------------------------------------
+// The Keras 3 peers (bench/python/keras_route.py), alternating route and end-to-end per round.
+
+interface KerasRun {
+  mode: 'route' | 'end-to-end';
+  tf: string;
+  keras: string;
+  n: number;
+  wholeJobExcludingImport: number;
+  extractSeconds: number;
+  trainSeconds: number;
+}
+
+async function kerasPeers(work: string, indices: number[]): Promise<{ version: string; route: KerasRun[]; endToEnd: KerasRun[] } | undefined> {
+  const bin = findPython(argv.python, argv['no-python'] === true);
+  if (bin === undefined) {
+    log('Keras peers: no Python with TensorFlow found (--python, $SPLITFIT_BENCH_PYTHON, /tmp/tfpy); skipped');
+    return undefined;
+  }
+  if (indices.some((i) => !Number.isInteger(i))) throw new Error('cannot name the drawn images by IDX index for the Keras peers');
+  const file = join(work, 'keras-indices.json');
+  await writeFile(file, JSON.stringify(indices));
+  const script = fileURLToPath(new URL('python/keras_route.py', import.meta.url));
+  const route: KerasRun[] = [];
+  const endToEnd: KerasRun[] = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const mode of ['route', 'end-to-end'] as const) {
+      const run = await timed(`keras: ${mode} (round ${r + 1})`, () => runPythonJson<KerasRun>(bin, script, ['--mode', mode, '--epochs', String(epochs), '--indices', file]));
+      if (run.n !== indices.length) throw new Error(`keras ${mode} trained on ${run.n} images, expected ${indices.length}`);
+      (mode === 'route' ? route : endToEnd).push(run);
+    }
+  }
+  return { version: `TensorFlow ${route[0]!.tf}, Keras ${route[0]!.keras}`, route, endToEnd };
+}
 
 async function main(): Promise<void> {
   const digest = srcDigest();
@@ -299,6 +335,9 @@ async function main(): Promise<void> {
     const naiveTest = await timed('naive: predict test', async () => predictAccuracy(naive, testX, testData.labels));
     naive.dispose();
     testX.dispose();
+
+    // 3. The Keras 3 peers on the same images (speed only: random weights), when a Python has them.
+    const keras = await kerasPeers(work, train.samples.map((s) => Number(/#(\d+)$/.exec(s.source)?.[1] ?? NaN)));
 
     // 4. Head epochs from LevelDB (stream) vs in memory, on the features cached in step 1.
     //    Alternating rounds, so drifting load on the machine hits both modes alike.
@@ -426,6 +465,11 @@ async function main(): Promise<void> {
         memoryOverStreamQuietMean: mem.quietMean !== undefined && str.quietMean !== undefined ? mem.quietMean / str.quietMean : undefined,
         readPassSeconds: readPasses,
       },
+      keras: keras && {
+        ...keras,
+        routeOverSplitfit: median(keras.route.map((r) => r.wholeJobExcludingImport)) / sfTotal,
+        endToEndOverSplitfit: median(keras.endToEnd.map((r) => r.wholeJobExcludingImport)) / sfTotal,
+      },
       phases,
       loadavg: { start: loadStart, end: loadEnd },
     };
@@ -443,6 +487,14 @@ async function main(): Promise<void> {
       `| splitfit | ${f1(sfTotal)} | extract ${f1(result.splitfit.extractPhaseSeconds)} (after model load ${f1(extract.extractSeconds)}), train+stitch+save ${f1(result.splitfit.trainPhaseSeconds)} (epochs ${f2(sfEpochSeconds)}) | ${f3(result.splitfit.lastTrainAcc)} | ${f3(sfTest.accuracy)} |`,
       `| naive TF.js | ${f1(naiveTotal)} | load+build ${f1(result.naive.buildSeconds)}, decode ${f1(result.naive.decodeSeconds)}, fit ${f1(result.naive.fitSeconds)} | ${f3(result.naive.lastFitAcc)} | ${f3(naiveTest.accuracy)} |`,
       '',
+      ...(result.keras
+        ? [
+            `| Keras 3 feature-extraction route (${result.keras.version}; median of ${result.keras.route.length}) | ${f1(median(result.keras.route.map((r) => r.wholeJobExcludingImport)))} | predict ${result.keras.route.map((r) => f1(r.extractSeconds)).join(' / ')}, fit ${result.keras.route.map((r) => f1(r.trainSeconds)).join(' / ')} | — | — (random weights) |`,
+            `| Keras 3 frozen end-to-end fit (median of ${result.keras.endToEnd.length}) | ${f1(median(result.keras.endToEnd.map((r) => r.wholeJobExcludingImport)))} | fit ${result.keras.endToEnd.map((r) => f1(r.trainSeconds)).join(' / ')} | — | — (random weights) |`,
+          ]
+        : ['| Keras 3 peers | — | no Python with TensorFlow found (--python) | — | — |']),
+      '',
+      ...(result.keras ? [`ratios vs Keras 3: route / splitfit = ${f2(result.keras.routeOverSplitfit)}×; end-to-end / splitfit = ${f2(result.keras.endToEndOverSplitfit)}× (Keras times exclude the Python import, as splitfit's exclude Node's)`] : []),
       `ratios: naive (decode+fit) / splitfit total = ${f2(result.ratios.naiveDecodeFitOverSplitfitTotal)}×; naive total / splitfit total = ${f2(result.ratios.naiveTotalOverSplitfitTotal)}×; naive epoch / splitfit head epoch = ${f1(result.ratios.naiveEpochOverSplitfitEpoch)}×`,
       '',
       `| epoch | mean s | median s | epochs | quiet epochs: mean s (n) |`,

@@ -65,3 +65,7 @@ export {
   REGRESSION_RULE,
   type RegressionModes,
 } from './train/task-modes.js';
+export { type ExportOptions, type ExportResult, exportModel, validateExportOptions } from './job/export.js';
+export { QUANTIZE_CHOICES, type Quantize, quantizeWeights } from './model/quantize.js';
+export { METADATA_KEY, MODEL_METADATA_FORMAT, type ModelMetadata, readModelMetadata } from './model/metadata.js';
+export { modelMetadataOf } from './output/metadata.js';

@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImage, openDataSource, type RawImage, SplitfitError } from '../src/index.js';
 import { describeDecode, type DecodeTarget } from '../src/data/decode.js';
+import { PIXEL_PIPELINE } from '../src/data/pixels.js';
 import { makeTempDir, MNIST_DIR, mnistSubset, png, png16, solid, tinyBmp, TWEMOJI_DIR, twemojiByCategory, writeAt } from './data-fixtures.js';
 
 const rgb = (height: number, width: number): DecodeTarget => ({ height, width, channels: 3 });
@@ -190,6 +191,6 @@ describe('decode settings', () => {
     expect(sharp.concurrency()).toBe(1);
     expect(sharp.cache()).toMatchObject({ files: { max: 0 }, items: { max: 0 } });
     expect(describeDecode()).toContain(`vips-${sharp.versions.vips}`);
-    expect(describeDecode()).toMatch(/fill/);
+    expect(describeDecode()).toContain(PIXEL_PIPELINE);
   });
 });

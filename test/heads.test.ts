@@ -160,8 +160,10 @@ describe('train-head on a toy cache', () => {
     expect(a.auto!.method).toBe('sweep');
     expect(a.auto!.chosen).toEqual(['learningRate', 'epochs']);
     expect(a.auto!.trials.map((t) => t.learningRate)).toEqual([1e-3, 3e-3, 1e-2, 3e-2]);
-    // The hold-out is a fifth of the 45 training samples: the user's 15 validation samples are not in it.
+    // A hold-out is a fifth of the 45 training samples (the user's 15 validation samples are not in
+    // it); three of them are used, as 9 samples are far fewer than 200.
     expect(a.auto!.holdout).toBe(9);
+    expect(a.auto!.holdouts).toBe(3);
     expect(b.auto).toEqual(a.auto);
     expect((await headWeights(join(dir, 'auto-a'))).equals(await headWeights(join(dir, 'auto-b')))).toBe(true);
     expect(a.settings).toMatchObject({ learningRate: a.auto!.learningRate, epochs: a.auto!.epochs });

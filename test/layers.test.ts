@@ -22,7 +22,7 @@ export const LAYERS = [
   ['infer'],
   ['job'],
   ['cli'],
-  ['index'],
+  ['index', 'browser'],
 ] as const;
 
 function floorOf(file: string): number {

@@ -196,7 +196,7 @@ describe('through the CLI, stderr a pipe', () => {
 
   it('the first SIGINT says at once how to resume, then the coded line; exit 130', async () => {
     const out = join(fx.dir, 'out-sigint');
-    const child = spawn(process.execPath, [CLI, 'train-head', '--cache', cache, '--out', out, '--epochs', '100000', '--batch-size', '1', ...backendArgs()], {
+    const child = spawn(process.execPath, [CLI, 'train-head', '--cache', cache, '--out', out, '--epochs', '100000', '--lr', '0.01', '--batch-size', '1', ...backendArgs()], {
       env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

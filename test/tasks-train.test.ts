@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { makeMultiLabelDataset, makeRotationDataset } from '../examples/task-data.js';
 import { buildHead, extractFeatures, FeatureCache, loadPredictor, openDataSource, predictSamples, saveModel, trainHead } from '../src/index.js';
 import { listRuns } from '../src/extract/run-meta.js';
+import { readModelMetadata } from '../src/model/metadata.js';
 import { fitTargetScale, foldTargetScale, standardize } from '../src/model/target-scale.js';
 import { positiveWeightsOf } from '../src/train/losses.js';
 import { residualToyModel } from './helpers/models.js';
@@ -104,6 +105,8 @@ describe('trainHead on regression and multi-label runs', () => {
     const manifestJson = JSON.parse(await readFile(join(out, 'splitfit.json'), 'utf8')) as { task: { task: string; targetScale: { mean: number[] } } };
     expect(manifestJson.task.task).toBe('regress');
     expect(manifestJson.task.targetScale.mean[0]).toBeCloseTo(r.task.targetScale!.mean[0]!, 6);
+    const modelJson = JSON.parse(await readFile(join(out, 'model.json'), 'utf8')) as { userDefinedMetadata: unknown };
+    expect(readModelMetadata(modelJson.userDefinedMetadata, 'model.json')).toMatchObject({ task: 'regress', labels: ['target_offset'] });
     // History: loss per epoch; acc is R² (≤ 1).
     expect(r.history.loss).toHaveLength(30);
     expect(r.history.valAcc!.every((v) => v <= 1)).toBe(true);
@@ -123,6 +126,9 @@ describe('trainHead on regression and multi-label runs', () => {
     expect(r.history.valAuc!.every((a) => a >= 0 && a <= 1)).toBe(true);
     const m = JSON.parse(await readFile(join(out, 'splitfit.json'), 'utf8')) as { task: { thresholds: number[] } };
     expect(m.task.thresholds).toEqual(r.task.thresholds);
+    // model.json alone says how to read the outputs (what the browser module reads): task and thresholds.
+    const modelJson = JSON.parse(await readFile(join(out, 'model.json'), 'utf8')) as { userDefinedMetadata: unknown };
+    expect(readModelMetadata(modelJson.userDefinedMetadata, 'model.json')).toMatchObject({ task: 'multilabel', labels: multi.labels, thresholds: r.task.thresholds });
     const probs = tf.tidy(() => (r.model.predict(tf.zeros([2, 16, 16, 3])) as tf.Tensor).arraySync() as number[][]);
     // Sigmoid outputs: independent probabilities, not a distribution.
     for (const row of probs) for (const p of row) expect(p > 0 && p < 1).toBe(true);

@@ -5,6 +5,7 @@ import { registerCache } from './cache.js';
 import { registerCacheFeatures } from './cache-features.js';
 import { registerDoctor } from './doctor.js';
 import { registerEvaluate } from './evaluate.js';
+import { registerExport } from './export.js';
 import { registerInspect } from './inspect.js';
 import { registerModels } from './models.js';
 import { reportError } from './output.js';
@@ -35,6 +36,7 @@ registerTrainHead(program);
 registerEvaluate(program);
 registerPredict(program);
 registerReport(program);
+registerExport(program);
 registerCache(program);
 registerDoctor(program);
 for (const cmd of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)]) {

@@ -5,6 +5,7 @@ import { FeatureCache } from '../cache/feature-cache.js';
 import { SplitfitError } from '../errors.js';
 import { LR_SCHEDULES, type LrSchedule } from '../train/fit.js';
 import { OPTIMIZERS, type OptimizerName } from '../train/step.js';
+import { QUANTIZE_CHOICES, type Quantize } from '../model/quantize.js';
 import { validateTrainHeadOptions } from '../job/options.js';
 import { type ChosenSettings, trainHead } from '../job/train-head.js';
 import { checkOutputFolder } from '../output/folder.js';
@@ -30,6 +31,7 @@ interface Flags extends CommonFlags {
   refreshEvery?: number;
   lockBn?: boolean;
   foldBn: boolean;
+  quantize?: Quantize;
   weightDecay?: number;
   labelSmoothing?: number;
   lrSchedule?: LrSchedule;
@@ -97,6 +99,7 @@ export function registerTrainHead(program: Command): void {
       refreshEvery: f.refreshEvery,
       lockBatchNorm: f.lockBn,
       foldBatchNorm: f.foldBn,
+      quantize: f.quantize,
       weightDecay: f.weightDecay,
       labelSmoothing: f.labelSmoothing,
       lrSchedule: f.lrSchedule,
@@ -175,7 +178,7 @@ export function registerTrainHead(program: Command): void {
         lines.push(`the winner, without --search: ${summary.search!.command}`);
       } else if (result.auto) {
         const a = result.auto;
-        lines.push(a.method === 'sweep' ? `chose lr ${st.learningRate}, ${st.epochs} epochs on a hold-out of ${a.holdout} training samples` : `too few samples (or features streamed) for the automatic choice: lr ${st.learningRate}, ${st.epochs} epochs`);
+        lines.push(a.method === 'sweep' ? `chose lr ${st.learningRate}, ${st.epochs} epochs on ${a.holdouts} hold-outs of ${a.holdout} training samples` : `too few samples (or features streamed) for the automatic choice: lr ${st.learningRate}, ${st.epochs} epochs`);
       }
       const best = h.bestEpoch !== undefined ? ` (kept the weights of epoch ${h.bestEpoch}, the best)` : '';
       return [
@@ -216,6 +219,7 @@ export function registerTrainHead(program: Command): void {
     .option('--refresh-every <R>', 'augmented caches: new generation of views every R epochs, extracted while training', positiveInt('--refresh-every'))
     .option('--lock-bn', 'original: heads: keep the pretrained BatchNorm layers frozen, in inference mode')
     .option('--no-fold-bn', "export the base's original BatchNorm/Dropout layers instead of folding them (folded: the model behaves the same under a further fit)")
+    .addOption(new Option('--quantize <dtype>', "store model.json's weights quantized (stock tf.loadLayersModel dequantizes them; head/ stays float32)").choices(QUANTIZE_CHOICES))
     .option('--memory-budget-mb <n>', 'hold features in memory up to this size, else stream from LevelDB (default: 1024)', positiveInt('--memory-budget-mb'))
     .addHelpText('after', '\nExample:\n  splitfit train-head --cache ./cache --out model/ --epochs 20 --validation-split 0.2\n');
   backendOption(cmd);

@@ -1,14 +1,10 @@
 import sharp from 'sharp';
 import { SplitfitError } from '../errors.js';
+import { type DecodedPixels, PIXEL_PIPELINE, type PixelTarget, toInputPixels } from './pixels.js';
 import type { RawImage } from './types.js';
 
 /** Size and channel count of a decoded image, as the base expects it. */
-export interface DecodeTarget {
-  height: number;
-  width: number;
-  /** 3 = RGB (grayscale inputs are replicated); 1 = grayscale (colour inputs become ITU-R 601-2 luma). */
-  channels: 1 | 3;
-}
+export type DecodeTarget = PixelTarget;
 
 // One libvips thread per image: the extraction pipeline runs several decodes at once (each on a
 // libuv worker), which keeps the cores busy without threading overhead. Measured on 2 cores, 64×64
@@ -19,21 +15,24 @@ sharp.cache(false);
 
 /**
  * What decoding does to pixels, for the features fingerprint: features depend on it as much as on
- * the preprocessing preset, and on the libvips version that resamples.
+ * the preprocessing preset. sharp only decodes (the libvips version still names the decoders);
+ * compositing and resizing are splitfit's own ({@link PIXEL_PIPELINE}), shared with the browser.
  */
 export function describeDecode(): string {
-  return `decode/v1:sharp-${sharp.versions.sharp}/vips-${sharp.versions.vips}:auto-orient,flatten-white,fill-lanczos3,srgb-uint8,gray-luma601`;
+  return `decode/v2:sharp-${sharp.versions.sharp}/vips-${sharp.versions.vips}:auto-orient,srgb-uint8|${PIXEL_PIPELINE}`;
 }
 
 /**
  * Decodes an encoded image (PNG, JPEG, WebP, GIF, TIFF, AVIF) or raw pixels to row-major HWC uint8
  * pixels of exactly `target` size.
  *
- * - Resizes with `fit: 'fill'` (aspect ratio not kept): every pixel of the content stays in view,
- *   like Keras `image_dataset_from_directory`/`tf.image.resize`; `cover` would crop content away and
- *   `contain` would add letterbox bars the pretrained base never saw.
- * - Applies EXIF orientation, composites alpha on white, reduces 16-bit samples to 8 bits, converts
- *   grayscale to RGB (or colour to ITU-R 601-2 luma for `channels: 1`). Animated images use the first frame.
+ * sharp decodes at the image's own size: EXIF orientation applied, colour converted to sRGB (an
+ * embedded ICC profile is honoured), 16-bit samples reduced to 8 bits, animated images' first
+ * frame. Everything after that is {@link toInputPixels} — alpha composited on white, the resize
+ * with `fit: 'fill'` (aspect ratio not kept: every pixel of the content stays in view, like Keras
+ * `image_dataset_from_directory`/`tf.image.resize`; cropping would cut content away and letterbox
+ * bars the pretrained base never saw), gray ↔ RGB — the code the browser module runs on the
+ * pixels the browser decodes.
  *
  * Any failure (empty, truncated or non-image bytes, unsupported format) throws `SPLITFIT_DATA_DECODE`
  * naming `source` and the reason, with the sharp error as `cause`.
@@ -41,55 +40,34 @@ export function describeDecode(): string {
  */
 export async function decodeImage(input: Buffer | RawImage, target: DecodeTarget, source: string): Promise<Uint8Array> {
   validateTarget(target);
-  const { height, width, channels } = target;
   if (!Buffer.isBuffer(input)) {
     validateRaw(input, source);
-    if (input.width === width && input.height === height && input.channels === channels) return new Uint8Array(input.raw);
-  } else if (input.length === 0) {
-    throw decodeError(source, 'the file is empty (0 bytes)');
-  } else if (isSvg(input)) {
+    return toInputPixels({ data: input.raw, width: input.width, height: input.height, channels: input.channels }, target);
+  }
+  if (input.length === 0) throw decodeError(source, 'the file is empty (0 bytes)');
+  if (isSvg(input)) {
     // libvips renders SVG with whatever fonts are installed: the pixels, and so the features, would
     // depend on the machine.
     throw decodeError(source, 'SVG is not supported (its rendering depends on the installed fonts); convert it to PNG');
   }
+  const decoded = await decodePixels(input, source);
+  return toInputPixels(decoded, target);
+}
 
+/** sharp's part: the image's own pixels, sRGB, 8-bit, oriented; RGB or RGBA. */
+async function decodePixels(input: Buffer, source: string): Promise<DecodedPixels> {
   let result: { data: Buffer; info: sharp.OutputInfo };
   try {
-    const image = Buffer.isBuffer(input)
-      ? sharp(input, { failOn: 'warning' }).autoOrient()
-      : sharp(input.raw, { raw: { width: input.width, height: input.height, channels: input.channels } });
-    result = await image
-      .flatten({ background: '#ffffff' })
-      .toColourspace('srgb')
-      .resize(width, height, { fit: 'fill' })
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    result = await sharp(input, { failOn: 'warning' }).autoOrient().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
     throw decodeError(source, reasonOf(err), err);
   }
-
   const { data, info } = result;
-  if (info.width !== width || info.height !== height || info.channels !== 3 || data.length !== height * width * 3) {
-    throw decodeError(
-      source,
-      `decoder returned ${info.width}×${info.height}×${info.channels} (${data.length} bytes), expected ${width}×${height}×3`,
-    );
+  const { width, height, channels } = info;
+  if ((channels !== 3 && channels !== 4) || data.length !== width * height * channels) {
+    throw decodeError(source, `decoder returned ${width}×${height}×${channels} (${data.length} bytes), expected RGB or RGBA`);
   }
-  const rgb = new Uint8Array(data.buffer, data.byteOffset, data.length);
-  return channels === 3 ? rgb : luma(rgb);
-}
-
-/**
- * ITU-R 601-2 luma with PIL's integer rounding (`L = R·299/1000 + G·587/1000 + B·114/1000`), the
- * grayscale that Keras/PIL and `tf.image.rgb_to_grayscale` use; libvips' `b-w` is a perceptual
- * lightness instead (pure red → 127, not 76). Gray inputs come out unchanged.
- */
-function luma(rgb: Uint8Array): Uint8Array {
-  const out = new Uint8Array(rgb.length / 3);
-  for (let i = 0, j = 0; i < out.length; i++, j += 3) {
-    out[i] = (rgb[j]! * 19595 + rgb[j + 1]! * 38470 + rgb[j + 2]! * 7471 + 0x8000) >>> 16;
-  }
-  return out;
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width, height, channels };
 }
 
 function validateTarget(target: DecodeTarget): void {

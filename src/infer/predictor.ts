@@ -6,10 +6,15 @@ import type { Sample } from '../data/types.js';
 import { SplitfitError, throwIfAborted } from '../errors.js';
 import { bundledModel, isBundledModel } from '../model/bundled.js';
 import { loadModel } from '../model/io.js';
+import { METADATA_KEY, type ModelMetadata, readModelMetadata } from '../model/metadata.js';
 import { readOutputFolder } from '../output/folder.js';
+import { checkMetadataAgrees } from '../output/metadata.js';
 import { MANIFEST_FILE, type TaskRecord } from '../output/manifest.js';
 
-/** A model plus how to feed it: from the `splitfit.json` beside a stitched model, or defaults. */
+/**
+ * A model plus how to feed it: from the `splitfit.json` beside a stitched model, or from the
+ * `userDefinedMetadata.splitfit` inside its model.json (so model.json + weights alone are enough), or defaults.
+ */
 export interface Predictor {
   model: tf.LayersModel;
   labels?: string[];
@@ -18,30 +23,45 @@ export interface Predictor {
   preset: PreprocessPreset;
   inputSize: [number, number];
   channels: 1 | 3;
+  /** The model.json metadata splitfit wrote (absent for other models): its task, labels and preprocessing. */
+  metadata?: ModelMetadata;
 }
 
 /**
  * Loads a model and how to feed it. A splitfit output folder is checked first (an interrupted commit is
  * finished, every file matches the commit record) and its labels must match the model's outputs.
+ * Labels and preset come from `splitfit.json`, else from model.json's metadata; when both are there
+ * they must agree (`SPLITFIT_MODEL_LOAD` otherwise).
  */
 export async function loadPredictor(ref: string | tf.LayersModel, overrides: { preprocess?: string } = {}): Promise<Predictor> {
   const folder = typeof ref === 'string' && !isBundledModel(ref) ? await readOutputFolder(ref) : undefined;
   const model = typeof ref === 'string' ? await loadModel(folder?.modelJson ?? ref) : ref;
+  const source = folder?.modelJson ?? (typeof ref === 'string' ? ref : 'the model');
   const manifest = folder?.manifest;
+  const metadata = readModelMetadata(model.getUserDefinedMetadata(), source);
+  if (metadata && manifest) checkMetadataAgrees(metadata, manifest, source);
   const shape = model.inputs[0]!.shape;
   const [h, w, c] = shape.slice(1);
   if (shape.length !== 4 || typeof h !== 'number' || typeof w !== 'number' || (c !== 1 && c !== 3)) {
     throw new SplitfitError('SPLITFIT_MODEL_LOAD', `the model's input is ${JSON.stringify(shape)}; splitfit needs fixed-size images [h, w, 1 or 3]`);
   }
-  const outputs = model.outputs[0]!.shape.at(-1);
-  if (manifest && outputs !== manifest.labels.length) {
+  if (metadata && (metadata.input.height !== h || metadata.input.width !== w || metadata.input.channels !== c)) {
     throw new SplitfitError(
       'SPLITFIT_MODEL_LOAD',
-      `${folder!.modelJson} has ${String(outputs)} outputs but its ${MANIFEST_FILE} names ${manifest.labels.length} classes (${manifest.labels.join(', ')}); the folder mixes two runs — rerun train-head`,
+      `${source}: userDefinedMetadata.${METADATA_KEY} says the input is ${metadata.input.height}x${metadata.input.width}x${metadata.input.channels}, the model's input layer is ${h}x${w}x${c}; the file was edited — re-export the model with splitfit`,
     );
   }
-  const preset = parsePreprocess(overrides.preprocess ?? manifest?.preprocess ?? (typeof ref === 'string' ? bundledModel(ref)?.preprocess : undefined) ?? 'unit');
-  return { model, preset, inputSize: [h, w], channels: c, ...(manifest ? { labels: manifest.labels } : {}), ...(manifest?.task ? { task: manifest.task } : {}) };
+  const labels = manifest?.labels ?? metadata?.labels;
+  const outputs = model.outputs[0]!.shape.at(-1);
+  if (labels && outputs !== labels.length) {
+    const from = manifest ? `its ${MANIFEST_FILE}` : `its userDefinedMetadata.${METADATA_KEY}`;
+    throw new SplitfitError(
+      'SPLITFIT_MODEL_LOAD',
+      `${source} has ${String(outputs)} outputs but ${from} names ${labels.length} classes (${labels.join(', ')}); the folder mixes two runs — rerun train-head`,
+    );
+  }
+  const preset = parsePreprocess(overrides.preprocess ?? manifest?.preprocess ?? metadata?.preprocessing.preset ?? (typeof ref === 'string' ? bundledModel(ref)?.preprocess : undefined) ?? 'unit');
+  return { model, preset, inputSize: [h, w], channels: c, ...(labels ? { labels } : {}), ...(metadata ? { metadata } : {}), ...(manifest?.task ? { task: manifest.task } : {}) };
 }
 
 /** Decodes and preprocesses samples into one [n, h, w, c] batch (decodes run concurrently). */

@@ -8,6 +8,7 @@ import type { AutoTrial } from './auto.js';
 import type { LeaderboardRow, SearchOptions } from './search.js';
 import { OPTIMIZERS, type OptimizerName } from '../train/step.js';
 import { REGRESSION_LOSSES, type RegressionLoss } from '../train/losses.js';
+import { QUANTIZE_CHOICES, type Quantize } from '../model/quantize.js';
 
 export interface TrainHeadOptions {
   /** Cache directory (or open cache) written by `cache-features`. @default './cache' */
@@ -95,6 +96,12 @@ export interface TrainHeadOptions {
    * @default true
    */
   foldBatchNorm?: boolean;
+  /**
+   * Store the stitched model's float32 weights quantized: `uint8` (affine per tensor, ~¼ the size) or
+   * `float16` (½), in the stock tfjs weights-manifest format that `tf.loadLayersModel` dequantizes on
+   * load. `head/` stays float32. @default none (float32)
+   */
+  quantize?: Quantize;
   /** The source model, when `cache-features` ran on an in-memory model. */
   model?: tf.LayersModel;
   /** Stops training between steps (`SPLITFIT_INTERRUPTED`); nothing is written to `out`, the cache stays consistent. */
@@ -163,6 +170,7 @@ export function validateTrainHeadOptions(options: TrainHeadOptions) {
   if (o.tuneThresholds && o.validationSplit === 0 && o.validationData === undefined) {
     throw new SplitfitError('SPLITFIT_USAGE', '`tuneThresholds` tunes on validation data: give `validationSplit` or `validationData` too', { option: 'tuneThresholds' });
   }
+  if (o.quantize !== undefined) checkChoice('quantize', o.quantize, QUANTIZE_CHOICES);
   if (Array.isArray(o.classWeights)) {
     for (const w of o.classWeights as readonly number[]) {
       if (typeof w !== 'number') throw new TypeError('classWeights must be numbers');

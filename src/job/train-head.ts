@@ -8,7 +8,7 @@ import { type RunMeta, selectorOf } from '../extract/run-meta.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { checkHeadForTask, checkHeadSize, defaultHeadSpec, parseHeadSpec } from '../model/head-spec.js';
 import { batchNormLayers, lockBatchNorm } from '../model/lock-batchnorm.js';
-import { stitch } from '../model/stitch.js';
+import { baseFormOf, stitchAs } from './export.js';
 import { checkOutputFolder, SEARCH_FILE, writeOutputFolder } from '../output/folder.js';
 import { MANIFEST_FORMAT, type SplitfitManifest } from '../output/manifest.js';
 import { type BatchSource, memoryBatches, pooledBatches, streamBatches } from '../train/batches.js';
@@ -169,7 +169,8 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   throwIfAborted(o.signal);
 
   // Folded: the exported base has no BatchNorm or Dropout left, so a further plain `fit` cannot fall into the trap.
-  const model = await stitch(base.base, head, { foldBatchNorm: o.foldBatchNorm });
+  // Quantized: BN as per-channel affine layers instead (see baseFormOf).
+  const model = await stitchAs(base.base, head, baseFormOf(o.foldBatchNorm, o.quantize));
   const manifest = manifestOf(run, o, settings, history, plan.pooledSpec !== undefined, train.length, validation.length, taskRecord);
   const report = await trainReportFiles({
     head,
@@ -182,7 +183,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     jobSeconds: (performance.now() - started) / 1000,
     ...(settings.search ? { search: settings.search } : {}),
   });
-  await writeOutputFolder(o.out, { model, head, history, manifest, report, ...(settings.search ? { extra: new Map([[SEARCH_FILE, JSON.stringify(settings.search, null, 2)]]) } : {}) });
+  await writeOutputFolder(o.out, { model, head, history, manifest, report, quantize: o.quantize, ...(settings.search ? { extra: new Map([[SEARCH_FILE, JSON.stringify(settings.search, null, 2)]]) } : {}) });
   return {
     epochs: history.loss.length,
     history,
@@ -268,7 +269,8 @@ function manifestOf(
     backend: tf.getBackend(),
     createdAt: new Date().toISOString(),
     data: run.data,
-    baseExport: o.foldBatchNorm ? 'folded' : 'original',
+    baseExport: baseFormOf(o.foldBatchNorm, o.quantize),
+    ...(o.quantize ? { quantize: o.quantize } : {}),
     training: {
       ...fitSettingsOf(settings, o),
       epochs: history.loss.length, // as run: early stopping may end before settings.epochs

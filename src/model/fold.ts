@@ -23,6 +23,12 @@ export interface ExportBaseOptions {
   name?: string;
   /** Layer names the new helper layers must not take (e.g. the head's, when stitching). @default [] */
   avoidNames?: readonly string[];
+  /**
+   * Fold BN into the preceding conv/dense kernels. `false` turns every BN into its fixed per-channel
+   * affine map instead (kernels keep the source's values): what per-tensor uint8 weights need, since a
+   * folded kernel scales each channel differently. @default true
+   */
+  intoKernels?: boolean;
 }
 
 export interface ExportedBase {
@@ -48,7 +54,7 @@ export function exportBase(base: tf.LayersModel, options: ExportBaseOptions = {}
   if (typeof opts.fold !== 'boolean') throw new TypeError(`Option \`fold\` must be a boolean, received ${typeof opts.fold}.`);
   if (!opts.fold) return { model: base, folded: { intoConv: 0, asAffine: 0 }, dropped: [], copied: [] };
   // No padding fold: Keras layers have no explicit conv padding, so ZeroPadding2D stays a layer.
-  const plan = buildPlan(base, { foldPadding: [] });
+  const plan = buildPlan(base, { foldPadding: [], foldBatchNorm: opts.intoKernels !== false });
   // A new layer keeps the name of the base layer it computes (once); helpers get a suffix that
   // no base layer and no avoided name has.
   const reserved = new Set([...base.layers.map((l) => l.name), ...(opts.avoidNames ?? [])]);

@@ -6,6 +6,7 @@ import { SplitfitError } from '../errors.js';
 import { bundledModelArtifacts, isBundledModel } from './bundled.js';
 import { checkTopology } from './graph.js';
 import { parseModelDocument, type WeightGroup } from './model-json.js';
+import { type Quantize, quantizeWeights } from './quantize.js';
 
 /**
  * Loads a LayersModel from `model.json` + weight shards on disk, or a bundled model by name.
@@ -50,6 +51,9 @@ export async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts>
     throw new SplitfitError('SPLITFIT_MODEL_LOAD', `cannot read model ${jsonPath}: not JSON (${message(err)}); pass a tfjs LayersModel model.json`, { cause: err });
   }
   const doc = parseModelDocument(json, jsonPath);
+  // Kept as tfjs keeps it (a plain object, else dropped): splitfit's own part is checked by readModelMetadata.
+  const udm = (json as Record<string, unknown>)['userDefinedMetadata'];
+  const userDefinedMetadata = typeof udm === 'object' && udm !== null && !Array.isArray(udm) ? (udm as Record<string, object>) : undefined;
   checkTopology(doc.modelTopology, jsonPath);
   const folder = await realpath(dirname(jsonPath));
   const buffers: Uint8Array[] = [];
@@ -78,6 +82,7 @@ export async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts>
     modelTopology: doc.modelTopology,
     weightSpecs: doc.groups.flatMap((g) => g.weights),
     weightData: concat(buffers),
+    ...(userDefinedMetadata ? { userDefinedMetadata } : {}),
   };
 }
 
@@ -175,18 +180,28 @@ export interface ModelFiles {
   weights: Uint8Array;
 }
 
+export interface ModelFilesOptions {
+  /** Quantize the float32 weights (see `model/quantize.ts`); stock `tf.loadLayersModel` dequantizes them. @default none (float32) */
+  quantize?: Quantize;
+  /** Merged over the model's own `userDefinedMetadata` (e.g. `{splitfit: ModelMetadata}`). */
+  userDefinedMetadata?: Record<string, object>;
+}
+
 /** Serialises a LayersModel to the stock layers-model format, in memory. */
-export async function modelFiles(model: tf.LayersModel): Promise<ModelFiles> {
+export async function modelFiles(model: tf.LayersModel, options: ModelFilesOptions = {}): Promise<ModelFiles> {
   let files: ModelFiles | undefined;
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
-      const weights = artifacts.weightData === undefined ? new Uint8Array(0) : new Uint8Array(flatWeightData(artifacts.weightData));
+      const raw = artifacts.weightData === undefined ? new Uint8Array(0) : new Uint8Array(flatWeightData(artifacts.weightData));
+      const { specs, data: weights } = options.quantize === undefined ? { specs: artifacts.weightSpecs ?? [], data: raw } : quantizeWeights(artifacts.weightSpecs ?? [], raw, options.quantize);
+      const userDefinedMetadata = { ...artifacts.userDefinedMetadata, ...options.userDefinedMetadata };
       const json = {
         modelTopology: artifacts.modelTopology,
         format: 'layers-model',
         generatedBy: artifacts.generatedBy,
         convertedBy: 'splitfit',
-        weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
+        weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
+        ...(Object.keys(userDefinedMetadata).length > 0 ? { userDefinedMetadata } : {}),
       };
       files = { json: JSON.stringify(json), weights };
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } };

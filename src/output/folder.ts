@@ -3,9 +3,11 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SplitfitError } from '../errors.js';
 import { message, modelFiles } from '../model/io.js';
+import type { Quantize } from '../model/quantize.js';
 import type { History } from '../train/fit.js';
 import { COMMIT_FILE, type CommitRecord, commitFiles, verifyFolder } from './commit.js';
 import { MANIFEST_FILE, parseManifest, type SplitfitManifest } from './manifest.js';
+import { modelMetadataOf, userDefinedMetadataOf } from './metadata.js';
 
 /** The report (see `report/`): `report.html` opens from disk; `report.json` is its data, for `splitfit report` to render again. */
 export const REPORT_HTML = 'report.html';
@@ -31,11 +33,24 @@ export interface TrainingOutput {
   report?: { html: string; json: string };
   /** Further files of the same commit (e.g. `search.json`), path → JSON text. */
   extra?: ReadonlyMap<string, string>;
+  /** Quantize the stitched model's weights; `head/` stays float32 (it is what `splitfit export` re-stitches from). @default none */
+  quantize?: Quantize;
 }
 
-/** Writes a training run's output folder as one commit. */
+/**
+ * The stitched model's files: model.json carries `userDefinedMetadata.splitfit` (labels, input,
+ * preprocessing) so it can be used without `splitfit.json`; weights quantized when asked.
+ */
+export function stitchedModelFiles(model: tf.LayersModel, manifest: SplitfitManifest, quantize: Quantize | undefined, pixels?: string) {
+  return modelFiles(model, { userDefinedMetadata: userDefinedMetadataOf(modelMetadataOf(manifest, pixels)), ...(quantize ? { quantize } : {}) });
+}
+
+/**
+ * Writes a training run's output folder as one commit. The metadata lives inside model.json, so the
+ * one-step commit covers it: no reader ever sees a model.json whose metadata belongs to another run.
+ */
 export async function writeOutputFolder(out: string, o: TrainingOutput): Promise<CommitRecord> {
-  const stitched = await modelFiles(o.model);
+  const stitched = await stitchedModelFiles(o.model, o.manifest, o.quantize);
   const head = await modelFiles(o.head);
   const files = new Map<string, string | Uint8Array>([
     ['weights.bin', stitched.weights],

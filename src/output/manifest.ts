@@ -40,10 +40,17 @@ export interface SplitfitManifest {
   createdAt: string;
   /** The training data source, as recorded by `cache-features`. */
   data?: string;
-  /** How the frozen base was exported: BN folded (no training-only behaviour), or the source's layers. */
-  baseExport?: 'folded' | 'original';
+  /**
+   * How the frozen base was exported: BN folded into the kernels, BN as fixed per-channel affine
+   * layers (`affine`: what quantized exports use; neither has training-only behaviour), or the source's layers.
+   */
+  baseExport?: 'folded' | 'affine' | 'original';
   /** The resolved training settings. */
   training?: TrainingSettings;
+  /** How model.json's float32 weights are stored (`model/quantize.ts`); absent = float32. */
+  quantize?: 'uint8' | 'float16';
+  /** Present in a `splitfit export` folder: the model.json it was exported from. */
+  exportedFrom?: string;
 }
 
 export interface TrainingSettings {

@@ -120,6 +120,17 @@ export const SCENARIOS: readonly Scenario[] = [
     args: (ctx) => trainHead(ctx, ['--epochs', '2', '--refresh-every', '1']),
   },
   {
+    // A new --out: after a kill it must be absent or the whole export (it is renamed into place complete).
+    name: 'export --quantize',
+    id: 'export',
+    writesOut: true,
+    prepare: async (ctx) => {
+      await cli(cacheFeatures(ctx));
+      await cli(['train-head', '--cache', ctx.cache, '--out', join(ctx.work, 'model'), '--batch-size', '4', '--lr', '0.001', '--epochs', '1', '--json', ...ctx.extraArgs]);
+    },
+    args: (ctx) => ['export', join(ctx.work, 'model'), '--out', ctx.out, '--quantize', 'uint8', '--json', ...ctx.extraArgs],
+  },
+  {
     name: 'cache gc',
     id: 'cache-gc',
     writesOut: false,

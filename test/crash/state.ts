@@ -129,7 +129,7 @@ export function diffFolders(expected: FolderSnapshot, actual: FolderSnapshot): s
 
 interface WeightsManifestGroup {
   paths: string[];
-  weights: { name: string; shape: number[]; dtype: string }[];
+  weights: { name: string; shape: number[]; dtype: string; quantization?: { dtype: string } }[];
 }
 
 const DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, float16: 2, uint8: 1 };
@@ -151,7 +151,8 @@ export async function checkModelFolder(dir: string, name: string): Promise<strin
   let actual = 0;
   const problems: string[] = [];
   for (const group of json.weightsManifest ?? []) {
-    for (const w of group.weights) declared += w.shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[w.dtype] ?? 4);
+    // A quantized weight occupies its quantized dtype's bytes (see src/model/quantize.ts).
+    for (const w of group.weights) declared += w.shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[w.quantization?.dtype ?? w.dtype] ?? 4);
     for (const p of group.paths) {
       const s = await stat(join(dir, p)).catch(() => undefined);
       if (!s) problems.push(`${name}${p} (named by model.json) missing`);
