@@ -1,3 +1,5 @@
+import type { Task } from './task.js';
+
 /** Raw 8-bit pixels, row-major HWC (as stored in IDX files). */
 export interface RawImage {
   raw: Uint8Array;
@@ -27,12 +29,7 @@ export interface Sample {
 
 export type DataSourceKind = 'folder' | 'manifest' | 'idx' | 'files';
 
-/**
- * What a sample's target is: one class (`classify`), a set of labels (`multilabel`) or numbers
- * (`regress`). A manifest's columns decide it (see `openManifest`); folders and IDX are `classify`.
- */
-export const TASKS = ['classify', 'multilabel', 'regress'] as const;
-export type Task = (typeof TASKS)[number];
+export { TASKS, type Task } from './task.js';
 
 export interface DataSource {
   kind: DataSourceKind;

@@ -1,6 +1,6 @@
 import { SplitfitError } from '../errors.js';
 import { PREPROCESS_PRESETS, type PreprocessPreset } from '../data/preprocess.js';
-import { TASKS } from '../data/types.js';
+import { TASKS } from '../data/task.js';
 
 /**
  * What a stitched model needs to be used without `splitfit.json`: written into model.json's
