@@ -22,7 +22,9 @@ export { selectSamples, type SelectSamplesOptions } from './data/select.js';
 export { FASHION_MNIST_CLASSES } from './data/idx.js';
 export { decodeImage } from './data/decode.js';
 export { PREPROCESS_PRESETS, parsePreprocess, preprocess } from './data/preprocess.js';
-export type { DataSource, DuplicateSample, RawImage, Sample } from './data/types.js';
+export type { DataSource, DuplicateSample, RawImage, Sample, Task } from './data/types.js';
+export { TASKS } from './data/types.js';
+export { LABEL_SEPARATOR } from './data/manifest.js';
 
 export { FeatureCache } from './cache/feature-cache.js';
 export { CACHE_FORMAT_VERSION, type FeatureDType } from './cache/codec.js';
@@ -41,6 +43,28 @@ export { compareModes, type CompareModesOptions, type CompareModesResult } from 
 export { classificationMetrics, type Metrics, rocAuc } from './train/metrics.js';
 export { loadPredictor, type Predictor, predictSamples } from './infer/predictor.js';
 export { predict, type Prediction, type PredictOptions } from './infer/predict.js';
+export {
+  type ClassificationResult,
+  classificationResult,
+  type MultiLabelResult,
+  multiLabelResult,
+  type RegressionResult,
+  regressionResult,
+  type ResultSpec,
+  type TaskResult,
+  taskResult,
+} from './infer/result.js';
+export { type LabelMetrics, type MultiLabelMetrics, multiLabelMetrics, pearson, type RegressionMetrics, regressionMetrics, spearman, type TargetMetrics, tuneThresholds } from './train/task-metrics.js';
+export { REGRESSION_LOSSES, type RegressionLoss } from './train/losses.js';
+export {
+  compareMultiLabelModes,
+  compareRegressionModes,
+  type LabelModes,
+  MULTILABEL_RULE,
+  type MultiLabelModes,
+  REGRESSION_RULE,
+  type RegressionModes,
+} from './train/task-modes.js';
 export { type ExportOptions, type ExportResult, exportModel, validateExportOptions } from './job/export.js';
 export { QUANTIZE_CHOICES, type Quantize, quantizeWeights } from './model/quantize.js';
 export { METADATA_KEY, MODEL_METADATA_FORMAT, type ModelMetadata, readModelMetadata } from './model/metadata.js';

@@ -174,6 +174,47 @@ describe('the browser module predicts what Node predicts', () => {
     expect(worst).toBeGreaterThan(100 * PARITY);
   }, 120_000);
 
+  it('a regression model: the browser answers {value, values} in the target\'s units, as `splitfit predict` does', async () => {
+    // The same cached images, now with a numeric target (a manifest's `target_score` column): the
+    // features are the cached ones (the task is not in the fingerprint).
+    const { readdir, writeFile } = await import('node:fs/promises');
+    const train = join(dir, 'emoji', 'train');
+    const rows: string[] = ['path,target_score'];
+    let i = 0;
+    for (const cls of (await readdir(train)).sort()) for (const f of (await readdir(join(train, cls))).sort()) rows.push(`${join(train, cls, f)},${(100 + 7 * (i++ % 9)).toFixed(1)}`);
+    await writeFile(join(dir, 'scores.csv'), `${rows.join('\n')}\n`);
+    const cache = join(dir, 'cache');
+    const cached = await runCli(['cache-features', '--model', 'mobilenet_v2', '--boundary', 'out_relu', '--data', join(dir, 'scores.csv'), '--cache', cache, '--json', ...backendArgs()]);
+    expect(cached.status, cached.stderr).toBe(0);
+    expect(cached.json['extracted']).toBe(0);
+    const regress = join(dir, 'model-regress');
+    const trained = await runCli(['train-head', '--cache', cache, '--out', regress, '--epochs', '5', '--lr', '0.01', '--quiet', ...backendArgs()]);
+    expect(trained.status, trained.stderr).toBe(0);
+    const predicted = await runCli(['predict', '--model', regress, join(dir, 'images'), '--json', ...backendArgs()]);
+    expect(predicted.status, predicted.stderr).toBe(0);
+    const nodeValues = new Map((predicted.json['predictions'] as { file: string; value: number; values: Record<string, number> }[]).map((p) => [p.file.split('/').at(-1)!, p]));
+    const regressServer = await serveStatic({ '/splitfit/': join(root, 'dist/browser'), '/model/': regress, '/images/': join(dir, 'images'), '/harness/': join(root, 'test/browser') });
+    try {
+      const page = await browser.context.newPage();
+      await page.goto(`${regressServer.url}/harness/harness.html`);
+      await page.waitForFunction('window.harnessReady === true');
+      const results = (await page.evaluate(`window.classifyAll('/model/model.json', 'wasm', ${JSON.stringify(names.map((n) => `/images/${n}`))})`)) as { url: string; value: number; values: Record<string, number> }[];
+      await page.close();
+      let worst = 0;
+      for (const r of results) {
+        const n = nodeValues.get(r.url.slice('/images/'.length))!;
+        expect(Object.keys(r.values)).toEqual(['target_score']);
+        // In the target's units (~100–156), not standardised: the scale is folded into the model.
+        expect(n.value).toBeGreaterThan(50);
+        if (!HAS_ICC.test(r.url)) worst = Math.max(worst, Math.abs(r.value - n.value) / Math.abs(n.value));
+      }
+      console.log(`regression: browser vs Node max relative |Δvalue| ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThanOrEqual(PARITY);
+    } finally {
+      await regressServer.close();
+    }
+  }, 180_000);
+
   it('the example page classifies a chosen file and shows every class', async () => {
     const page: Page = await browser.context.newPage();
     const log = watchPage(page);

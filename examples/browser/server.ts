@@ -59,7 +59,12 @@ export async function serveStatic(mounts: Record<string, string>, port = 0): Pro
   const { port: bound } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${bound}`,
-    close: () => new Promise<void>((ok) => server.close(() => ok())),
+    // A browser keeps idle connections open; close() alone would wait for them to time out.
+    close: () =>
+      new Promise<void>((ok) => {
+        server.close(() => ok());
+        server.closeAllConnections();
+      }),
   };
 }
 

@@ -1,6 +1,6 @@
 /**
- * splitfit in the browser: load a stitched model folder and classify images exactly as
- * `splitfit predict` does in Node. Built by `npm run build` into `dist/browser/splitfit.js`, one
+ * splitfit in the browser: load a stitched model folder and answer for images exactly as
+ * `splitfit predict` does in Node (classification, multi-label or regression, by the model's task). Built by `npm run build` into `dist/browser/splitfit.js`, one
  * ES module with tfjs bundled; the wasm backend's binaries sit beside it and are found relative to
  * the module, so nothing is fetched from elsewhere.
  *
@@ -15,10 +15,10 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { type DecodedPixels, PIXEL_PIPELINE, toInputPixels } from '../data/pixels.js';
 import { preprocess } from '../data/preprocess.js';
 import { SplitfitError } from '../errors.js';
-import { classificationResult, type ClassificationResult } from '../infer/result.js';
+import { type TaskResult, taskResult } from '../infer/result.js';
 import { type ModelMetadata, readModelMetadata } from '../model/metadata.js';
 
-export type { ClassificationResult } from '../infer/result.js';
+export type { ClassificationResult, MultiLabelResult, RegressionResult, TaskResult } from '../infer/result.js';
 export type { ModelMetadata } from '../model/metadata.js';
 export { SplitfitError } from '../errors.js';
 /** The bundled tfjs, so a page that needs tf does not load a second copy. */
@@ -36,11 +36,16 @@ export interface LoadOptions {
 }
 
 export interface Classifier {
-  /** Class names in output order. */
+  /** Output names in output order: class names (classify), label names (multilabel), target names (regress). */
   labels: string[];
   metadata: ModelMetadata;
   model: tf.LayersModel;
-  classify(input: ImageInput): Promise<ClassificationResult>;
+  /**
+   * The model's answer for one image, by its task (`metadata.task`): `{ label, probability,
+   * probabilities }` for a classifier, `{ labels, probabilities }` for multi-label (thresholds from
+   * the metadata), `{ value, values }` for regression (in the targets' own units).
+   */
+  classify(input: ImageInput): Promise<TaskResult>;
   /** The pixels `classify` feeds the model (uint8 HWC at the input size), for checking parity. */
   inputPixels(input: ImageInput): Uint8Array;
   dispose(): void;
@@ -76,7 +81,7 @@ export async function loadClassifier(modelUrl: string, options: LoadOptions = {}
       const x = preprocess(inputPixels(input), channels, metadata.preprocessing.preset);
       const probs = tf.tidy(() => model.predict(tf.tensor4d(x, [1, height, width, channels])) as tf.Tensor);
       try {
-        return classificationResult(await probs.data(), metadata.labels);
+        return taskResult(await probs.data(), { task: metadata.task, labels: metadata.labels, thresholds: metadata.task === 'multilabel' ? metadata.thresholds : undefined });
       } finally {
         probs.dispose();
       }

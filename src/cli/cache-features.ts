@@ -3,6 +3,7 @@ import type { BackendChoice } from '../backend/resolve.js';
 import { FEATURE_DTYPES, type FeatureDType } from '../cache/codec.js';
 import { MAX_INDEX, shortFingerprint } from '../cache/keys.js';
 import { PREPROCESS_PRESETS } from '../data/preprocess.js';
+import { TASKS, type Task } from '../data/types.js';
 import { SplitfitError } from '../errors.js';
 import { extractFeatures } from '../extract/extract.js';
 import { describeRun } from '../extract/prepare.js';
@@ -20,6 +21,7 @@ interface Flags extends CommonFlags {
   concurrency: number;
   dtype: FeatureDType;
   classNames?: string;
+  task?: Task;
   skipBad?: boolean;
   augment?: string;
   views?: number;
@@ -52,6 +54,7 @@ export function registerCacheFeatures(program: Command): void {
       ...(f.inputSize === undefined ? {} : { inputSize: f.inputSize }),
       ...(f.preprocess === undefined ? {} : { preprocess: f.preprocess }),
       ...(f.classNames === undefined ? {} : { classNames: f.classNames.split(',') }),
+      ...(f.task === undefined ? {} : { task: f.task }),
       ...(f.augment === undefined ? {} : { augment: f.augment, views: f.views ?? 1, seed: f.seed, plainView0: f.plainView0 === true }),
       ...(f.generation === undefined ? {} : { generation: f.generation }),
       record: f.record,
@@ -77,7 +80,7 @@ export function registerCacheFeatures(program: Command): void {
   cmd
     .requiredOption('--model <model>', 'model.json path or bundled model name (see `splitfit models`)')
     .option('--boundary <layer>', "freeze boundary: a layer name or index that is a graph cut (default: the bundled model's, e.g. out_relu for mobilenet_v2)")
-    .requiredOption('--data <spec>', 'class folders, a .csv/.jsonl manifest (path,label), or an IDX images file')
+    .requiredOption('--data <spec>', 'class folders, a .csv/.jsonl manifest (path,label | path,labels | path,target…), or an IDX images file')
     .option('--cache <dir>', 'cache directory', './cache')
     .option('--input-size <HxW>', "resize images to HxW (must match the model's input)", size('--input-size'))
     .option('--preprocess <name>', `preprocessing preset: ${PREPROCESS_PRESETS.join(' | ')} (default: the bundled model's, else unit)`)
@@ -85,6 +88,7 @@ export function registerCacheFeatures(program: Command): void {
     .option('--concurrency <n>', 'images decoded at once', positiveInt('--concurrency'), 4)
     .addOption(new Option('--dtype <dtype>', 'feature storage').choices(FEATURE_DTYPES).default('float32'))
     .option('--class-names <a,b,…>', 'IDX only: names for the numeric labels 0,1,…')
+    .addOption(new Option('--task <task>', 'manifests: read the targets as this task (default: the columns decide: label → classify, labels → multilabel, target… → regress)').choices(TASKS))
     .option('--skip-bad', 'count undecodable images as failed instead of stopping')
     .option('--augment <spec>', 'cache augmented views: flip:h|v|hv, crop:F, rotate:DEG, brightness:F, contrast:F, noise:F')
     .option('--views <K>', 'augmented views per sample (needs --augment)', positiveInt('--views', MAX_INDEX + 1))

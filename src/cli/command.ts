@@ -74,7 +74,14 @@ export function defineCommand<F extends CommonFlags>(
 }
 
 /** Option names that are not the camelCase of their flag. */
-const FLAG_OVERRIDES: Record<string, string> = { learningRate: '--lr', memoryBudget: '--memory-budget-mb', lockBatchNorm: '--lock-bn', extractBatchSize: '--batch-size' };
+const FLAG_OVERRIDES: Record<string, string> = {
+  learningRate: '--lr',
+  memoryBudget: '--memory-budget-mb',
+  lockBatchNorm: '--lock-bn',
+  extractBatchSize: '--batch-size',
+  positiveWeights: '--pos-weight',
+  tuneThresholds: '--tune-threshold',
+};
 
 /**
  * The library names options as its API does (`learningRate`, in backticks); on the command line the

@@ -11,6 +11,7 @@ import { type ChosenSettings, trainHead } from '../job/train-head.js';
 import { checkOutputFolder } from '../output/folder.js';
 import { assertWritableFolder, backendOption, commandLine, type CommonFlags, defineCommand, useBackend } from './command.js';
 import { classWeights, fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.js';
+import { REGRESSION_LOSSES, type RegressionLoss } from '../train/losses.js';
 
 interface Flags extends CommonFlags {
   cache: string;
@@ -39,6 +40,9 @@ interface Flags extends CommonFlags {
   searchTrials?: number;
   searchSeconds?: number;
   poolFeatures: boolean;
+  loss?: RegressionLoss;
+  posWeight?: boolean;
+  tuneThreshold?: boolean;
   backend: BackendChoice;
 }
 
@@ -104,6 +108,9 @@ export function registerTrainHead(program: Command): void {
           ? { folds: f.searchFolds, trials: f.searchTrials, seconds: f.searchSeconds }
           : undefined,
       poolFeatures: f.poolFeatures,
+      loss: f.loss,
+      positiveWeights: f.posWeight,
+      tuneThresholds: f.tuneThreshold,
       signal,
     };
     // Checked before the cache opens and the model loads, so bad flags or a bad --out cost nothing.
@@ -146,6 +153,7 @@ export function registerTrainHead(program: Command): void {
       backend: result.backend,
       fingerprint: result.fingerprint,
       labels: result.labels,
+      task: result.task,
       mode: result.mode,
       settings: result.settings,
       ...(result.history.bestEpoch !== undefined ? { bestEpoch: result.history.bestEpoch } : {}),
@@ -156,12 +164,14 @@ export function registerTrainHead(program: Command): void {
     out.result(summary, () => {
       const h = result.history;
       const last = h.loss.length - 1;
-      const val = h.valAcc ? `, val loss ${h.valLoss![last]!.toFixed(4)} acc ${h.valAcc[last]!.toFixed(4)}` : '';
+      // acc is the task's "higher is better" score: accuracy, per-label accuracy (multilabel) or R² (regress).
+      const accName = result.task.task === 'regress' ? 'R²' : 'acc';
+      const val = h.valAcc ? `, val loss ${h.valLoss![last]!.toFixed(4)} ${accName} ${h.valAcc[last]!.toFixed(4)}` : '';
       const st = result.settings;
       const lines: string[] = [];
       if (result.search) {
         const r = result.search;
-        lines.push(`search: ${r.tried} of ${r.grid} configurations, ${r.folds}-fold accuracy (stopped by ${r.stoppedBy}):`);
+        lines.push(`search: ${r.tried} of ${r.grid} configurations, ${r.folds}-fold ${r.metric} (stopped by ${r.stoppedBy}):`);
         for (const row of r.leaderboard.slice(0, 10)) {
           lines.push(`  ${String(row.rank).padStart(2)}. ${row.mean.toFixed(4)} ± ${row.sd.toFixed(4)}  ${row.config.head}  lr ${row.config.learningRate}  wd ${row.config.weightDecay}  ls ${row.config.labelSmoothing}  ${row.epochs} epochs`);
         }
@@ -173,7 +183,8 @@ export function registerTrainHead(program: Command): void {
       const best = h.bestEpoch !== undefined ? ` (kept the weights of epoch ${h.bestEpoch}, the best)` : '';
       return [
         ...lines,
-        `trained ${result.epochs} epochs: loss ${h.loss[last]!.toFixed(4)} acc ${h.acc[last]!.toFixed(4)}${val}${best}`,
+        `trained ${result.epochs} epochs${result.task.task === 'classify' ? '' : ` (${result.task.task})`}: loss ${h.loss[last]!.toFixed(4)} ${accName} ${h.acc[last]!.toFixed(4)}${val}${best}`,
+        ...(result.task.thresholds ? [`thresholds${result.task.thresholdsTuned ? ' (tuned on the validation data)' : ''}: ${result.labels.map((l, j) => `${l} ${result.task.thresholds![j]!.toFixed(3)}`).join(', ')}`] : []),
         `wrote ${result.out} (model.json = stitched model, head/, history.json, splitfit.json, report.html, committed as one) in ${summary.seconds.toFixed(1)} s`,
         `report: ${join(result.out, 'report.html')} (open it in a browser)`,
         `next: splitfit evaluate --model ${join(result.out, 'model.json')} --data <held-out data> --report ${join(result.out, 'report.html')}`,
@@ -199,7 +210,10 @@ export function registerTrainHead(program: Command): void {
     .option('--validation-split <f>', 'seeded hold-out fraction', fraction('--validation-split'))
     .option('--validation-data <spec>', 'separate validation data (folder, manifest or IDX)')
     .option('--early-stopping <patience>', 'stop after this many epochs without improvement; keeps the best epoch\'s weights', positiveInt('--early-stopping'))
-    .option('--class-weights <w>', '"balanced" or a comma list, one weight per class', classWeights)
+    .option('--class-weights <w>', 'classify: "balanced" or a comma list, one weight per class', classWeights)
+    .addOption(new Option('--loss <name>', 'regress runs: loss on the standardised targets (default: mse)').choices(REGRESSION_LOSSES))
+    .option('--pos-weight', "multilabel runs: weigh each label's positives by neg/pos of the training data")
+    .option('--tune-threshold', "multilabel runs: tune each label's threshold for the best F1 on the validation data (default: 0.5)")
     .option('--seed <n>', 'seed for init, split and shuffles (default: 0)', nonNegativeInt('--seed'))
     .option('--fingerprint <fp>', 'train on this cached run (any unique prefix) instead of the last one')
     .option('--refresh-every <R>', 'augmented caches: new generation of views every R epochs, extracted while training', positiveInt('--refresh-every'))

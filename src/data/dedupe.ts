@@ -15,10 +15,10 @@ export function dedupeSamples(samples: readonly Sample[]): { samples: Sample[]; 
     if (earlier === undefined) {
       first.set(sample.id, sample);
       kept.push(sample);
-    } else if (earlier.label !== sample.label) {
+    } else if (targetText(earlier) !== targetText(sample)) {
       throw new SplitfitError(
         'SPLITFIT_DATA_CONFLICT',
-        `the same image is labelled '${earlier.label}' as ${earlier.source} and '${sample.label}' as ${sample.source} ` +
+        `the same image is labelled '${targetText(earlier)}' as ${earlier.source} and '${targetText(sample)}' as ${sample.source} ` +
           `(identical bytes); remove the copy with the wrong label`,
       );
     } else {
@@ -26,4 +26,11 @@ export function dedupeSamples(samples: readonly Sample[]): { samples: Sample[]; 
     }
   }
   return { samples: kept, duplicates };
+}
+
+/** A sample's target as one comparable text: its class, its label set (`a|b`) or its values (`1.5,2`). */
+function targetText(s: Sample): string | undefined {
+  if (s.labelSet !== undefined) return s.labelSet.join('|');
+  if (s.values !== undefined) return s.values.join(',');
+  return s.label;
 }

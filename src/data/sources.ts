@@ -7,9 +7,11 @@ import { fileSamples } from './file-sample.js';
 import { openFolder } from './folder.js';
 import { NotIdxError, openIdx } from './idx.js';
 import { MANIFEST_EXTENSIONS, openManifest } from './manifest.js';
-import type { DataSource, OpenDataSourceOptions } from './types.js';
+import { TASKS, type DataSource, type OpenDataSourceOptions, type Task } from './types.js';
 
-export type { DataSource, DataSourceKind, DuplicateSample, OpenDataSourceOptions, RawImage, Sample } from './types.js';
+export type { DataSource, DataSourceKind, DuplicateSample, OpenDataSourceOptions, RawImage, Sample, Task } from './types.js';
+export { TASKS } from './types.js';
+export { LABEL_SEPARATOR } from './manifest.js';
 export { FASHION_MNIST_CLASSES } from './idx.js';
 export { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS } from './folder.js';
 export { selectSamples, type SelectSamplesOptions } from './select.js';
@@ -41,9 +43,13 @@ export async function openDataSource(spec: string, options: OpenDataSourceOption
 }
 
 async function openListed(spec: string, options: OpenDataSourceOptions): Promise<DataSource> {
-  const { labels, classNames } = validateOpenOptions(spec, options);
+  const { labels, classNames, task } = validateOpenOptions(spec, options);
   const path = resolve(spec);
   const info = await statOrUndefined(path);
+  const isManifest = info?.isFile() === true && MANIFEST_EXTENSIONS.includes(extname(path).toLowerCase());
+  if (task !== undefined && task !== 'classify' && !isManifest) {
+    throw new SplitfitError('SPLITFIT_USAGE', `task ${task} needs targets from a manifest (.csv or .jsonl); ${path} is a folder or IDX data, which hold one class per image`, { option: 'task' });
+  }
 
   if (!info) {
     const colon = spec.lastIndexOf(':');
@@ -63,7 +69,7 @@ async function openListed(spec: string, options: OpenDataSourceOptions): Promise
 
   if (MANIFEST_EXTENSIONS.includes(extname(path).toLowerCase())) {
     if (classNames) throw new SplitfitError('SPLITFIT_USAGE', `classNames applies to IDX data only; ${path} is a manifest`);
-    return openManifest(path, labels);
+    return openManifest(path, labels, { ...(task === undefined ? {} : { task }), ...(options.knownLabels === undefined ? {} : { knownLabels: options.knownLabels }) });
   }
   return openIdxOrUsage(path, { labels, classNames, labelsFile: undefined });
 }
@@ -81,7 +87,7 @@ export async function openFiles(paths: readonly string[]): Promise<DataSource> {
 function validateOpenOptions(
   spec: string,
   options: OpenDataSourceOptions,
-): { labels: 'infer' | 'none'; classNames: readonly string[] | undefined } {
+): { labels: 'infer' | 'none'; classNames: readonly string[] | undefined; task: Task | undefined } {
   if (typeof spec !== 'string' || spec.trim() === '') {
     throw new SplitfitError('SPLITFIT_USAGE', `data source must be a folder, manifest or IDX path, got ${JSON.stringify(spec)}`);
   }
@@ -92,7 +98,11 @@ function validateOpenOptions(
   if (classNames !== undefined && (!Array.isArray(classNames) || classNames.some((n) => typeof n !== 'string'))) {
     throw new SplitfitError('SPLITFIT_USAGE', `classNames must be an array of strings, got ${JSON.stringify(classNames)}`);
   }
-  return { labels, classNames };
+  const { task } = options;
+  if (task !== undefined && !(TASKS as readonly string[]).includes(task)) {
+    throw new SplitfitError('SPLITFIT_USAGE', `task must be one of ${TASKS.join(', ')}, got ${JSON.stringify(task)}`, { option: 'task' });
+  }
+  return { labels, classNames, task };
 }
 
 async function openIdxOrUsage(images: string, options: Parameters<typeof openIdx>[1]): Promise<DataSource> {

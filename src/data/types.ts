@@ -1,3 +1,5 @@
+import type { Task } from './task.js';
+
 /** Raw 8-bit pixels, row-major HWC (as stored in IDX files). */
 export interface RawImage {
   raw: Uint8Array;
@@ -13,8 +15,12 @@ export interface Sample {
    * For IDX images: of `idx:<height>x<width>x<channels>\n` followed by the raw pixel bytes.
    */
   id: string;
-  /** Class name; `undefined` for unlabeled samples. */
+  /** Class name (task `classify`); `undefined` for unlabeled samples and the other tasks. */
   label?: string;
+  /** Task `multilabel`: the sample's label set (unique names, sorted; may be empty: none applies). */
+  labelSet?: string[];
+  /** Task `regress`: the target values, one per `DataSource.labels` entry (the target names), finite. */
+  values?: number[];
   /** Absolute file path, or `${idxImagesPath}#${index}` for an IDX image. */
   source: string;
   /** Encoded file bytes, or raw pixels for IDX. Throws `SPLITFIT_DATA_DECODE` when the file is gone or changed. */
@@ -23,15 +29,21 @@ export interface Sample {
 
 export type DataSourceKind = 'folder' | 'manifest' | 'idx' | 'files';
 
+export { TASKS, type Task } from './task.js';
+
 export interface DataSource {
   kind: DataSourceKind;
   /** The resolved spec: the class folder root, the manifest file, the IDX images file, or the cwd for `files`. */
   root: string;
   /**
-   * Class names; the class index of a label is its position here. Sorted by name for folders and
-   * manifests; in numeric label order for IDX (so the index equals the IDX label value). Empty when unlabeled.
+   * Output names; a sample's output index is the position of its name here. `classify`: class names,
+   * sorted by name for folders and manifests, in numeric label order for IDX (so the index equals the
+   * IDX label value). `multilabel`: every label named in a set, sorted. `regress`: the target names, in
+   * column order. Empty when unlabeled.
    */
   labels: string[];
+  /** What the samples' targets are. Absent means `classify` (and always is for folders, IDX and `files`). */
+  task?: Task;
   samples: Sample[];
   /**
    * Files with the same bytes (so the same id) as an earlier sample, left out of `samples` so that an
@@ -66,4 +78,16 @@ export interface OpenDataSourceOptions {
    * @default undefined
    */
   classNames?: readonly string[];
+  /**
+   * Manifests only: the task their targets are read as, instead of the one the columns imply (see
+   * `openManifest`). Folders and IDX can only be `classify`.
+   * @default the manifest's columns decide
+   */
+  task?: Task;
+  /**
+   * Manifests, task `multilabel` only: the labels a set may name (e.g. a trained model's labels, for
+   * evaluation data); a set naming another is `SPLITFIT_DATA_DECODE` naming the row.
+   * @default any label
+   */
+  knownLabels?: readonly string[];
 }

@@ -6,14 +6,14 @@ import { type AugmentSpec, augmentPixels, canonicalAugmentSpec, parseAugmentSpec
 import { decodeImage } from '../data/decode.js';
 import { preprocess } from '../data/preprocess.js';
 import { openDataSource } from '../data/sources.js';
-import type { DataSource, Sample } from '../data/types.js';
+import type { DataSource, Sample, Task } from '../data/types.js';
 import { isSplitfitError, SplitfitError, throwIfAborted } from '../errors.js';
 import { MAX_INDEX } from '../cache/keys.js';
 import { checkNonNegativeInt, checkPositiveInt } from '../options.js';
 import { warnIfSlowBackend } from '../backend/resolve.js';
 import { Batcher } from './batcher.js';
 import { type BaseRunInfo, type PrepareOptions, type PreparedBase, prepareBase } from './prepare.js';
-import { baseRunFields, markExtracting, type RunInput, saveRun } from './run-meta.js';
+import { baseRunFields, markExtracting, type RunInput, type RunMeta, saveRun } from './run-meta.js';
 
 export interface ExtractOptions extends PrepareOptions {
   /** Data set: a class-folder directory, a `.csv`/`.jsonl` manifest, an IDX images file, or an opened source. */
@@ -28,6 +28,12 @@ export interface ExtractOptions extends PrepareOptions {
   skipBad?: boolean;
   /** IDX only: names for numeric labels. */
   classNames?: readonly string[];
+  /**
+   * Manifests only: read the targets as this task instead of the one the columns imply (see `openManifest`).
+   * The task is recorded in the run record, not in the fingerprint: the same features serve every task.
+   * @default the manifest's columns decide
+   */
+  task?: Task;
   /** Reuse a prepared base (its fingerprint) instead of loading `model`. */
   prepared?: PreparedBase;
   /** Augmentation applied before the base, e.g. `flip:h,crop:0.9,rotate:10`. @default none */
@@ -136,7 +142,7 @@ export function validateExtractOptions(options: ExtractOptions): ViewPlan {
 export async function extractFeatures(options: ExtractOptions): Promise<ExtractResult> {
   validateExtractOptions(options);
   const prepared = options.prepared ?? (await prepareBase(options));
-  const source = typeof options.data === 'string' ? await openDataSource(options.data, { classNames: options.classNames }) : options.data;
+  const source = typeof options.data === 'string' ? await openDataSource(options.data, { classNames: options.classNames, ...(options.task === undefined ? {} : { task: options.task }) }) : options.data;
   const cache = typeof options.cache === 'object' ? options.cache : await FeatureCache.open(options.cache ?? './cache');
   try {
     return await extractInto(cache, prepared, source, options);
@@ -291,7 +297,8 @@ async function recordRun(
     labels: source.labels,
     data: source.root,
     ...(options.classNames === undefined ? {} : { classNames: [...options.classNames] }),
-    samples: source.samples.map((s) => ({ id: s.id, label: s.label === undefined ? -1 : source.labels.indexOf(s.label) })),
+    ...(source.task === undefined || source.task === 'classify' ? {} : { task: source.task }),
+    samples: source.samples.map((s) => sampleRecord(s, source)),
     ...(plan.aug === undefined ? {} : { augment: plan.aug }),
     views: plan.views,
     generation: plan.generation,
@@ -301,6 +308,13 @@ async function recordRun(
   };
   const samples = source.samples.map((s) => ({ id: s.id, source: s.source, ...(s.label === undefined ? {} : { label: s.label }) }));
   await saveRun(cache, run, { current: role === 'training', samples });
+}
+
+/** A sample in a run record: its class index, or (multilabel, regress) `label` 0 and its target vector `y`; `label` −1 when unlabeled. */
+function sampleRecord(s: Sample, source: DataSource): RunMeta['samples'][number] {
+  if (s.labelSet !== undefined) return { id: s.id, label: 0, y: source.labels.map((l) => (s.labelSet!.includes(l) ? 1 : 0)) };
+  if (s.values !== undefined) return { id: s.id, label: 0, y: [...s.values] };
+  return { id: s.id, label: s.label === undefined ? -1 : source.labels.indexOf(s.label) };
 }
 
 function abortReason(signal: AbortSignal): unknown {

@@ -23,6 +23,7 @@ import type { FeatureCache } from '../cache/feature-cache.js';
 import { matchFingerprint, shortFingerprint } from '../cache/keys.js';
 import type { EntrySelector, FingerprintReferences, MetaOperation, SampleEntry } from '../cache/types.js';
 import { SplitfitError } from '../errors.js';
+import type { Task } from '../data/types.js';
 import type { PreparedBase } from './prepare.js';
 
 /** What a run record was made for. */
@@ -46,14 +47,26 @@ export interface RunMeta {
   preprocess: string;
   dtype: FeatureDType;
   featureShape: number[];
-  /** Class names; label index = position. */
+  /**
+   * Output names, output index = position: class names (classify), label names (multilabel),
+   * target names (regress).
+   */
   labels: string[];
+  /**
+   * What the samples' targets are; absent means `classify` (records before tasks existed). Not part of
+   * the fingerprint: the same cached features serve every task, and each data set's record says its own.
+   */
+  task?: Task;
   /** The data source spec, resolved. */
   data: string;
   /** IDX label names used to open `data`, if any. */
   classNames?: string[];
-  /** Sample ids of the data set with their label index, in data-source order. */
-  samples: { id: string; label: number }[];
+  /**
+   * Sample ids of the data set with their label index, in data-source order; −1 when unlabeled. For
+   * `multilabel` and `regress` the label is 0 and `y` is the target in `labels` order: 0/1 per label
+   * (multilabel) or the values in the target's own units (regress).
+   */
+  samples: { id: string; label: number; y?: number[] }[];
   /** Canonical augmentation spec (see `canonicalAugmentSpec`); absent for plain caching. */
   augment?: string;
   /** Views cached per sample. */

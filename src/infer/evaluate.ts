@@ -6,8 +6,11 @@ import { loadImages, loadPredictor, type Predictor, predictSamples } from './pre
 import { type CompareModesResult, compareModes } from '../train/compare-modes.js';
 import { classificationMetrics, type Metrics } from '../train/metrics.js';
 import { type ClassMetrics, classReport } from '../train/class-metrics.js';
+import { multiLabelMetrics, type MultiLabelMetrics, regressionMetrics, type RegressionMetrics } from '../train/task-metrics.js';
+import { compareMultiLabelModes, compareRegressionModes, type MultiLabelModes, type RegressionModes } from '../train/task-modes.js';
 import { evaluationSection } from '../report/evaluation.js';
 import { assertReportFolder, writeEvaluationReport } from '../report/write.js';
+import type { TaskReportSection } from '../report/data.js';
 
 export interface EvaluateOptions {
   /** A stitched model (`model.json`, with `splitfit.json` beside it) or any tfjs LayersModel. */
@@ -31,9 +34,24 @@ export interface EvaluateOptions {
   report?: string;
 }
 
+/**
+ * For a classifier: loss, accuracy and AUC as `classificationMetrics` gives them. For a multilabel model
+ * (`task: 'multilabel'`): `loss` is the binary cross-entropy, `accuracy` the per-label accuracy
+ * (1 − Hamming loss) at the model's thresholds, `auc` the macro AUC, and `multilabel` holds the rest.
+ * For a regression model (`task: 'regress'`): `loss` is the MSE, `accuracy` R², and `regression` holds
+ * the rest. `confusion` and `perClass` are empty for both.
+ */
 export interface EvaluateResult extends Metrics {
   n: number;
   labels: string[];
+  /** Absent for classification. */
+  task?: 'multilabel' | 'regress';
+  regression?: RegressionMetrics;
+  multilabel?: MultiLabelMetrics;
+  /** With `compareModes` on a regression model: MSE and Spearman in both modes. */
+  regressionModes?: RegressionModes;
+  /** With `compareModes` on a multilabel model: per-label accuracy and AUC in both modes. */
+  multiLabelModes?: MultiLabelModes;
   /** `confusion[actual][predicted]`: sample counts, rows and columns in `labels` order. */
   confusion: number[][];
   /** Precision, recall, F1, support and one-vs-rest AUC of each class, in `labels` order. */
@@ -46,6 +64,7 @@ export interface EvaluateResult extends Metrics {
 export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult> {
   if (options.report !== undefined) await assertReportFolder(options.report);
   const predictor = await loadPredictor(options.model, options.preprocess === undefined ? {} : { preprocess: options.preprocess });
+  if (predictor.task !== undefined && predictor.task.task !== 'classify') return evaluateTask(options, predictor, predictor.task.task);
   const source = typeof options.data === 'string' ? await openDataSource(options.data, options.classNames ? { classNames: options.classNames } : {}) : options.data;
   const labels = predictor.labels ?? source.labels;
   const samples = source.samples.filter((s) => s.label !== undefined);
@@ -107,4 +126,54 @@ async function modesOn(p: Predictor, samples: DataSource['samples'], y: number[]
     x.dispose();
     labels.dispose();
   }
+}
+
+/** evaluate() of a multilabel or regression model: the task's metrics, and with `compareModes` its detector. */
+async function evaluateTask(options: EvaluateOptions, p: Predictor, task: 'multilabel' | 'regress'): Promise<EvaluateResult> {
+  const labels = p.labels!;
+  const source =
+    typeof options.data === 'string' ? await openDataSource(options.data, { task, ...(task === 'multilabel' ? { knownLabels: labels } : {}) }) : options.data;
+  if ((source.task ?? 'classify') !== task) {
+    throw new SplitfitError('SPLITFIT_USAGE', `the model is a ${task} model but ${source.root} holds ${source.task ?? 'classify'} data; give a manifest with ${task === 'regress' ? 'target columns' : 'a labels column'}`);
+  }
+  if (task === 'regress' && source.labels.join('\u0000') !== labels.join('\u0000')) {
+    throw new SplitfitError('SPLITFIT_USAGE', `the model predicts the targets [${labels.join(', ')}] but ${source.root} has [${source.labels.join(', ')}]; give the same target columns`);
+  }
+  const samples = source.samples;
+  if (samples.length === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `no samples in ${source.root}`);
+  const targets = task === 'regress' ? samples.flatMap((s) => s.values!) : samples.flatMap((s) => labels.map((l) => (s.labelSet!.includes(l) ? 1 : 0)));
+  const { probs } = await predictSamples(p, samples, options.batchSize ?? 32, options.signal);
+  const thresholds = p.task?.thresholds;
+  const base = { n: samples.length, labels, task, confusion: [], perClass: [] };
+  let result: EvaluateResult;
+  if (task === 'regress') {
+    const m = regressionMetrics(probs, targets, labels);
+    result = { ...base, loss: m.mse, accuracy: m.r2 ?? 0, regression: m };
+  } else {
+    const m = multiLabelMetrics(probs, targets, labels, thresholds);
+    result = { ...base, loss: m.loss, accuracy: 1 - m.hammingLoss, ...(m.macroAuc === undefined ? {} : { auc: m.macroAuc }), multilabel: m };
+  }
+  if (options.compareModes) {
+    const pixels = await loadImages(samples, p);
+    const x = tf.tensor4d(pixels, [samples.length, p.inputSize[0], p.inputSize[1], p.channels]);
+    try {
+      // Frozen BN alone, as for classification: a head's own dropout or `bn` is training the user chose.
+      const o = { batchSize: options.batchSize ?? 32, dropout: false, trainableBatchNorm: false };
+      if (task === 'regress') result.regressionModes = await compareRegressionModes(p.model, x, targets, labels, o);
+      else result.multiLabelModes = await compareMultiLabelModes(p.model, x, targets, labels, thresholds, o);
+    } finally {
+      x.dispose();
+    }
+  }
+  if (options.report !== undefined) {
+    const on = `the data ${source.root} (${samples.length} samples)`;
+    const k = labels.length;
+    const column = (values: ArrayLike<number>, j: number): number[] => Array.from({ length: samples.length }, (_, i) => values[i * k + j]!);
+    const section: TaskReportSection =
+      task === 'regress'
+        ? { task, kind: 'evaluate', title: 'Evaluation: predicted vs true', on, n: samples.length, metrics: result.regression!, points: labels.map((name, j) => ({ name, actual: column(targets, j), predicted: column(probs, j) })) }
+        : { task, kind: 'evaluate', title: 'Evaluation: per label', on, n: samples.length, metrics: result.multilabel! };
+    result.report = (await writeEvaluationReport(options.report, section, typeof options.model === 'string' ? options.model : undefined)).file;
+  }
+  return result;
 }

@@ -9,7 +9,7 @@ import { loadModel } from '../model/io.js';
 import { METADATA_KEY, type ModelMetadata, readModelMetadata } from '../model/metadata.js';
 import { readOutputFolder } from '../output/folder.js';
 import { checkMetadataAgrees } from '../output/metadata.js';
-import { MANIFEST_FILE } from '../output/manifest.js';
+import { MANIFEST_FILE, type TaskRecord } from '../output/manifest.js';
 
 /**
  * A model plus how to feed it: from the `splitfit.json` beside a stitched model, or from the
@@ -18,6 +18,8 @@ import { MANIFEST_FILE } from '../output/manifest.js';
 export interface Predictor {
   model: tf.LayersModel;
   labels?: string[];
+  /** What the outputs mean (from splitfit.json): absent for classification and for a model without one. */
+  task?: TaskRecord;
   preset: PreprocessPreset;
   inputSize: [number, number];
   channels: 1 | 3;
@@ -59,7 +61,7 @@ export async function loadPredictor(ref: string | tf.LayersModel, overrides: { p
     );
   }
   const preset = parsePreprocess(overrides.preprocess ?? manifest?.preprocess ?? metadata?.preprocessing.preset ?? (typeof ref === 'string' ? bundledModel(ref)?.preprocess : undefined) ?? 'unit');
-  return { model, preset, inputSize: [h, w], channels: c, ...(labels ? { labels } : {}), ...(metadata ? { metadata } : {}) };
+  return { model, preset, inputSize: [h, w], channels: c, ...(labels ? { labels } : {}), ...(metadata ? { metadata } : {}), ...(manifest?.task ? { task: manifest.task } : {}) };
 }
 
 /** Decodes and preprocesses samples into one [n, h, w, c] batch (decodes run concurrently). */

@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
+import type { Task } from '../data/types.js';
 import { buildHead, parseHeadSpec } from '../model/head-spec.js';
 import { copyWeightsByName } from '../model/split.js';
 import { memoryBatches } from '../train/batches.js';
@@ -28,6 +29,8 @@ export interface HeadContext {
   boundary: string;
   featureShape: number[];
   numClasses: number;
+  /** The run's task: the head's default spec and output layer. @default 'classify' */
+  task?: Task;
 }
 
 /** The head to export and the model that is trained (the same model unless pooled). */
@@ -44,9 +47,10 @@ export interface TrainableHead {
  * the same seeded initial weights (a `gap` layer draws no seed), so training either gives one head.
  */
 export async function buildTrainable(ctx: HeadContext, plan: HeadPlan, seed: number): Promise<TrainableHead> {
-  const head = await buildHead(ctx.source, ctx.boundary, ctx.featureShape, { spec: plan.spec, numClasses: ctx.numClasses, seed });
+  const task = ctx.task ?? 'classify';
+  const head = await buildHead(ctx.source, ctx.boundary, ctx.featureShape, { spec: plan.spec, numClasses: ctx.numClasses, seed, task });
   if (plan.pooledSpec === undefined) return { head, trained: head, finish: () => undefined, dispose: () => head.dispose() };
-  const trained = await buildHead(ctx.source, ctx.boundary, [ctx.featureShape[2]!], { spec: plan.pooledSpec, numClasses: ctx.numClasses, seed });
+  const trained = await buildHead(ctx.source, ctx.boundary, [ctx.featureShape[2]!], { spec: plan.pooledSpec, numClasses: ctx.numClasses, seed, task });
   return {
     head,
     trained,

@@ -7,6 +7,7 @@ import { type EpochLog, LR_SCHEDULES, type LrSchedule } from '../train/fit.js';
 import type { AutoTrial } from './auto.js';
 import type { LeaderboardRow, SearchOptions } from './search.js';
 import { OPTIMIZERS, type OptimizerName } from '../train/step.js';
+import { REGRESSION_LOSSES, type RegressionLoss } from '../train/losses.js';
 import { QUANTIZE_CHOICES, type Quantize } from '../model/quantize.js';
 
 export interface TrainHeadOptions {
@@ -53,8 +54,21 @@ export interface TrainHeadOptions {
    * `patience` epochs, and keep the weights of the best epoch (`history.bestEpoch`).
    */
   earlyStopping?: { patience: number; minDelta?: number };
-  /** Per-class loss weights, or 'balanced' (n / (k · count)). @default equal weights */
+  /** Per-class loss weights, or 'balanced' (n / (k · count)); classification only. @default equal weights */
   classWeights?: 'balanced' | readonly number[];
+  /**
+   * Regression runs only (the cached run's task is `regress`): the loss on the standardised targets,
+   * `mse`, `mae` or `huber` (δ = 1 standard deviation). @default 'mse'
+   */
+  loss?: RegressionLoss;
+  /** Multi-label runs only: weigh each label's positives by `neg / pos` of the training data, so rare labels count. @default false */
+  positiveWeights?: boolean;
+  /**
+   * Multi-label runs only: tune each label's decision threshold for the best F1 on the validation data
+   * (needs `validationSplit` or `validationData`); recorded in splitfit.json and the model metadata.
+   * @default false — every threshold 0.5
+   */
+  tuneThresholds?: boolean;
   /** Seeds the head's initial weights, the validation split and every epoch's shuffle. @default 0 */
   seed?: number;
   /** Hold features in memory when they fit this many bytes, else stream them from LevelDB. @default 1 GiB */
@@ -115,6 +129,8 @@ const DEFAULTS = {
   memoryBudget: 2 ** 30,
   lockBatchNorm: false,
   foldBatchNorm: true,
+  positiveWeights: false,
+  tuneThresholds: false,
 };
 
 export type ResolvedTrainHeadOptions = ReturnType<typeof validateTrainHeadOptions>;
@@ -148,6 +164,12 @@ export function validateTrainHeadOptions(options: TrainHeadOptions) {
   if (o.earlyStopping !== undefined) checkPositiveInt('earlyStopping', o.earlyStopping.patience);
   if (o.refreshEvery !== undefined) checkPositiveInt('refreshEvery', o.refreshEvery);
   if (o.extractBatchSize !== undefined) checkPositiveInt('extractBatchSize', o.extractBatchSize);
+  if (o.loss !== undefined) checkChoice('loss', o.loss, REGRESSION_LOSSES);
+  if (typeof o.positiveWeights !== 'boolean') throw new TypeError(`positiveWeights must be a boolean, received ${typeof o.positiveWeights}`);
+  if (typeof o.tuneThresholds !== 'boolean') throw new TypeError(`tuneThresholds must be a boolean, received ${typeof o.tuneThresholds}`);
+  if (o.tuneThresholds && o.validationSplit === 0 && o.validationData === undefined) {
+    throw new SplitfitError('SPLITFIT_USAGE', '`tuneThresholds` tunes on validation data: give `validationSplit` or `validationData` too', { option: 'tuneThresholds' });
+  }
   if (o.quantize !== undefined) checkChoice('quantize', o.quantize, QUANTIZE_CHOICES);
   if (Array.isArray(o.classWeights)) {
     for (const w of o.classWeights as readonly number[]) {

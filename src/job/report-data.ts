@@ -3,7 +3,9 @@ import { openDataSource } from '../data/sources.js';
 import type { Sample } from '../data/types.js';
 import type { RunMeta } from '../extract/run-meta.js';
 import type { SplitfitManifest } from '../output/manifest.js';
-import type { EvaluationSection } from '../report/data.js';
+import type { EvaluationSection, TaskReportSection } from '../report/data.js';
+import type { TaskRecord } from '../output/manifest.js';
+import { multiLabelMetrics, regressionMetrics } from '../train/task-metrics.js';
 import { evaluationSection } from '../report/evaluation.js';
 import { renderReport } from '../report/html.js';
 import { trainingReport } from '../report/training.js';
@@ -24,16 +26,22 @@ export interface TrainReportInput {
   jobSeconds: number;
   /** `--search`'s report, shown as the leaderboard. */
   search?: SearchReport;
+  /** Multilabel and regress runs: the task record (the target scale to undo on `valSet`'s targets, the thresholds). */
+  task?: TaskRecord;
 }
 
 /** `report.html` and `report.json` of a train-head run: the trained head scored on its validation data. */
 export async function trainReportFiles(input: TrainReportInput): Promise<{ html: string; json: string }> {
-  const evaluation = input.valSet && input.valSet.ids.length > 0 ? await validationSection(input, input.valSet) : undefined;
+  const hasVal = input.valSet !== undefined && input.valSet.ids.length > 0;
+  const isTask = input.task !== undefined && input.task.task !== 'classify';
+  const evaluation = hasVal && !isTask ? await validationSection(input, input.valSet!) : undefined;
+  const taskSection = hasVal && isTask ? taskValidationSection(input, input.valSet!, input.task!) : undefined;
   const data = trainingReport({
     manifest: input.manifest,
     history: input.history,
     jobSeconds: input.jobSeconds,
     ...(evaluation ? { evaluation } : {}),
+    ...(taskSection ? { taskSection } : {}),
     ...(input.search ? { leaderboard: leaderboardOf(input.search) } : {}),
   });
   return { html: await renderReport(data), json: JSON.stringify(data, null, 2) };
@@ -69,10 +77,37 @@ async function validationSection(input: TrainReportInput, set: FeatureSet): Prom
   });
 }
 
+/**
+ * The validation section of a multilabel or regression run, from the saved head (its outputs are in the
+ * targets' units: the scale is folded in) and the validation targets (standardised for training: undone here).
+ */
+function taskValidationSection(input: TrainReportInput, set: FeatureSet, task: TaskRecord): TaskReportSection {
+  const { run, options: o, head } = input;
+  const k = run.labels.length;
+  const n = set.ids.length;
+  const out = tf.tidy(() => (head.predict(tf.tensor(set.x, [n, ...set.featureShape]), { batchSize: 256 }) as tf.Tensor).dataSync() as Float32Array);
+  const scale = task.targetScale;
+  const targets = Array.from(set.targets!, (y, i) => (scale ? y * scale.std[i % k]! + scale.mean[i % k]! : y));
+  const on = o.validationData !== undefined ? `the validation data ${o.validationData} (${n} samples, not trained on)` : `the internal validation split (${n} samples held out with seed ${o.seed}, not trained on)`;
+  if (task.task === 'regress') {
+    const column = (values: ArrayLike<number>, j: number): number[] => Array.from({ length: n }, (_, i) => values[i * k + j]!);
+    return {
+      task: 'regress',
+      kind: 'validation',
+      title: 'Validation: predicted vs true',
+      on,
+      n,
+      metrics: regressionMetrics(out, targets, run.labels),
+      points: run.labels.map((name, j) => ({ name, actual: column(targets, j), predicted: column(out, j) })),
+    };
+  }
+  return { task: 'multilabel', kind: 'validation', title: 'Validation: per label', on, n, metrics: multiLabelMetrics(out, targets, run.labels, task.thresholds) };
+}
+
 /** The search's leaderboard as report rows, best first (the winner is the model beside the report). */
 function leaderboardOf(search: SearchReport): NonNullable<ReturnType<typeof trainingReport>['leaderboard']> {
   return {
-    header: ['rank', 'head', 'learning rate', 'weight decay', 'label smoothing', 'epochs', 'accuracy (mean ± sd)'],
+    header: ['rank', 'head', 'learning rate', 'weight decay', 'label smoothing', 'epochs', `${search.metric} (mean ± sd)`],
     rows: search.leaderboard.map((r) => [
       String(r.rank),
       r.config.head,

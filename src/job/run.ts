@@ -10,7 +10,10 @@ import type { LabeledId } from './validation.js';
  */
 export async function readTrainingRun(cache: FeatureCache, fingerprint: string | undefined): Promise<{ run: RunMeta; usable: LabeledId[] }> {
   const run = await readRun(cache, fingerprint === undefined ? {} : { fingerprint });
-  if (run.labels.length < 2) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `training needs at least 2 classes; the cached data set ${run.data} has ${run.labels.length}`);
+  // Classification needs two classes to tell apart; a multi-label or regression run needs one output.
+  const task = run.task ?? 'classify';
+  if (task === 'classify' && run.labels.length < 2) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `training needs at least 2 classes; the cached data set ${run.data} has ${run.labels.length}`);
+  if (run.labels.length < 1) throw new SplitfitError('SPLITFIT_DATA_EMPTY', `the cached ${task} data set ${run.data} names no ${task === 'regress' ? 'target' : 'label'}`);
   const labeled = run.samples.filter((s) => s.label >= 0);
   const ids = [...new Set(labeled.map((s) => s.id))];
   const missing = new Set(await cache.missingSampleIds(run.fingerprint, ids, selectorOf(run)));

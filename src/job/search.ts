@@ -2,7 +2,9 @@ import { SplitfitError, throwIfAborted } from '../errors.js';
 import { epochSeed, rng, shuffled } from '../random.js';
 import { featureSize, firstView, subsetFeatureSet } from '../train/feature-set.js';
 import type { FitOptions, LrSchedule } from '../train/fit.js';
-import type { OptimizerName } from '../train/step.js';
+import type { LossOptions, OptimizerName } from '../train/step.js';
+import type { Task } from '../data/types.js';
+import { OUTPUT_ACTIVATION } from '../model/head-spec.js';
 import { foldRows, stratifiedFolds } from './folds.js';
 import { type HeadContext, planHead, runTrial, type TrainingSets } from './head-trainer.js';
 
@@ -60,7 +62,8 @@ export interface LeaderboardRow {
 
 export interface SearchReport {
   format: 'splitfit-search/1';
-  metric: 'accuracy';
+  /** What the folds are ranked by: accuracy (classify), macro AUC (multilabel), R² (regress); higher is better. */
+  metric: SearchMetric;
   folds: number;
   seed: number;
   /** Configurations in the grid, tried, and why the search stopped. */
@@ -73,6 +76,11 @@ export interface SearchReport {
   winner: SearchConfig & { epochs: number };
 }
 
+export type SearchMetric = 'accuracy' | 'macro AUC' | 'R²';
+
+/** The metric `--search` ranks a task's configurations by (stated in search.json and the leaderboard). */
+export const SEARCH_METRIC: Readonly<Record<Task, SearchMetric>> = { classify: 'accuracy', multilabel: 'macro AUC', regress: 'R²' };
+
 export interface SearchInput {
   ctx: HeadContext;
   sets: TrainingSets;
@@ -84,26 +92,31 @@ export interface SearchInput {
   batchSize: number;
   lrSchedule: LrSchedule;
   classWeights: readonly number[] | undefined;
+  /** The task's loss options (see `job/task.ts`); its task picks the heads' output layer and the metric. @default classify */
+  loss?: LossOptions;
   seed: number;
   signal?: AbortSignal | undefined;
   onTrial?: (done: number, total: number, row: LeaderboardRow | undefined) => void;
 }
 
 /** Head shapes of the grid, with `{d}` where a dropout layer goes (left out for rate 0). */
-function headTemplates(featureShape: readonly number[]): string[] {
+function headTemplates(featureShape: readonly number[], task: Task): string[] {
   const flatten = featureSize(featureShape) <= SEARCH.maxFlattenFeatures;
-  if (featureShape.length === 1) return ['{d}dense:N:softmax', 'dense:256:relu,{d}dense:N:softmax'];
-  if (featureShape.length === 3) return ['gap,{d}dense:N:softmax', 'gap,dense:256:relu,{d}dense:N:softmax', ...(flatten ? ['flatten,{d}dense:N:softmax'] : [])];
-  return ['flatten,{d}dense:N:softmax', 'flatten,dense:256:relu,{d}dense:N:softmax'];
+  const out = `dense:N:${OUTPUT_ACTIVATION[task]}`;
+  if (featureShape.length === 1) return [`{d}${out}`, `dense:256:relu,{d}${out}`];
+  if (featureShape.length === 3) return [`gap,{d}${out}`, `gap,dense:256:relu,{d}${out}`, ...(flatten ? [`flatten,{d}${out}`] : [])];
+  return [`flatten,{d}${out}`, `flatten,dense:256:relu,{d}${out}`];
 }
 
-export function searchGrid(featureShape: readonly number[], fixed: SearchInput['fixed']): SearchConfig[] {
-  const heads = fixed.head !== undefined ? [fixed.head] : headTemplates(featureShape).flatMap((t) => SEARCH.dropouts.map((d) => t.replace('{d}', d === 0 ? '' : `dropout:${d},`)));
+export function searchGrid(featureShape: readonly number[], fixed: SearchInput['fixed'], task: Task = 'classify'): SearchConfig[] {
+  // Label smoothing is a classification loss option: the other tasks search without it.
+  const smoothings = task === 'classify' ? SEARCH.labelSmoothings : [0];
+  const heads = fixed.head !== undefined ? [fixed.head] : headTemplates(featureShape, task).flatMap((t) => SEARCH.dropouts.map((d) => t.replace('{d}', d === 0 ? '' : `dropout:${d},`)));
   const out: SearchConfig[] = [];
   for (const head of heads)
     for (const learningRate of fixed.learningRate !== undefined ? [fixed.learningRate] : SEARCH.learningRates)
       for (const weightDecay of fixed.weightDecay !== undefined ? [fixed.weightDecay] : SEARCH.weightDecays)
-        for (const labelSmoothing of fixed.labelSmoothing !== undefined ? [fixed.labelSmoothing] : SEARCH.labelSmoothings) out.push({ head, learningRate, weightDecay, labelSmoothing });
+        for (const labelSmoothing of fixed.labelSmoothing !== undefined ? [fixed.labelSmoothing] : smoothings) out.push({ head, learningRate, weightDecay, labelSmoothing });
   return out;
 }
 
@@ -121,7 +134,8 @@ export async function searchHeads(s: SearchInput): Promise<SearchReport> {
   if (n < 2 * k) {
     throw new SplitfitError('SPLITFIT_USAGE', `\`search\` with ${k} folds needs at least ${2 * k} training samples, got ${n}; use fewer \`search.folds\` or more data`, { option: 'search' });
   }
-  const grid = searchGrid(s.ctx.featureShape, s.fixed);
+  const task = s.loss?.task ?? 'classify';
+  const grid = searchGrid(s.ctx.featureShape, s.fixed, task);
   const order = shuffled(grid, rng(epochSeed(s.seed, -3))).slice(0, budget);
   const folds = stratifiedFolds(s.sets.maps.labels, k, s.seed);
   const started = performance.now();
@@ -146,6 +160,7 @@ export async function searchHeads(s: SearchInput): Promise<SearchReport> {
       labelSmoothing: config.labelSmoothing,
       lrSchedule: s.lrSchedule,
       classWeights: s.classWeights,
+      ...s.loss,
       signal: s.signal,
       ...(s.fixed.epochs === undefined ? { earlyStopping: { patience: SEARCH.patience, monitor: 'loss' as const } } : {}),
     };
@@ -156,7 +171,8 @@ export async function searchHeads(s: SearchInput): Promise<SearchReport> {
       for (let f = 0; f < k; f++) {
         const r = foldRows(folds, f);
         const t = await runTrial(s.ctx, plan, subsetFeatureSet(all, r.train), firstView(subsetFeatureSet(all, r.val)), s.seed, fit);
-        accs.push(t.valAcc);
+        // Multilabel ranks by the fold's macro AUC at the kept epoch (per-label accuracy at 0.5 moves in coarse steps).
+        accs.push(task === 'multilabel' ? (t.history.valAuc?.[t.bestEpoch - 1] ?? t.valAcc) : t.valAcc);
         losses.push(t.valLoss);
         epochs.push(t.bestEpoch);
       }
@@ -179,7 +195,7 @@ export async function searchHeads(s: SearchInput): Promise<SearchReport> {
   if (!top) throw new SplitfitError('SPLITFIT_NUMERIC', `every configuration of the search diverged (${diverged.length}); give a smaller \`learningRate\``, { option: 'learningRate' });
   return {
     format: 'splitfit-search/1',
-    metric: 'accuracy',
+    metric: SEARCH_METRIC[task],
     folds: k,
     seed: s.seed,
     grid: grid.length,

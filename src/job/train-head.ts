@@ -6,7 +6,7 @@ import { SplitfitError, throwIfAborted } from '../errors.js';
 import { type PreparedBase, prepareBase } from '../extract/prepare.js';
 import { type RunMeta, selectorOf } from '../extract/run-meta.js';
 import { shortFingerprint } from '../cache/keys.js';
-import { checkHeadSize, defaultHeadSpec, parseHeadSpec } from '../model/head-spec.js';
+import { checkHeadForTask, checkHeadSize, defaultHeadSpec, parseHeadSpec } from '../model/head-spec.js';
 import { batchNormLayers, lockBatchNorm } from '../model/lock-batchnorm.js';
 import { baseFormOf, stitchAs } from './export.js';
 import { checkOutputFolder, SEARCH_FILE, writeOutputFolder } from '../output/folder.js';
@@ -21,10 +21,11 @@ import { type ResolvedTrainHeadOptions, type TrainHeadOptions, validateTrainHead
 import { dropScratchGenerations, makeRefresher, reopenRunData } from './refresh.js';
 import { trainReportFiles } from './report-data.js';
 import { readTrainingRun } from './run.js';
+import { checkTaskOptions, finishTaskHead, prepareTargets, type TaskRecord, taskLossOptions, taskOfRun } from './task.js';
 import { classWeightsFor, extractValidationData, splitValidation, type LabeledId } from './validation.js';
 
 /** history.json: the fit's history, plus what train-head chose on its own. */
-export type JobHistory = History & { auto?: AutoChoice; search?: { winner: SearchReport['winner']; file: string } };
+export type JobHistory = History & { auto?: AutoChoice; search?: { winner: SearchReport['winner']; file: string }; task?: TaskRecord };
 
 /** The settings the final fit ran with, given or chosen: with them as explicit options, train-head trains the same head. */
 export interface ChosenSettings {
@@ -47,6 +48,8 @@ export interface TrainHeadResult {
   backend: string;
   fingerprint: string;
   labels: string[];
+  /** The run's task and what training recorded about it (target scale, thresholds). */
+  task: TaskRecord;
   mode: 'memory' | 'stream';
   head: tf.LayersModel;
   model: tf.LayersModel;
@@ -72,6 +75,8 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   const started = performance.now();
   const { run, usable } = await readTrainingRun(cache, o.fingerprint);
   const k = run.labels.length;
+  const task = taskOfRun(run);
+  checkTaskOptions(task, o, run.data);
   if (o.refreshEvery !== undefined && run.augment === undefined) {
     throw new SplitfitError('SPLITFIT_USAGE', '`refreshEvery` needs a cache built with `cache-features --augment <spec>`', { option: 'refreshEvery' });
   }
@@ -79,16 +84,21 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   if (o.head !== undefined) {
     const ops = parseHeadSpec(o.head);
     if (!ops.some((op) => op.kind === 'original')) checkHeadSize(ops, run.featureShape, k, o.head);
+    checkHeadForTask(ops, task, o.head);
   }
   const base = await prepareRunBase(run, o);
   const selector = (generation: number): EntrySelector => selectorOf(run, generation);
 
   // Validation: a seeded hold-out, or a second data set extracted with the same base.
-  const { train, validation } =
+  const split =
     o.validationData !== undefined
       ? { train: usable, validation: await extractValidationData(cache, run, base, o.validationData, o.extractBatchSize, o.signal) }
       : splitValidation(usable, o.validationSplit, o.seed);
+  // Regression targets are standardised on the training targets here, before any feature is read.
+  const targets = prepareTargets(task, split.train, split.validation, k, o);
+  const { train, validation } = targets;
   const weights = classWeightsFor(o.classWeights, train, k);
+  const lossOptions = taskLossOptions(task, o, targets);
 
   // Refreshed views are extracted from the data set as it is now: check it first, not at the first refresh.
   const data = o.refreshEvery === undefined ? undefined : await reopenRunData(run, new Set(usable.map((s) => s.id)));
@@ -101,11 +111,11 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   const features = featureLoader(cache, run, o, train, validation, loadPooled);
   const loadFeed = features.load;
   const first = await loadFeed(run.generation);
-  const ctx: HeadContext = { source: base.source, boundary: run.boundary, featureShape: run.featureShape, numClasses: k };
+  const ctx: HeadContext = { source: base.source, boundary: run.boundary, featureShape: run.featureShape, numClasses: k, task };
   const sets = first.set ? new TrainingSets(first.set) : undefined;
 
   // What to train: the search's winner, or the given head with automatic values for what was not given.
-  const settings = await chooseSettings(ctx, sets, weights, o);
+  const settings = await chooseSettings(ctx, sets, weights, lossOptions, o);
   const plan = planHead(settings.head, run.featureShape, o.poolFeatures);
   const pooled = (f: Feed): Feed => (plan.pooledSpec === undefined ? f : { source: pooledBatches(f.source, run.featureShape), valSet: f.valSet && poolFeatureSet(f.valSet) });
   const feed = async (generation: number): Promise<Feed> => pooled((await loadFeed(generation)).feed);
@@ -139,6 +149,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
 
   const fitted = await fitEpochs(trainable.trained, firstFeed, run.generation, refresher, k, {
     ...fitSettingsOf(settings, o),
+    ...lossOptions,
     classWeights: weights,
     earlyStopping: o.earlyStopping,
     seed: o.seed,
@@ -148,8 +159,11 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   });
   trainable.finish();
   if (trainable.trained !== head) trainable.trained.dispose();
+  // Regress: the target scale goes into the last layer; multilabel: thresholds (tuned on validation data when asked).
+  const taskRecord = finishTaskHead(task, head, targets, features.lastValSet(), k, o);
   const history: JobHistory = {
     ...fitted,
+    ...(task === 'classify' ? {} : { task: taskRecord }),
     ...(settings.auto ? { auto: settings.auto } : {}),
     ...(settings.search ? { search: { winner: settings.search.winner, file: SEARCH_FILE } } : {}),
   };
@@ -160,7 +174,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
   // Folded: the exported base has no BatchNorm or Dropout left, so a further plain `fit` cannot fall into the trap.
   // Quantized: BN as per-channel affine layers instead (see baseFormOf).
   const model = await stitchAs(base.base, head, baseFormOf(o.foldBatchNorm, o.quantize));
-  const manifest = manifestOf(run, o, settings, history, plan.pooledSpec !== undefined, train.length, validation.length);
+  const manifest = manifestOf(run, o, settings, history, plan.pooledSpec !== undefined, train.length, validation.length, taskRecord);
   const report = await trainReportFiles({
     head,
     run,
@@ -168,6 +182,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     manifest,
     history,
     valSet: features.lastValSet(),
+    ...(task === 'classify' ? {} : { task: taskRecord }),
     jobSeconds: (performance.now() - started) / 1000,
     ...(settings.search ? { search: settings.search } : {}),
   });
@@ -180,6 +195,7 @@ async function runJob(cache: FeatureCache, o: ResolvedTrainHeadOptions): Promise
     backend: tf.getBackend(),
     fingerprint: run.fingerprint,
     labels: run.labels,
+    task: taskRecord,
     mode: firstFeed.source.mode,
     settings: { head: headSpec, learningRate: settings.learningRate, epochs: settings.epochs, weightDecay: settings.weightDecay, labelSmoothing: settings.labelSmoothing },
     ...(settings.auto ? { auto: settings.auto } : {}),
@@ -240,6 +256,7 @@ function manifestOf(
   pooled: boolean,
   samples: number,
   validationSamples: number,
+  task: TaskRecord,
 ): SplitfitManifest {
   return {
     format: MANIFEST_FORMAT,
@@ -247,6 +264,7 @@ function manifestOf(
     boundary: run.boundary,
     fingerprint: run.fingerprint,
     labels: run.labels,
+    ...(task.task === 'classify' ? {} : { task }),
     preprocess: run.preprocess,
     inputSize: run.inputSize,
     channels: run.channels,
@@ -293,6 +311,7 @@ async function chooseSettings(
   ctx: HeadContext,
   sets: TrainingSets | undefined,
   classWeights: readonly number[] | undefined,
+  lossOptions: ReturnType<typeof taskLossOptions>,
   o: ResolvedTrainHeadOptions,
 ): Promise<ChosenSettings & { auto?: AutoChoice; search?: SearchReport }> {
   if (o.search !== false) {
@@ -315,6 +334,7 @@ async function chooseSettings(
       batchSize: o.batchSize,
       lrSchedule: o.lrSchedule,
       classWeights,
+      loss: lossOptions,
       seed: o.seed,
       signal: o.signal,
       onTrial: (done, total, row) => o.onProgress?.({ type: 'search-trial', done, total, row }),
@@ -322,7 +342,7 @@ async function chooseSettings(
     const w = report.winner;
     return { head: w.head, learningRate: w.learningRate, epochs: w.epochs, weightDecay: w.weightDecay, labelSmoothing: w.labelSmoothing, search: report };
   }
-  const head = o.head ?? defaultHeadSpec(ctx.featureShape);
+  const head = o.head ?? defaultHeadSpec(ctx.featureShape, ctx.task);
   const fixed = { head, weightDecay: o.weightDecay ?? 0, labelSmoothing: o.labelSmoothing ?? 0 };
   if (o.learningRate !== undefined && o.epochs !== undefined) return { ...fixed, learningRate: o.learningRate, epochs: o.epochs };
   const auto = await chooseAutomatically({
@@ -333,7 +353,7 @@ async function chooseSettings(
     epochs: o.epochs,
     optimizer: o.optimizer,
     seed: o.seed,
-    fit: { batchSize: o.batchSize, weightDecay: fixed.weightDecay, labelSmoothing: fixed.labelSmoothing, lrSchedule: o.lrSchedule, classWeights, signal: o.signal },
+    fit: { batchSize: o.batchSize, weightDecay: fixed.weightDecay, labelSmoothing: fixed.labelSmoothing, lrSchedule: o.lrSchedule, classWeights, ...lossOptions, signal: o.signal },
     onTrial: (trial) => o.onProgress?.({ type: 'auto-trial', trial }),
   });
   return { ...fixed, learningRate: auto.learningRate, epochs: auto.epochs, auto };

@@ -6,10 +6,11 @@ import type { PreparedBase } from '../extract/prepare.js';
 import type { RunMeta } from '../extract/run-meta.js';
 import { epochSeed, rng, shuffled } from '../random.js';
 
-/** A cached sample and its label index. */
+/** A cached sample and its label index (0 for multilabel and regress, whose target is `y`, in the run's `labels` order). */
 export interface LabeledId {
   id: string;
   label: number;
+  y?: number[];
 }
 
 /**
@@ -40,12 +41,18 @@ export async function extractValidationData(
   batchSize: number | undefined,
   signal: AbortSignal | undefined,
 ): Promise<LabeledId[]> {
-  const source = await openDataSource(spec);
+  const task = run.task ?? 'classify';
+  const source = await openDataSource(spec, task === 'classify' ? {} : { task, ...(task === 'multilabel' ? { knownLabels: run.labels } : {}) });
   const unknown = source.labels.filter((l) => !run.labels.includes(l));
-  if (unknown.length > 0) {
+  if (task === 'regress' && source.labels.join('\u0000') !== run.labels.join('\u0000')) {
+    throw new SplitfitError('SPLITFIT_USAGE', `\`validationData\` ${spec} has the targets [${source.labels.join(', ')}], the training data [${run.labels.join(', ')}]; give the same target columns`, { option: 'validationData' });
+  }
+  if (unknown.length > 0 && task === 'classify') {
     throw new SplitfitError('SPLITFIT_USAGE', `\`validationData\` ${spec} has classes the training data lacks: ${unknown.join(', ')}`, { option: 'validationData' });
   }
   await extractFeatures({ model: base.source, prepared: base, data: source, cache, record: 'data', ...(batchSize ? { batchSize } : {}), ...(signal ? { signal } : {}) });
+  if (task === 'multilabel') return source.samples.map((s) => ({ id: s.id, label: 0, y: run.labels.map((l) => (s.labelSet!.includes(l) ? 1 : 0)) }));
+  if (task === 'regress') return source.samples.map((s) => ({ id: s.id, label: 0, y: [...s.values!] }));
   return source.samples.map((s) => ({ id: s.id, label: run.labels.indexOf(s.label!) }));
 }
 

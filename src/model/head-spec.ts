@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { Task } from '../data/types.js';
 import { closestMatches, SplitfitError } from '../errors.js';
 import { installBatchNormCompat } from './bn-compat.js';
 import { asFunctional, modelGraph } from './graph.js';
@@ -42,9 +43,33 @@ function didYouMean(word: string, choices: readonly string[]): string {
   return near.length > 0 ? `; did you mean ${near.map((n) => `"${n}"`).join(', ')}?` : '';
 }
 
-/** The head used when none is given: pool a feature map, then classify. */
-export function defaultHeadSpec(featureShape: readonly number[]): string {
-  return featureShape.length === 3 ? 'gap,dense:N:softmax' : featureShape.length === 1 ? 'dense:N:softmax' : 'flatten,dense:N:softmax';
+/**
+ * The output activation of each task's head: one class (`softmax`), independent labels (`sigmoid`,
+ * trained with per-label binary cross-entropy), or values in the target's units (`linear`, trained on
+ * standardised targets and carrying their scale after training; see `model/target-scale.ts`).
+ */
+export const OUTPUT_ACTIVATION: Readonly<Record<Task, Activation>> = { classify: 'softmax', multilabel: 'sigmoid', regress: 'linear' };
+
+/** The head used when none is given: pool a feature map, then the task's output layer (`dense:N:softmax` to classify). */
+export function defaultHeadSpec(featureShape: readonly number[], task: Task = 'classify'): string {
+  const out = `dense:N:${OUTPUT_ACTIVATION[task]}`;
+  return featureShape.length === 3 ? `gap,${out}` : featureShape.length === 1 ? out : `flatten,${out}`;
+}
+
+/**
+ * A multilabel or regress head must end in the task's own output layer (`dense:N:sigmoid`,
+ * `dense:N:linear`): a softmax would make the labels compete, a squashing activation would bound the
+ * values and could not carry the target scale. Classification heads are not checked here (an
+ * `original:` head ends in the source model's own classifier).
+ */
+export function checkHeadForTask(ops: readonly HeadOp[], task: Task, shown: string): void {
+  if (task === 'classify') return;
+  const last = ops.at(-1);
+  const want = OUTPUT_ACTIVATION[task];
+  if (last?.kind !== 'dense' || last.activation !== want) {
+    const got = last === undefined ? 'nothing' : last.kind === 'dense' ? `dense:${last.units}:${last.activation}` : last.kind;
+    throw specError(shown, `a ${task} head must end in dense:N:${want}, this one ends in ${got}`);
+  }
 }
 
 export function parseHeadSpec(spec: string): HeadOp[] {
@@ -161,6 +186,8 @@ export interface BuildHeadOptions {
   numClasses: number;
   /** Seed for the new layers' initial weights. @default 0 */
   seed?: number;
+  /** The task the head is for: its default spec and the output layer it must end in. @default 'classify' */
+  task?: Task;
 }
 
 /**
@@ -175,8 +202,10 @@ export async function buildHead(
   options: BuildHeadOptions,
 ): Promise<tf.LayersModel> {
   const specText = typeof options.spec === 'string' ? options.spec : undefined;
-  const shown = specText ?? (Array.isArray(options.spec) ? options.spec.map((o) => String((o as { kind?: unknown } | null)?.kind)).join(',') : defaultHeadSpec(featureShape));
-  const ops = Array.isArray(options.spec) ? validateHeadOps(options.spec, shown) : parseHeadSpec(specText ?? defaultHeadSpec(featureShape));
+  const task = options.task ?? 'classify';
+  const shown = specText ?? (Array.isArray(options.spec) ? options.spec.map((o) => String((o as { kind?: unknown } | null)?.kind)).join(',') : defaultHeadSpec(featureShape, task));
+  const ops = Array.isArray(options.spec) ? validateHeadOps(options.spec, shown) : parseHeadSpec(specText ?? defaultHeadSpec(featureShape, task));
+  checkHeadForTask(ops, task, shown);
   const taken = new Set(asFunctional(source).layers.map((l) => l.name));
   const name = (base: string): string => {
     let n = `head_${base}`;
@@ -234,7 +263,8 @@ export async function buildHead(
   }
   const width = x.shape.at(-1);
   if (x.shape.length !== 2 || width !== options.numClasses) {
-    throw specError(shown, `the head must end in ${options.numClasses} outputs (one per class), got [${x.shape.slice(1).join(', ')}]; end it with dense:N:softmax`);
+    const per = task === 'classify' ? 'one per class' : task === 'multilabel' ? 'one per label' : 'one per target';
+    throw specError(shown, `the head must end in ${options.numClasses} outputs (${per}), got [${x.shape.slice(1).join(', ')}]; end it with dense:N:${OUTPUT_ACTIVATION[task]}`);
   }
   const head = tf.model({ inputs, outputs: x, name: 'splitfit_head' });
   // `original:` layers may be scale:false / center:false BN, which tfjs 4.22 cannot fit (bn-compat.ts).

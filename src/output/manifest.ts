@@ -1,4 +1,17 @@
+import type { Task } from '../data/types.js';
 import { SplitfitError } from '../errors.js';
+
+/** What splitfit.json records about a multi-label or regression head (see `job/task.ts`). */
+export interface TaskRecord {
+  task: Task;
+  loss?: 'mse' | 'mae' | 'huber';
+  /** Regress: μ and σ of the training targets, already folded into the last Dense layer (kept for the record). */
+  targetScale?: { mean: number[]; std: number[] };
+  /** Multilabel: a label is predicted when its probability is ≥ its threshold. */
+  thresholds?: number[];
+  thresholdsTuned?: boolean;
+  positiveWeights?: number[];
+}
 
 /** The sidecar `splitfit.json` describing a stitched model: what it was cut from and how to feed it. */
 export const MANIFEST_FILE = 'splitfit.json';
@@ -13,7 +26,10 @@ export interface SplitfitManifest {
   model: string;
   boundary: string;
   fingerprint: string;
+  /** Output names: classes, labels (multilabel) or targets (regress). */
   labels: string[];
+  /** Absent for classification. Multilabel: thresholds; regress: the loss and the target scale folded into the model. */
+  task?: TaskRecord;
   preprocess: string;
   inputSize: [number, number];
   channels: 1 | 3;

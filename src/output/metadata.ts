@@ -1,6 +1,6 @@
 import { PIXEL_PIPELINE } from '../data/pixels.js';
 import { SplitfitError } from '../errors.js';
-import { METADATA_KEY, MODEL_METADATA_FORMAT, type ModelMetadata } from '../model/metadata.js';
+import { DEFAULT_LABEL_THRESHOLD, METADATA_KEY, MODEL_METADATA_FORMAT, type ModelMetadata } from '../model/metadata.js';
 import { MANIFEST_FILE, type SplitfitManifest } from './manifest.js';
 
 /**
@@ -10,13 +10,16 @@ import { MANIFEST_FILE, type SplitfitManifest } from './manifest.js';
  * at train-head time: the run's fingerprint, which includes it, was checked then).
  */
 export function modelMetadataOf(manifest: SplitfitManifest, pixels: string = metadataPixels()): ModelMetadata {
-  return {
-    format: MODEL_METADATA_FORMAT,
-    task: 'classify',
+  const common = {
+    format: MODEL_METADATA_FORMAT as typeof MODEL_METADATA_FORMAT,
     labels: [...manifest.labels],
     input: { height: manifest.inputSize[0], width: manifest.inputSize[1], channels: manifest.channels },
     preprocessing: { pixels, preset: manifest.preprocess as ModelMetadata['preprocessing']['preset'] },
   };
+  // The task as splitfit.json records it (absent: classification); a multilabel model carries its thresholds.
+  const task = manifest.task?.task ?? 'classify';
+  if (task === 'multilabel') return { ...common, task, thresholds: manifest.task?.thresholds ?? manifest.labels.map(() => DEFAULT_LABEL_THRESHOLD) };
+  return task === 'regress' ? { ...common, task } : { ...common, task };
 }
 
 /**

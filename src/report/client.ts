@@ -174,6 +174,46 @@ export const CLIENT_SCRIPT = String.raw`
     sec.appendChild(wall);
     main.appendChild(sec);
   });
+  // Multilabel and regression runs: a scatter of predicted vs true per target, or a per-label table and chart.
+  (data.tasks || []).forEach(function (t, n) {
+    var sec = el('section', { class: 'task', 'data-task': t.task }, [el('h2', { text: t.title }), el('p', { class: 'meta', text: t.on })]);
+    var m = t.metrics;
+    if (t.task === 'regress') {
+      sec.appendChild(table(['samples', 'MAE', 'RMSE', 'R²', 'Spearman', 'Pearson'], [[t.n, fmt(m.mae), fmt(m.rmse), fmt(m.r2), fmt(m.spearman), fmt(m.pearson)]], 'summary'));
+      var grid = el('div', { class: 'two' });
+      sec.appendChild(grid);
+      t.points.forEach(function (p, j) {
+        var all = p.actual.concat(p.predicted);
+        var lo = Math.min.apply(null, all), hi = Math.max.apply(null, all);
+        var pts = p.actual.map(function (a, i) { return { x: a, y: p.predicted[i] }; });
+        chart(grid, 'chart-scatter-' + n + '-' + j, p.name + ': predicted vs true (dashed: predicted = true)', {
+          type: 'scatter',
+          data: { datasets: [
+            { label: 'samples', data: pts, backgroundColor: BLUE, pointRadius: 3 },
+            { label: 'predicted = true', type: 'line', data: [{ x: lo, y: lo }, { x: hi, y: hi }], borderColor: '#888', borderDash: [6, 3], pointRadius: 0 },
+          ] },
+          options: { responsive: true, maintainAspectRatio: false, scales: { x: { type: 'linear', title: { display: true, text: 'true ' + p.name } }, y: { title: { display: true, text: 'predicted ' + p.name } } }, plugins: { legend: { position: 'bottom' } } },
+        }, pts.length + 2, 360);
+      });
+    } else {
+      sec.appendChild(table(['samples', 'macro AUC', 'micro AUC', 'macro F1', 'micro F1', 'subset accuracy', 'Hamming loss'],
+        [[t.n, fmt(m.macroAuc), fmt(m.microAuc), fmt(m.macroF1), fmt(m.microF1), pct(m.subsetAccuracy), fmt(m.hammingLoss)]], 'summary'));
+      var names = m.perLabel.map(function (l) { return l.label; });
+      var bars = [
+        { label: 'F1 at the threshold', data: m.perLabel.map(function (l) { return l.f1; }), backgroundColor: GREEN },
+        { label: 'AUC', data: m.perLabel.map(function (l) { return l.auc === undefined ? null : l.auc; }), backgroundColor: PURPLE },
+      ];
+      chart(sec, 'chart-labels-' + n, 'Per label', {
+        type: 'bar',
+        data: { labels: names, datasets: bars },
+        options: { responsive: true, maintainAspectRatio: false, scales: { y: { min: 0, max: 1 } }, plugins: { legend: { position: 'bottom' } } },
+      }, 2 * names.length, 300);
+      sec.appendChild(table(['label', 'threshold', 'precision', 'recall', 'F1', 'support', 'accuracy', 'AUC'], m.perLabel.map(function (l) {
+        return [l.label, fmt(l.threshold, 3), fmt(l.precision), fmt(l.recall), fmt(l.f1), l.support, pct(l.accuracy), fmt(l.auc)];
+      }), 'per-label'));
+    }
+    main.appendChild(sec);
+  });
   state.ready = true;
 })();
 `;

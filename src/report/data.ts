@@ -1,5 +1,6 @@
 import type { ClassMetrics } from '../train/class-metrics.js';
 import type { History } from '../train/fit.js';
+import type { MultiLabelMetrics, RegressionMetrics } from '../train/task-metrics.js';
 
 export { REPORT_HTML, REPORT_JSON } from '../output/folder.js';
 
@@ -22,6 +23,8 @@ export interface ReportData {
   history?: ReportHistory;
   /** One section per data set the model was measured on (train-head's validation data, evaluate's data). */
   evaluations: EvaluationSection[];
+  /** Multilabel and regression runs: their validation sections (a scatter of predicted vs true; a per-label table). */
+  tasks?: TaskReportSection[];
   /** Plain sentences shown at the top (e.g. why there is no confusion matrix). */
   notes: string[];
   /** `train-head --search`: the leaderboard as rows (rank, head, settings, epochs, mean ± sd of the fold accuracy), best first. */
@@ -59,6 +62,21 @@ export interface EvaluationSection {
   modes?: ModesSection;
 }
 
+/** What the report shows of a multilabel or regression model on a data set. */
+export type TaskReportSection =
+  | {
+      task: 'regress';
+      /** As `EvaluationSection.kind`: a new section of a kind replaces the old one. */
+      kind: 'validation' | 'evaluate';
+      title: string;
+      on: string;
+      n: number;
+      metrics: RegressionMetrics;
+      /** Per target: true and predicted values of every sample, in the target's units. */
+      points: { name: string; actual: number[]; predicted: number[] }[];
+    }
+  | { task: 'multilabel'; kind: 'validation' | 'evaluate'; title: string; on: string; n: number; metrics: MultiLabelMetrics };
+
 export interface ReportSample {
   /** File name (or `images.idx#12`) as the data source names it; the id when the file is no longer found. */
   file: string;
@@ -85,6 +103,16 @@ export function bestEpoch(h: { loss: readonly number[]; valLoss?: readonly numbe
     if (v < series[best]!) best = i;
   });
   return { bestEpoch: best + 1, bestBy: series === h.loss ? 'loss' : 'val loss' };
+}
+
+/** Replaces the task section of the same kind, or adds it (the notes go, as for `withEvaluation`). */
+export function withTaskSection(data: ReportData, section: TaskReportSection): ReportData {
+  return { ...data, tasks: [...(data.tasks ?? []).filter((t) => t.kind !== section.kind), section], notes: [] };
+}
+
+/** Titles of every section of a report, in order. */
+export function sectionTitles(data: ReportData): string[] {
+  return [...data.evaluations.map((e) => e.title), ...(data.tasks ?? []).map((t) => t.title)];
 }
 
 /** Replaces the section of the same kind, or adds it (the notes say why sections are missing: they go). */

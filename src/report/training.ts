@@ -1,6 +1,6 @@
 import type { SplitfitManifest } from '../output/manifest.js';
 import type { History } from '../train/fit.js';
-import { bestEpoch, type EvaluationSection, REPORT_FORMAT, type ReportData, type ReportHistory } from './data.js';
+import { bestEpoch, type EvaluationSection, REPORT_FORMAT, type ReportData, type ReportHistory, type TaskReportSection } from './data.js';
 
 export interface TrainingReportInput {
   manifest: SplitfitManifest;
@@ -12,6 +12,8 @@ export interface TrainingReportInput {
   jobSeconds?: number;
   /** The validation section (absent when the run had no validation data). */
   evaluation?: EvaluationSection;
+  /** The validation section of a multilabel or regression run. */
+  taskSection?: TaskReportSection;
   /** Rebuilt from `history.json` and `splitfit.json` of a folder written before reports: the predictions are gone. */
   rebuilt?: boolean;
   /** The search leaderboard, when train-head ran `--search`. */
@@ -63,7 +65,7 @@ export function trainingReport(input: TrainingReportInput): ReportData {
     ['written', m.createdAt],
   ];
   const notes =
-    input.evaluation !== undefined
+    input.evaluation !== undefined || input.taskSection !== undefined
       ? []
       : input.rebuilt && (t === undefined || t.validation !== 'none')
         ? [
@@ -78,13 +80,14 @@ export function trainingReport(input: TrainingReportInput): ReportData {
           ];
   return {
     format: REPORT_FORMAT,
-    title: `splitfit train-head: ${m.model} cut at ${m.boundary}, ${m.labels.length} classes`,
+    title: `splitfit train-head: ${m.model} cut at ${m.boundary}, ${m.labels.length} ${m.task?.task === 'regress' ? 'targets' : m.task?.task === 'multilabel' ? 'labels' : 'classes'}`,
     ...(input.leaderboard ? { leaderboard: input.leaderboard } : {}),
     createdAt: m.createdAt,
     config,
     timings,
     history: curves,
     evaluations: input.evaluation ? [input.evaluation] : [],
+    ...(input.taskSection ? { tasks: [input.taskSection] } : {}),
     notes,
   };
 }

@@ -5,7 +5,7 @@ import { message, writeAtomic } from '../model/io.js';
 import { commitFiles, readRecord, verifyFolder } from '../output/commit.js';
 import { MANIFEST_FILE, parseManifest, type SplitfitManifest } from '../output/manifest.js';
 import type { History } from '../train/fit.js';
-import { type EvaluationSection, REPORT_FORMAT, REPORT_HTML, REPORT_JSON, type ReportData, withEvaluation } from './data.js';
+import { type EvaluationSection, REPORT_FORMAT, REPORT_HTML, REPORT_JSON, type ReportData, sectionTitles, type TaskReportSection, withEvaluation, withTaskSection } from './data.js';
 import { renderReport } from './html.js';
 import { trainingReport } from './training.js';
 
@@ -33,21 +33,22 @@ export async function regenerateReport(out: string): Promise<WrittenReport> {
  * else as a standalone report file, written atomically. `model` is the model.json evaluated, whose
  * folder's manifest and history give the standalone report its configuration and curves.
  */
-export async function writeEvaluationReport(file: string, section: EvaluationSection, model: string | undefined): Promise<WrittenReport> {
+export async function writeEvaluationReport(file: string, section: EvaluationSection | TaskReportSection, model: string | undefined): Promise<WrittenReport> {
   const target = resolve(file);
   const dir = dirname(target);
+  // A multilabel or regression section goes beside the classification ones, replacing its own kind.
+  const withSection = (d: ReportData): ReportData => ('task' in section ? withTaskSection(d, section) : withEvaluation(d, section));
   if (basename(target) === REPORT_HTML && (await readRecord(dir).catch(() => undefined)) !== undefined) {
-    return commitReport(dir, withEvaluation(await folderReport(dir), section));
+    return commitReport(dir, withSection(await folderReport(dir)));
   }
   const modelDir = model === undefined ? undefined : dirname(resolve(model.endsWith('.json') ? model : join(model, 'model.json')));
   const base = modelDir === undefined ? undefined : await folderReport(modelDir).catch(() => undefined);
-  const data: ReportData = base
-    ? withEvaluation(base, section)
-    : { format: REPORT_FORMAT, title: `splitfit evaluate: ${model ?? 'model'}`, createdAt: new Date().toISOString(), config: [['model', model ?? '—']], timings: [], evaluations: [section], notes: [] };
+  const empty: ReportData = { format: REPORT_FORMAT, title: `splitfit evaluate: ${model ?? 'model'}`, createdAt: new Date().toISOString(), config: [['model', model ?? '—']], timings: [], evaluations: [], notes: [] };
+  const data: ReportData = withSection(base ?? empty);
   const html = await renderReport({ ...data, title: base ? `${base.title} — evaluated` : data.title });
   await assertReportFolder(file);
   await writeAtomic(target, html);
-  return { file: target, as: 'file', sections: data.evaluations.map((e) => e.title) };
+  return { file: target, as: 'file', sections: sectionTitles(data) };
 }
 
 /**
@@ -68,7 +69,7 @@ async function commitReport(dir: string, data: ReportData): Promise<WrittenRepor
     [REPORT_HTML, await renderReport(data)],
   ]);
   await commitFiles(dir, files, { keep: record.files.map((f) => f.path).filter((p) => !files.has(p)) });
-  return { file: join(dir, REPORT_HTML), as: 'committed', sections: data.evaluations.map((e) => e.title) };
+  return { file: join(dir, REPORT_HTML), as: 'committed', sections: sectionTitles(data) };
 }
 
 /** A verified output folder's report data: its `report.json`, else one built from its history and manifest. */

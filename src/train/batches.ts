@@ -1,5 +1,5 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
-import { type EntrySelector, type FeatureSet, featureSize, gatherRows, poolRows, pooledStoreOf, readPooledInto } from './feature-set.js';
+import { type EntrySelector, type FeatureSet, featureSize, gatherRows, gatherTargets, poolRows, pooledStoreOf, readPooledInto, targetsOf } from './feature-set.js';
 import { epochSeed, hashSeed, rng, shuffled } from '../random.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';
@@ -10,6 +10,8 @@ export interface Batch {
   labels: number[];
   /** The view each row came from. */
   views: number[];
+  /** Multilabel and regress: the rows' targets, k per row (see `FeatureSet.targets`). */
+  targets?: Float32Array;
 }
 
 /** Where an epoch's training batches come from. */
@@ -62,7 +64,8 @@ export function memoryBatches(set: FeatureSet, batchSize: number, seed: number):
     mode: 'memory',
     async *batches(epoch) {
       for (const { rows, views } of epochPlan(set.ids, set.views, batchSize, seed, epoch)) {
-        yield { x: gatherRows(set, rows, views), labels: rows.map((r) => set.labels[r]!), views };
+        const targets = set.targets && gatherTargets(set.targets, set.ids.length, rows);
+        yield { x: gatherRows(set, rows, views), labels: rows.map((r) => set.labels[r]!), views, ...(targets ? { targets } : {}) };
       }
     },
   };
@@ -99,7 +102,7 @@ export interface StreamOptions {
 export function streamBatches(
   cache: FeatureCache,
   fingerprint: string,
-  samples: readonly { id: string; label: number }[],
+  samples: readonly { id: string; label: number; y?: readonly number[] }[],
   featureShape: number[],
   selector: EntrySelector,
   options: StreamOptions,
@@ -110,7 +113,12 @@ export function streamBatches(
   const ids = samples.map((s) => s.id);
   const range = { ...(selector.aug === undefined ? {} : { aug: selector.aug }), generation: selector.generation };
   const plan = (epoch: number): PlannedBatch[] => epochPlan(ids, selector.views, options.batchSize, options.seed, epoch);
-  const labelsOf = (rows: readonly number[]): number[] => rows.map((r) => samples[r]!.label);
+  // Multilabel and regress: the samples' target vectors (`y`), gathered per batch like the labels.
+  const targets = targetsOf(samples);
+  const labelsOf = (rows: readonly number[]): Pick<Batch, 'labels' | 'targets'> => ({
+    labels: rows.map((r) => samples[r]!.label),
+    ...(targets === undefined ? {} : { targets: gatherTargets(targets, samples.length, rows) }),
+  });
   const rowsOf = ({ rows, views }: PlannedBatch): FeatureRow[] => rows.map((r, i) => ({ sampleId: ids[r]!, view: views[i]! }));
   const lacking = (missing: readonly number[], wanted: readonly FeatureRow[]): SplitfitError => {
     const first = wanted[missing[0]!]!;
@@ -127,7 +135,7 @@ export function streamBatches(
     const wanted = rowsOf(b);
     const missing = await cache.readFeaturesInto(fingerprint, wanted, range, x);
     if (missing.length > 0) throw lacking(missing, wanted);
-    return { x, labels: labelsOf(b.rows), views: b.views };
+    return { x, ...labelsOf(b.rows), views: b.views };
   };
   const source = readAheadSource(samples.length, plan, readMaps, depth);
 
@@ -139,7 +147,7 @@ export function streamBatches(
     const wanted = rowsOf(b);
     const missing = await readPooledInto(cache, fingerprint, store, wanted, range, featureShape, x);
     if (missing.length > 0) throw lacking(missing, wanted);
-    return { x, labels: labelsOf(b.rows), views: b.views };
+    return { x, ...labelsOf(b.rows), views: b.views };
   };
   return { ...source, pooled: () => readAheadSource(samples.length, plan, readPooled, depth) };
 }

@@ -113,6 +113,44 @@ export async function compareModes(
   }
 }
 
+/**
+ * The raw outputs of `model` on `x` in training mode (batched like `fit`) and in inference mode, on a
+ * copy as {@link compareModes} runs it: what the regression and multi-label detectors
+ * (`task-modes.ts`) score with their own metrics. Row-major [n × k].
+ */
+export async function modeOutputs(model: tf.LayersModel, x: tf.Tensor, options: CompareModesOptions = {}): Promise<{ training: Float32Array; inference: Float32Array; k: number }> {
+  const opts = validateCompareModesOptions(options);
+  const n = x.shape[0]!;
+  if (n === 0) throw new SplitfitError('SPLITFIT_DATA_EMPTY', 'compareModes received no samples (x has 0 rows); pass at least one sample.');
+  const copy = await copyModel(model);
+  try {
+    if (!opts.dropout) silenceNoiseLayers(copy);
+    if (!opts.trainableBatchNorm) freezeTrainableBatchNorm(copy);
+    const run = async (training: boolean): Promise<Float32Array> => {
+      const parts: Float32Array[] = [];
+      for (let start = 0; start < n; start += opts.batchSize) {
+        const size = Math.min(opts.batchSize, n - start);
+        const out = tf.tidy(() => copy.apply(x.slice(start, size), { training }) as tf.Tensor);
+        parts.push((await out.data()) as Float32Array);
+        out.dispose();
+      }
+      const all = new Float32Array(parts.reduce((t, p) => t + p.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        all.set(p, at);
+        at += p.length;
+      }
+      return all;
+    };
+    // Inference first: the training-mode pass moves the copy's unlocked BN statistics.
+    const inference = await run(false);
+    const training = await run(true);
+    return { training, inference, k: inference.length / n };
+  } finally {
+    copy.dispose();
+  }
+}
+
 function validateData(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor): { binary: boolean } {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new TypeError(

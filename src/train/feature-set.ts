@@ -16,6 +16,31 @@ export interface FeatureSet {
   x: Float32Array;
   featureShape: number[];
   views: number;
+  /**
+   * Multilabel and regress: the target of sample i in row i (k values: 0/1 per label, or the values the
+   * head trains on, standardised by the job). Absent for classification, whose target is `labels`.
+   */
+  targets?: Float32Array;
+}
+
+/** The row-major [n × k] targets of samples that carry a target vector `y`; undefined when none does (classification). */
+export function targetsOf(samples: readonly { y?: readonly number[] }[]): Float32Array | undefined {
+  const k = samples[0]?.y?.length;
+  if (k === undefined) return undefined;
+  const out = new Float32Array(samples.length * k);
+  samples.forEach((s, i) => {
+    if (s.y?.length !== k) throw new TypeError(`sample ${i} has ${s.y?.length ?? 'no'} target values, the first has ${k}`);
+    out.set(s.y, i * k);
+  });
+  return out;
+}
+
+/** The targets of `rows`, in that order (k per row). */
+export function gatherTargets(targets: Float32Array, n: number, rows: readonly number[]): Float32Array {
+  const k = targets.length / n;
+  const out = new Float32Array(rows.length * k);
+  rows.forEach((r, i) => out.set(targets.subarray(r * k, (r + 1) * k), i * k));
+  return out;
 }
 
 export function featureSize(shape: readonly number[]): number {
@@ -33,7 +58,7 @@ const LOAD_CHUNK = 256;
 export async function loadFeatureSet(
   cache: FeatureCache,
   fingerprint: string,
-  samples: readonly { id: string; label: number }[],
+  samples: readonly { id: string; label: number; y?: readonly number[] }[],
   featureShape: number[],
   selector: EntrySelector = PLAIN,
 ): Promise<FeatureSet> {
@@ -41,7 +66,7 @@ export async function loadFeatureSet(
   const x = new Float32Array(samples.length * selector.views * per);
   const range = rangeOf(selector);
   await loadRows(fingerprint, samples, selector, (rows, start, end) => cache.readFeaturesInto(fingerprint, rows, range, x.subarray(start * per, end * per)));
-  return { ids: samples.map((s) => s.id), labels: samples.map((s) => s.label), x, featureShape, views: selector.views };
+  return setOf(samples, x, featureShape, selector.views);
 }
 
 /**
@@ -53,7 +78,7 @@ export async function loadFeatureSet(
 export async function loadPooledFeatureSet(
   cache: FeatureCache,
   fingerprint: string,
-  samples: readonly { id: string; label: number }[],
+  samples: readonly { id: string; label: number; y?: readonly number[] }[],
   featureShape: number[],
   selector: EntrySelector = PLAIN,
 ): Promise<FeatureSet> {
@@ -62,7 +87,7 @@ export async function loadPooledFeatureSet(
   const store = pooledStoreOf(cache, fingerprint, featureShape, selector.aug);
   const range = rangeOf(selector);
   await loadRows(fingerprint, samples, selector, (rows, start, end) => readPooledInto(cache, fingerprint, store, rows, range, featureShape, x.subarray(start * c, end * c)));
-  return { ids: samples.map((s) => s.id), labels: samples.map((s) => s.label), x, featureShape: [c], views: selector.views };
+  return setOf(samples, x, [c], selector.views);
 }
 
 /** Where pooled entries of a fingerprint's maps are read and written; `writable` turns off after a failed write. */
@@ -161,6 +186,12 @@ async function loadRows(
   }
 }
 
+/** A feature set of `samples` over `x`, with their targets when they carry any (multilabel, regress). */
+function setOf(samples: readonly { id: string; label: number; y?: readonly number[] }[], x: Float32Array, featureShape: number[], views: number): FeatureSet {
+  const targets = targetsOf(samples);
+  return { ids: samples.map((s) => s.id), labels: samples.map((s) => s.label), x, featureShape, views, ...(targets === undefined ? {} : { targets }) };
+}
+
 /** The given (row, view) pairs of a feature set as one contiguous batch. */
 export function gatherRows(set: FeatureSet, rows: readonly number[], views?: readonly number[]): Float32Array {
   const per = featureSize(set.featureShape);
@@ -207,7 +238,14 @@ export function subsetFeatureSet(set: FeatureSet, rows: readonly number[]): Feat
   const per = featureSize(set.featureShape) * set.views;
   const x = new Float32Array(rows.length * per);
   rows.forEach((r, i) => x.set(set.x.subarray(r * per, (r + 1) * per), i * per));
-  return { ids: rows.map((r) => set.ids[r]!), labels: rows.map((r) => set.labels[r]!), x, featureShape: set.featureShape, views: set.views };
+  return {
+    ids: rows.map((r) => set.ids[r]!),
+    labels: rows.map((r) => set.labels[r]!),
+    x,
+    featureShape: set.featureShape,
+    views: set.views,
+    ...(set.targets === undefined ? {} : { targets: gatherTargets(set.targets, set.ids.length, rows) }),
+  };
 }
 
 /** View 0 of every sample (the plain image when cached with `plainView0`): what validation reads. */

@@ -3,7 +3,9 @@ import { SplitfitError, throwIfAborted } from '../errors.js';
 import { epochSeed } from '../random.js';
 import type { BatchSource } from './batches.js';
 import type { FeatureSet } from './feature-set.js';
-import { classificationMetrics } from './metrics.js';
+import { perSampleTaskLoss } from './losses.js';
+import { classificationMetrics, type Metrics } from './metrics.js';
+import { multiLabelMetrics, regressionMetrics } from './task-metrics.js';
 import { type LossOptions, makeOptimizer, type OptimizerName, setLearningRate, trainStep } from './step.js';
 
 /** The fit loop over cached features: epochs, validation, early stopping, generation switches. */
@@ -198,7 +200,7 @@ async function runEpoch(
   await yieldToEventLoop();
   const log: EpochLog = { loss: lossSum / n, acc: correct / n, seconds: 0, generation, viewsRead: Array.from(viewsRead, (c) => c ?? 0) };
   if (feed.valSet) {
-    const m = evaluateHead(head, feed.valSet, k, o.batchSize);
+    const m = evaluateHead(head, feed.valSet, k, o.batchSize, o);
     log.valLoss = m.loss;
     log.valAcc = m.accuracy;
     if (m.auc !== undefined) log.valAuc = m.auc;
@@ -267,11 +269,31 @@ function assertFiniteWeights(head: tf.LayersModel, learningRate: number): void {
   }
 }
 
-/** Inference-mode metrics of a head on in-memory features. */
-export function evaluateHead(head: tf.LayersModel, set: FeatureSet, k: number, batchSize = 256): ReturnType<typeof classificationMetrics> {
-  const probs = tf.tidy(() => {
-    const x = tf.tensor(set.x, [set.ids.length, ...set.featureShape]);
+/**
+ * Inference-mode metrics of a head on in-memory features. Classify: cross-entropy, accuracy, AUC.
+ * Multilabel: the training loss, per-label accuracy at 0.5 (1 − Hamming loss) and macro AUC.
+ * Regress: the training loss (standardised units) and, as `accuracy`, R² (mean over targets; R² is
+ * the same in standardised and in the target's units). Higher `accuracy` is better in every task.
+ */
+export function evaluateHead(head: tf.LayersModel, set: FeatureSet, k: number, batchSize = 256, loss: LossOptions = {}): Metrics {
+  const n = set.ids.length;
+  const out = tf.tidy(() => {
+    const x = tf.tensor(set.x, [n, ...set.featureShape]);
     return (head.predict(x, { batchSize }) as tf.Tensor).dataSync() as Float32Array;
   });
-  return classificationMetrics(probs, set.labels, k);
+  const task = loss.task ?? 'classify';
+  if (task === 'classify') return classificationMetrics(out, set.labels, k);
+  const targets = targetsOfSet(set);
+  const lossValue = tf.tidy(() => tf.mean(perSampleTaskLoss(tf.tensor2d(out, [n, k]), tf.tensor2d(targets, [n, k]), { task, regressionLoss: loss.regressionLoss, positiveWeights: loss.positiveWeights })).dataSync()[0]!);
+  if (task === 'multilabel') {
+    const m = multiLabelMetrics(out, targets, Array.from({ length: k }, (_, j) => String(j)));
+    return { loss: lossValue, accuracy: 1 - m.hammingLoss, ...(m.macroAuc === undefined ? {} : { auc: m.macroAuc }) };
+  }
+  const m = regressionMetrics(out, targets, Array.from({ length: k }, (_, j) => String(j)));
+  return { loss: lossValue, accuracy: m.r2 ?? 0 };
+}
+
+function targetsOfSet(set: FeatureSet): Float32Array {
+  if (set.targets === undefined) throw new TypeError('evaluateHead: a multilabel or regress feature set needs targets');
+  return set.targets;
 }

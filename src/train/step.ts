@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { rng } from '../random.js';
+import type { Task } from '../data/types.js';
 import type { Batch } from './batches.js';
+import { perSampleTaskLoss, type RegressionLoss, taskScore } from './losses.js';
 
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'adagrad'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
@@ -37,6 +39,16 @@ export interface LossOptions {
   weightDecay?: number | undefined;
   /** Targets become `(1 − ε) · onehot + ε / k` (Keras convention). @default 0 */
   labelSmoothing?: number | undefined;
+  /**
+   * What the head predicts: `classify` trains categorical cross-entropy on `Batch.labels`; `multilabel`
+   * (per-label binary cross-entropy) and `regress` train on `Batch.targets` (see `losses.ts`).
+   * `classWeights` and `labelSmoothing` apply to `classify` only. @default 'classify'
+   */
+  task?: Task | undefined;
+  /** Regress only. @default 'mse' */
+  regressionLoss?: RegressionLoss | undefined;
+  /** Multilabel only: a positive target's weight per label. @default 1 */
+  positiveWeights?: readonly number[] | undefined;
 }
 
 /**
@@ -57,8 +69,9 @@ export function withSeededRandom<T>(seed: number, fn: () => T): T {
 /**
  * One gradient step on a batch, the head in training mode (its own dropout and BN behave as
  * under `fit`). Loss: categorical cross-entropy on the softmax output, optionally class-weighted,
- * label-smoothed and L2-penalised. Returns the batch loss (cross-entropy plus penalty, as Keras
- * reports it) and how many samples the training-mode output got right.
+ * label-smoothed and L2-penalised; multilabel and regress heads train their task's loss instead
+ * (`losses.ts`). Returns the batch loss (loss plus penalty, as Keras reports it) and how many samples
+ * the training-mode output got right (for multilabel and regress, the summed `taskScore`).
  */
 export function trainStep(head: tf.LayersModel, optimizer: tf.Optimizer, batch: Batch, k: number, loss: LossOptions = {}, randomSeed?: number): { loss: number; correct: number } {
   if (randomSeed !== undefined) return withSeededRandom(randomSeed, () => trainStep(head, optimizer, batch, k, loss));
@@ -66,6 +79,30 @@ export function trainStep(head: tf.LayersModel, optimizer: tf.Optimizer, batch: 
   const vars = head.trainableWeights.map((w) => w.read() as tf.Variable);
   const kernels = head.trainableWeights.filter((w) => /kernel$/.test(w.originalName)).map((w) => w.read());
   const { classWeights, weightDecay = 0, labelSmoothing = 0 } = loss;
+  const task = loss.task ?? 'classify';
+  if (task !== 'classify') {
+    if (batch.targets === undefined) throw new TypeError(`trainStep: a ${task} batch needs targets`);
+    const targetOptions = { task, regressionLoss: loss.regressionLoss, positiveWeights: loss.positiveWeights };
+    return tf.tidy(() => {
+      const x = tf.tensor(batch.x, [n, ...(head.inputs[0]!.shape.slice(1) as number[])]);
+      const y = tf.tensor2d(batch.targets!, [n, k]);
+      let predicted: tf.Tensor | undefined;
+      const cost = optimizer.minimize(
+        () => {
+          const p = head.apply(x, { training: true }) as tf.Tensor;
+          predicted = tf.keep(p);
+          let total: tf.Scalar = tf.mean(perSampleTaskLoss(p, y, targetOptions));
+          if (weightDecay > 0 && kernels.length > 0) total = tf.add(total, tf.mul(weightDecay, tf.addN(kernels.map((w) => tf.sum(tf.square(w))))));
+          return total;
+        },
+        true,
+        vars,
+      )!;
+      const correct = taskScore(predicted!, y, task);
+      predicted!.dispose();
+      return { loss: cost.dataSync()[0]!, correct };
+    });
+  }
   return tf.tidy(() => {
     const x = tf.tensor(batch.x, [n, ...(head.inputs[0]!.shape.slice(1) as number[])]);
     const labels = tf.tensor1d(batch.labels, 'int32');
