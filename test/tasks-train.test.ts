@@ -136,7 +136,7 @@ describe('trainHead on regression and multi-label runs', () => {
 
   it('streams regression and multi-label targets from LevelDB when the features exceed the memory budget', async () => {
     for (const [cache, task] of [['cache-reg', 'regress'], ['cache-ml', 'multilabel']] as const) {
-      const r = await trainHead({ cache: join(dir, cache), out: join(dir, `${cache}-stream`), epochs: 3, learningRate: 1e-2, batchSize: 8, validationSplit: 0.25, memoryBudget: 1024, seed: 1 });
+      const r = await trainHead({ cache: join(dir, cache), out: join(dir, `${cache}-stream`), epochs: 3, learningRate: 1e-2, batchSize: 8, validationSplit: 0.25, memoryBudget: 1, seed: 1 });
       expect(r.mode).toBe('stream');
       expect(r.task.task).toBe(task);
       expect(r.history.loss.every((l) => Number.isFinite(l) && l > 0)).toBe(true);
