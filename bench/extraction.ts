@@ -11,7 +11,7 @@
  *   - `compiled`      `compileBase(base)`: on tensorflow one native TF graph per batch; at batch 32
  *                     and at the batch extraction picks by default (`suggestBatchSize`)
  *   - `extract`       splitfit's whole `extractFeatures` on real PNGs (Twemoji 64×64, decoded and
- *                     resized to 224×224 by sharp, preprocessed, cache writes to LevelDB included),
+ *                     resized to 224×224 by the shared pixel pipeline, preprocessed, cache writes to LevelDB included),
  *                     compiled at both batch sizes, and plain at batch 32
  * then the same MobileNetV2 in Python TensorFlow (bench/python/mobilenet_predict.py) when a Python
  * with tensorflow is found, and the peak RSS of `trainHead` on 1k / 10k / 50k synthetic cached
