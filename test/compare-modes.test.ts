@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { frozenBnToy } from './helpers/bn-toy.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareModes, isSplitfitError, lockBatchNorm, movingStatsEqual, snapshotMovingStats } from '../src/index.js';
 import { isBatchNormLocked } from '../src/model/lock-batchnorm.js';
@@ -16,24 +17,7 @@ const N = 96;
 
 const init = (seed: number) => tf.initializers.glorotUniform({ seed });
 
-function bnModel(): tf.Sequential {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.conv2d({ inputShape: [SIZE, SIZE, 3], filters: 4, kernelSize: 3, padding: 'same', kernelInitializer: init(1), name: 'conv', trainable: false }),
-      tf.layers.batchNormalization({ name: 'bn', trainable: false }),
-      tf.layers.activation({ activation: 'relu', name: 'relu' }),
-      tf.layers.globalAveragePooling2d({ name: 'gap' }),
-      tf.layers.dense({ units: CLASSES, activation: 'softmax', kernelInitializer: init(2), name: 'out' }),
-    ],
-  });
-  const bn = model.getLayer('bn');
-  const [gamma, beta] = bn.getWeights();
-  const stats = [tf.fill([4], 1), tf.fill([4], 0.1)];
-  bn.setWeights([gamma!, beta!, ...stats]);
-  tf.dispose(stats);
-  model.compile({ optimizer: tf.train.adam(0.1), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
-  return model;
-}
+const bnModel = (): tf.Sequential => frozenBnToy(SIZE, CLASSES, 'softmax', 'categoricalCrossentropy', ['accuracy']);
 
 /** Same task without BN: conv → relu → GAP → [dropout] → softmax. */
 function plainModel(dropoutRate?: number): tf.Sequential {

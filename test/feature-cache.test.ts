@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FeatureCache, isSplitfitError, type SplitfitError } from '../src/index.js';
+import { rejection } from './helpers/errors.js';
+import { FeatureCache } from '../src/index.js';
 import { encodedByteLength, headerByteLength } from '../src/cache/codec.js';
 import type { CacheHolder, CachedFeatures, FeatureEntry } from '../src/cache/feature-cache.js';
 import { augKey, featureKey, featuresSublevelName, HOLDER_FILE, NO_AUG, shortFingerprint } from '../src/cache/keys.js';
@@ -53,15 +54,6 @@ async function collect(iterable: AsyncIterable<CachedFeatures[]>): Promise<Cache
   return batches;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<SplitfitError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (isSplitfitError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a SplitfitError, the promise resolved');
-}
 
 /** Edits a stored value with plain `level`, behind the cache's back (the cache must be closed). */
 async function tamper(fingerprint: string, key: string, edit: (value: Uint8Array) => Uint8Array): Promise<void> {

@@ -20,6 +20,7 @@ import { type Batch, type BatchSource, memoryBatches, pooledBatches, pooledOnlyB
 import { type FeatureSet, loadFeatureSet, loadPooledFeatureSet, poolFeatureSet, poolRows } from '../src/train/feature-set.js';
 import { fitEpochs } from '../src/train/fit.js';
 import { residualToyModel } from './helpers/models.js';
+import { rejection } from './helpers/errors.js';
 
 const FP = 'a'.repeat(64);
 const SHAPE = [2, 2, 3];
@@ -53,15 +54,6 @@ async function collect(source: BatchSource, epoch: number): Promise<Batch[]> {
   return out;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<SplitfitError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (isSplitfitError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a SplitfitError, the promise resolved');
-}
 
 /** Edits a stored value with plain `level`, behind the cache's back (the cache must be closed). */
 async function tamper(key: string, edit: (value: Uint8Array) => Uint8Array | undefined): Promise<void> {

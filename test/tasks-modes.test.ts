@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { frozenBnToy } from './helpers/bn-toy.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lockBatchNorm } from '../src/index.js';
 import { compareMultiLabelModes, compareRegressionModes, multiLabelModesOf, regressionModesOf } from '../src/train/task-modes.js';
@@ -53,26 +54,8 @@ describe('the stated rules, on outputs built by hand', () => {
 // BN moving statistics from "other data", fitted naively with stock tfjs.
 const SIZE = 8;
 const N = 96;
-const init = (seed: number) => tf.initializers.glorotUniform({ seed });
 
-function bnModel(units: number, activation: 'linear' | 'sigmoid'): tf.Sequential {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.conv2d({ inputShape: [SIZE, SIZE, 3], filters: 4, kernelSize: 3, padding: 'same', kernelInitializer: init(1), name: 'conv', trainable: false }),
-      tf.layers.batchNormalization({ name: 'bn', trainable: false }),
-      tf.layers.activation({ activation: 'relu', name: 'relu' }),
-      tf.layers.globalAveragePooling2d({ name: 'gap' }),
-      tf.layers.dense({ units, activation, kernelInitializer: init(2), name: 'out' }),
-    ],
-  });
-  const bn = model.getLayer('bn');
-  const [gamma, beta] = bn.getWeights();
-  const stats = [tf.fill([4], 1), tf.fill([4], 0.1)];
-  bn.setWeights([gamma!, beta!, ...stats]);
-  tf.dispose(stats);
-  model.compile({ optimizer: tf.train.adam(0.1), loss: activation === 'linear' ? 'meanSquaredError' : 'binaryCrossentropy' });
-  return model;
-}
+const bnModel = (units: number, activation: 'linear' | 'sigmoid'): tf.Sequential => frozenBnToy(SIZE, units, activation, activation === 'linear' ? 'meanSquaredError' : 'binaryCrossentropy');
 
 const fitOptions = { epochs: 15, batchSize: 32, shuffle: false, verbose: 0 } as const;
 
