@@ -4,6 +4,7 @@ import {
   checkFeatures,
   crc32,
   decodeFeatures,
+  decodeFeaturesInto,
   encodedByteLength,
   encodeFeatures,
   float16BitsToFloat32,
@@ -287,5 +288,109 @@ describe('keys', () => {
     expect(() => featureKey({ augKey: NO_AUG, generation: MAX_INDEX + 1, sampleId: 'a', view: 0 })).toThrow(/generation must be an integer/);
     expect(() => featureKey({ augKey: NO_AUG, generation: 0, sampleId: 'a', view: -1 })).toThrow(/view must be an integer/);
     expect(() => featureKey({ augKey: 'flip', generation: 0, sampleId: 'a', view: 0 })).toThrow(/aug key/);
+  });
+});
+
+/** ReLU-like features: about `zeros` of the values exactly 0, the rest positive. */
+function sparseFeatures(n: number, seed: number, zeros = 0.8): Float32Array {
+  const next = rng(seed);
+  return Float32Array.from({ length: n }, () => (next() < zeros ? 0 : next() * 6));
+}
+
+function bitsOf(data: Float32Array): Uint32Array {
+  return new Uint32Array(data.buffer, data.byteOffset, data.length);
+}
+
+describe('zero-bitmap encoding', () => {
+  const n = 7 * 7 * 1280;
+
+  it('is chosen when shorter: bitmap of ceil(n/32) words then the stored elements, code 0x10 | dtype', () => {
+    const data = sparseFeatures(n, 1);
+    const stored = data.filter((v) => v !== 0).length;
+    const bytes = encodeFeatures(data, [7, 7, 1280], 'float32');
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    expect(view.getUint16(4, true)).toBe(2);
+    expect(view.getUint8(6)).toBe(0x10);
+    const header = headerByteLength(3);
+    expect(bytes.byteLength).toBe(header + 4 * Math.ceil(n / 32) + 4 * stored);
+    expect(bytes.byteLength).toBeLessThan(encodedByteLength([7, 7, 1280], 'float32') / 3);
+    expect(view.getUint32(header - 4, true)).toBe(crc32(bytes.subarray(header)));
+    // Word 0 bit j says element j is stored.
+    const word0 = view.getUint32(header, true);
+    for (let j = 0; j < 32; j++) expect(((word0 >>> j) & 1) === 1).toBe(data[j] !== 0);
+  });
+
+  it('stays dense when a bitmap would not pay (few zeros)', () => {
+    const bytes = encodeFeatures(sparseFeatures(n, 2, 0.02), [n], 'float32');
+    expect(new DataView(bytes.buffer, bytes.byteOffset).getUint8(6)).toBe(0);
+    expect(bytes.byteLength).toBe(encodedByteLength([n], 'float32'));
+  });
+
+  it('round-trips bit-exactly: -0, NaN, ±Inf and subnormals are stored, not taken for zero', () => {
+    const data = sparseFeatures(1000, 3, 0.9);
+    data.set([-0, NaN, Infinity, -Infinity, 1e-45, -1e-45], 500);
+    const bytes = encodeFeatures(data, [1000], 'float32');
+    expect(new DataView(bytes.buffer, bytes.byteOffset).getUint8(6)).toBe(0x10);
+    expect(bitsOf(decodeFeatures(bytes, context).data)).toEqual(bitsOf(data));
+    const into = new Float32Array(1000).fill(7); // stale values are overwritten, zeros included
+    decodeFeaturesInto(bytes, context, into);
+    expect(bitsOf(into)).toEqual(bitsOf(data));
+  });
+
+  it('round-trips at any element count (a bitmap tail shorter than 32) and at an odd byte offset', () => {
+    for (const count of [1, 31, 32, 33, 95, 1281]) {
+      const data = sparseFeatures(count, count, 0.9);
+      const bytes = encodeFeatures(data, [count], 'float32');
+      const shifted = new Uint8Array(bytes.byteLength + 1);
+      shifted.set(bytes, 1);
+      expect(bitsOf(decodeFeatures(shifted.subarray(1), context).data)).toEqual(bitsOf(data));
+    }
+  });
+
+  it('float16: the same bitmap over binary16 bits, equal to the dense float16 decode', () => {
+    const data = sparseFeatures(n, 4);
+    const bytes = encodeFeatures(data, [n], 'float16');
+    expect(new DataView(bytes.buffer, bytes.byteOffset).getUint8(6)).toBe(0x11);
+    const stored = data.filter((v) => v !== 0).length;
+    expect(bytes.byteLength).toBe(headerByteLength(1) + 4 * Math.ceil(n / 32) + 2 * stored);
+    const decoded = decodeFeatures(bytes, context);
+    expect(decoded.dtype).toBe('float16');
+    for (let i = 0; i < n; i++) expect(Math.abs(decoded.data[i]! - data[i]!)).toBeLessThanOrEqual(Math.abs(data[i]!) * 2 ** -11);
+  });
+
+  it('every corruption is caught: a flipped bitmap bit changes the stored count (truncated / length mismatch), a flipped value byte the CRC', () => {
+    const data = sparseFeatures(4096, 5);
+    const bytes = encodeFeatures(data, [4096], 'float32');
+    const header = headerByteLength(1);
+    const setBit = Uint8Array.from(bytes);
+    const zeroAt = data.findIndex((v) => v === 0);
+    setBit[header + (zeroAt >>> 3)]! ^= 1 << (zeroAt & 7);
+    expect(checkFeatures(setBit)?.reason).toBe('truncated');
+    const clearedBit = Uint8Array.from(bytes);
+    const storedAt = data.findIndex((v) => v !== 0);
+    clearedBit[header + (storedAt >>> 3)]! ^= 1 << (storedAt & 7);
+    expect(checkFeatures(clearedBit)?.reason).toBe('length mismatch');
+    const value = Uint8Array.from(bytes);
+    value[bytes.length - 3]! ^= 0x40;
+    expect(corruptError(() => decodeFeatures(value, context)).message).toContain('crc mismatch');
+    // A bit beyond the last element (the tail of the last word) is a bad header, whatever the length says.
+    const tail = encodeFeatures(sparseFeatures(40, 6, 0.9), [40], 'float32');
+    const t = Uint8Array.from(tail);
+    t[header + 7]! |= 0x80; // bit 63 of a 40-element bitmap
+    expect(checkFeatures(t)?.reason).toBe('bad header');
+  });
+
+  it('reads version-1 values (dense, dtype code alone), so an upgrade keeps every cached entry', () => {
+    const data = randomFeatures(300, 7);
+    const v1 = Uint8Array.from(encodeFeatures(data, [300], 'float32'));
+    new DataView(v1.buffer).setUint16(4, 1, true);
+    expect(bitsOf(decodeFeatures(v1, context).data)).toEqual(bitsOf(data));
+    const v1half = Uint8Array.from(encodeFeatures(data, [300], 'float16'));
+    new DataView(v1half.buffer).setUint16(4, 1, true);
+    expect(decodeFeatures(v1half, context).dtype).toBe('float16');
+    // Version 1 had no encodings: a zero-bitmap code in a version-1 value is a bad header.
+    const sparse = Uint8Array.from(encodeFeatures(sparseFeatures(300, 8), [300], 'float32'));
+    new DataView(sparse.buffer).setUint16(4, 1, true);
+    expect(checkFeatures(sparse)).toEqual({ reason: 'bad header', detail: 'unknown dtype code 16' });
   });
 });

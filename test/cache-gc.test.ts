@@ -12,9 +12,10 @@ import { Level } from 'level';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeEmojiDataset } from '../examples/emoji-categories/dataset.js';
-import { encodedByteLength, headerByteLength } from '../src/cache/codec.js';
+import { encodedByteLength, encodeFeatures, headerByteLength } from '../src/cache/codec.js';
 import { extractFeatures, FeatureCache, saveModel } from '../src/index.js';
 import { featuresSublevelName, parseFeatureKey } from '../src/cache/keys.js';
+import { poolRows } from '../src/cache/pooled.js';
 import type { FingerprintReferences, GcResult } from '../src/cache/types.js';
 import { collectGarbage } from '../src/extract/gc.js';
 import { fingerprintsInUse } from '../src/extract/in-use.js';
@@ -24,6 +25,23 @@ import { backendArgs, CLI, runCli } from './helpers/cli.js';
 import { withWriteFault } from './helpers/level-faults.js';
 import { residualToyModel } from './helpers/models.js';
 import { diffSnapshots, makeToyFixture, snapshotCache, type ToyFixture } from './helpers/reliability.js';
+
+/** The stored length of each namespace's entry of `sampleId` (values are zero-bitmap or dense, whichever is shorter). */
+async function storedBytes(dir: string, fingerprints: readonly string[], sampleId: string): Promise<number[]> {
+  const db = new Level<string, string>(dir, { createIfMissing: false });
+  try {
+    const sizes: number[] = [];
+    for (const fp of fingerprints) {
+      let bytes = 0;
+      const sub = db.sublevel<string, Uint8Array>(featuresSublevelName(fp), { valueEncoding: 'view' });
+      for await (const [key, value] of sub.iterator()) if (parseFeatureKey(key)?.sampleId === sampleId) bytes += value.byteLength;
+      sizes.push(bytes);
+    }
+    return sizes;
+  } finally {
+    await db.close();
+  }
+}
 
 const FP = 'a1'.repeat(32);
 const FP2 = 'b2'.repeat(32);
@@ -168,14 +186,26 @@ describe('the pooled namespace follows its maps', () => {
     });
   });
 
-  it('a streamed gap head makes <fp>.gap, and `cache gc` keeps it while its run is in use', async () => {
+  it('cache-features writes <fp>.gap with the maps, a streamed gap head reads it, and `cache gc` keeps every entry while its run is in use', async () => {
     const dir = freshDir();
     const fx = await makeToyFixture(join(dir, 'fx'), 4);
     const cache = join(dir, 'cache');
     const cached = await runCli(['cache-features', '--model', fx.model, '--boundary', fx.boundary, '--data', fx.data, '--cache', cache, '--json', ...backendArgs()]);
     expect(cached.status, cached.stderr).toBe(0);
     const fingerprint = cached.json['fingerprint'] as string;
-    // Streamed (a budget of 1 byte): the run that makes the pooled namespace.
+    {
+      await using c = await FeatureCache.open(cache, { command: 'vitest check', readOnly: true });
+      expect((await c.listFingerprints()).sort()).toEqual([fingerprint, `${fingerprint}.gap`].sort());
+      expect(await c.countEntries(`${fingerprint}.gap`)).toBe(await c.countEntries(fingerprint));
+      // Each pooled entry is its map's global average, the value the lazy path would make.
+      for await (const batch of c.iterateFeatures(fingerprint)) {
+        for (const e of batch) {
+          const pooled = await c.getFeatures(`${fingerprint}.gap`, e.sampleId);
+          expect(pooled?.data).toEqual(poolRows(e.data, e.shape));
+        }
+      }
+    }
+    // Streamed (a budget of 1 byte): reads the pooled namespace.
     const trained = await trainHead({ cache, out: join(dir, 'out'), learningRate: 0.01, epochs: 2, memoryBudget: 1 });
     expect(trained.mode).toBe('stream');
     trained.model.dispose();
@@ -187,6 +217,12 @@ describe('the pooled namespace follows its maps', () => {
     const gc = await runCli(['cache', 'gc', '--cache', cache, '--dry-run', '--json']);
     expect(gc.status, gc.stderr).toBe(0);
     expect(gc.json['dropped']).toEqual([]);
+    expect(gc.json['orphaned']).toEqual([]);
+    expect(gc.json['superseded']).toEqual([]);
+    const stats = await runCli(['cache', 'stats', '--cache', cache, '--json']);
+    const pooled = (stats.json['fingerprints'] as { fingerprint: string; entries: number; committed: { entries: number }[]; orphaned: { entries: number } }[]).find((x) => x.fingerprint === `${fingerprint}.gap`)!;
+    expect(pooled.orphaned.entries).toBe(0);
+    expect(pooled.committed.reduce((n, g) => n + g.entries, 0)).toBe(pooled.entries);
   });
 });
 
@@ -320,11 +356,19 @@ describe('cache gc killed before each of its LevelDB writes', () => {
     expect(kept.orphaned.find((o) => o.fingerprint === fp)).toBeUndefined();
     // The setup's superseded entry goes; the interrupted extraction's 4 entries stay.
     expect(await cache.countEntries(fp)).toBe(before - 1 + 4);
-    expect(kept.superseded).toEqual([{ fingerprint: fp, entries: 1, bytes: encodedByteLength([16, 16, 8], 'float32') }]);
+    // The superseded entry is all zeros: a zero-bitmap value (header and bitmap only).
+    expect(kept.superseded).toEqual([{ fingerprint: fp, entries: 1, bytes: encodeFeatures(new Float32Array(16 * 16 * 8), [16, 16, 8], 'float32').byteLength }]);
 
+    const bytesOf = async (): Promise<Map<string, number>> => new Map((await cache.stats()).fingerprints.map((f) => [f.fingerprint, f.bytes]));
+    const sizeBefore = await bytesOf();
     const dropped = await collectGarbage(cache, { dropInterrupted: true });
+    const sizeAfter = await bytesOf();
     expect(dropped.interrupted.map((m) => m.data)).toEqual([join(extra, 'train')]);
-    expect(dropped.orphaned).toEqual([{ fingerprint: fp, entries: 4, bytes: 4 * encodedByteLength([16, 16, 8], 'float32') }]);
+    // The interrupted extraction's 4 maps and their 4 pooled vectors, written in the same batches.
+    expect(dropped.orphaned).toEqual(
+      [fp, `${fp}.gap`].map((f) => ({ fingerprint: f, entries: 4, bytes: sizeBefore.get(f)! - sizeAfter.get(f)! })),
+    );
+    expect(sizeBefore.get(fp)! - sizeAfter.get(fp)!).toBeGreaterThan(0);
     expect(await cache.countEntries(fp)).toBe(before - 1);
     expect(await listExtracting(cache)).toEqual([]);
     expect((await readRun(cache)).data).toBe(current);
@@ -341,7 +385,25 @@ describe('a data set curated over time, through the CLI', () => {
   let dataB: string;
   let fingerprint: string;
   let edited: string;
-  const featureBytes = encodedByteLength([16, 16, 8], 'float32');
+  /** The stored lengths of a sample's map and pooled entries, and the orphaned list gc reports for them. */
+  const sampleBytes = async (sampleId: string) => {
+    const [maps, pooled] = await storedBytes(cache, [fingerprint, `${fingerprint}.gap`], sampleId);
+    return {
+      maps: maps!,
+      orphaned: [
+        { fingerprint, entries: 1, bytes: maps! },
+        { fingerprint: `${fingerprint}.gap`, entries: 1, bytes: pooled! },
+      ],
+      freed: { entries: 2, bytes: maps! + pooled! },
+    };
+  };
+  /** The sample only data set `only` lists, of the two recorded runs. */
+  const onlyIn = async (only: string, other: string): Promise<string> => {
+    await using c = await FeatureCache.open(cache, { command: 'vitest check', readOnly: true });
+    const runs = (await listRuns(c)).runs;
+    const inOther = new Set(runs.find((r) => r.data === other)!.samples.map((s) => s.id));
+    return runs.find((r) => r.data === only)!.samples.find((s) => !inOther.has(s.id))!.id;
+  };
 
   const cacheFeatures = async (data: string, ...extra: string[]) => {
     const r = await runCli(['cache-features', '--model', fx.model, '--boundary', fx.boundary, '--data', data, '--cache', cache, '--json', ...extra, ...backendArgs()]);
@@ -439,26 +501,27 @@ describe('a data set curated over time, through the CLI', () => {
     // Everything is referenced (by A or B) except the stray sample verify deleted.
     expect(fpStats()).toMatchObject({ fingerprint, entries: fx.total + 1, orphaned: { entries: 0 } });
 
+    const featureBytes = await sampleBytes(await onlyIn(dataA, dataB));
     const retired = await cli('retire', runIdOf(fingerprint, dataA));
     expect(retired.status, retired.stderr).toBe(0);
     expect(retired.json).toEqual({ retired: [runIdOf(fingerprint, dataA)] });
 
     const orphaned = await cli('stats');
-    expect((orphaned.json['fingerprints'] as { orphaned: unknown }[])[0]!.orphaned).toEqual({ entries: 1, bytes: featureBytes });
+    expect((orphaned.json['fingerprints'] as { orphaned: unknown }[])[0]!.orphaned).toEqual({ entries: 1, bytes: featureBytes.maps });
     expect(orphaned.json['currentRun']).toEqual({ runId: runIdOf(fingerprint, dataB), data: dataB, samples: fx.total });
     const human = await runCli(['cache', 'stats', '--cache', cache]);
     expect(human.stdout).toContain(`current training run: ${fingerprint.slice(0, 12)}:`);
-    expect(human.stdout).toContain(`orphaned: 1 entries, ${featureBytes} bytes`);
+    expect(human.stdout).toContain(`orphaned: 1 entries, ${featureBytes.maps} bytes`);
     expect(human.stdout).toMatch(/committed generation 0: \d+ entries/);
 
     const dry = await cli('gc', '--dry-run');
     expect(dry.status, dry.stderr).toBe(0);
-    expect(dry.json).toMatchObject({ dryRun: true, dropped: [], orphaned: [{ fingerprint, entries: 1, bytes: featureBytes }], freed: { entries: 1, bytes: featureBytes } });
+    expect(dry.json).toMatchObject({ dryRun: true, dropped: [], orphaned: featureBytes.orphaned, freed: featureBytes.freed });
     expect(dry.json['samples']).toBe(1); // the edited photo's old record
 
     const gc = await cli('gc');
     expect(gc.status, gc.stderr).toBe(0);
-    expect(gc.json).toMatchObject({ dryRun: false, orphaned: [{ fingerprint, entries: 1, bytes: featureBytes }], freed: { entries: 1, bytes: featureBytes } });
+    expect(gc.json).toMatchObject({ dryRun: false, orphaned: featureBytes.orphaned, freed: featureBytes.freed });
     const again = await runCli(['cache', 'gc', '--cache', cache]);
     expect(again.stdout).toContain('nothing to drop');
 
@@ -479,9 +542,11 @@ describe('a data set curated over time, through the CLI', () => {
     await cp(dataB, dataC, { recursive: true });
     await rm(edited.replace(dataB, dataC)); // C lacks the edited photo: only B has it now
     await cacheFeatures(dataC);
+    const onlyB = await onlyIn(dataB, dataC);
+    const featureBytes = await sampleBytes(onlyB);
     const gc = await cli('gc', '--retire', runIdOf(fingerprint, dataB));
     expect(gc.status, gc.stderr).toBe(0);
-    expect(gc.json).toMatchObject({ retired: [runIdOf(fingerprint, dataB)], orphaned: [{ fingerprint, entries: 1, bytes: featureBytes }], samples: 1 });
+    expect(gc.json).toMatchObject({ retired: [runIdOf(fingerprint, dataB)], orphaned: featureBytes.orphaned, samples: 1 });
     await using c = await FeatureCache.open(cache, { command: 'vitest check' });
     expect((await listRuns(c)).runs.map((r) => r.data)).toEqual([dataC]);
     expect(await c.countEntries(fingerprint)).toBe(fx.total - 1);

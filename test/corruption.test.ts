@@ -81,7 +81,8 @@ describe('a damaged cache, through the CLI', () => {
     const r = await runCli(['cache', 'verify', '--cache', cache, '--json']);
     expect(r.status).toBe(1);
     const corrupt = r.json['corrupt'] as { fingerprint: string; key: string; reason: string; sampleId: string; source: string }[];
-    expect(r.json).toMatchObject({ checked: fx.total, ok: false, repaired: 0 });
+    // Every map and its pooled vector (`<fingerprint>.gap`, written with it) is checked.
+    expect(r.json).toMatchObject({ checked: 2 * fx.total, ok: false, repaired: 0 });
     expect(new Map(corrupt.map((c) => [c.key, c.reason]))).toEqual(damaged);
     for (const c of corrupt) {
       expect(c.fingerprint).toBe(fingerprint);
@@ -98,7 +99,7 @@ describe('a damaged cache, through the CLI', () => {
   it('cache verify --repair deletes exactly those entries and prints the command that re-extracts them', async () => {
     const r = await runCli(['cache', 'verify', '--repair', '--cache', cache, '--json']);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.json).toMatchObject({ checked: fx.total, repaired: 3, ok: true });
+    expect(r.json).toMatchObject({ checked: 2 * fx.total, repaired: 3, ok: true });
     const rerun = r.json['rerun'] as { fingerprint: string; samples: number; command: string }[];
     expect(rerun).toEqual([{ fingerprint, samples: 3, command: expect.stringMatching(/^splitfit cache-features --model \S+ --boundary block2_add --data \S+ --cache \S+/) }]);
     const left = (await readRawFeatures(cache)).get(fingerprint)!;
@@ -106,7 +107,7 @@ describe('a damaged cache, through the CLI', () => {
     for (const key of damaged.keys()) expect(left.has(key)).toBe(false);
     const after = await runCli(['cache', 'verify', '--cache', cache, '--json']);
     expect(after.status).toBe(0);
-    expect(after.json).toEqual({ checked: fx.total - 3, corrupt: [], repaired: 0, ok: true });
+    expect(after.json).toEqual({ checked: 2 * fx.total - 3, corrupt: [], repaired: 0, ok: true });
 
     // The printed command, run as printed: it re-extracts exactly the deleted samples.
     const command = rerun[0]!.command.replace(/^splitfit /, `'${process.execPath}' '${CLI}' `);
@@ -115,6 +116,6 @@ describe('a damaged cache, through the CLI', () => {
     expect(result).toMatchObject({ fingerprint, total: fx.total, extracted: 3, skipped: fx.total - 3, entries: fx.total });
     expect(compareRawFeatures(reference, await readRawFeatures(cache))).toEqual([]);
     const final = await runCli(['cache', 'verify', '--cache', cache, '--json']);
-    expect(final.json).toEqual({ checked: fx.total, corrupt: [], repaired: 0, ok: true });
+    expect(final.json).toEqual({ checked: 2 * fx.total, corrupt: [], repaired: 0, ok: true });
   });
 });

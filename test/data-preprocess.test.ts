@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parsePreprocess, preprocess, PREPROCESS_PRESETS } from '../src/index.js';
-import { describePreprocess } from '../src/data/preprocess.js';
+import { describePreprocess, preprocessInto } from '../src/data/preprocess.js';
 
 const pixels = new Uint8Array([0, 51, 255, 127, 128, 10]);
 
@@ -29,6 +29,37 @@ describe('preprocess presets', () => {
   it('caffe needs 3 channels; a length that does not fit the channels is a TypeError', () => {
     expect(() => preprocess(pixels, 1, 'caffe')).toThrow(expect.objectContaining({ code: 'SPLITFIT_USAGE' }));
     expect(() => preprocess(new Uint8Array(4), 3, 'unit')).toThrow(TypeError);
+  });
+});
+
+describe('preprocessInto (what every preset writes into a batch buffer)', () => {
+  // Every byte value in every channel position, twice over (RGB triples of 0..255 rotated).
+  const all = Uint8Array.from({ length: 256 * 3 * 2 }, (_, i) => (i + Math.floor(i / 768)) % 256);
+  const reference = {
+    unit: (px: Uint8Array) => Array.from(px, (v) => Math.fround(v / 255)),
+    symmetric: (px: Uint8Array) => Array.from(px, (v) => Math.fround(v / 127.5 - 1)),
+    caffe: (px: Uint8Array) => Array.from(px, (_, i) => {
+      const c = i % 3;
+      const src = px[i - c + 2 - c]!;
+      return Math.fround(src - [103.939, 116.779, 123.68][c]!);
+    }),
+    torch: (px: Uint8Array) => Array.from(px, (v, i) => Math.fround((v / 255 - [0.485, 0.456, 0.406][i % 3]!) / [0.229, 0.224, 0.225][i % 3]!)),
+  } as const;
+
+  it('gives, for all 256 values in each channel, exactly what the preset\'s arithmetic gives', () => {
+    for (const preset of PREPROCESS_PRESETS) {
+      expect(Array.from(preprocess(all, 3, preset)), preset).toEqual(reference[preset](all));
+    }
+  });
+
+  it('writes from the offset into a shared buffer and nowhere else', () => {
+    const out = new Float32Array(all.length + 10).fill(42);
+    preprocessInto(all, 3, 'symmetric', out, 5);
+    expect(Array.from(out.subarray(0, 5))).toEqual([42, 42, 42, 42, 42]);
+    expect(Array.from(out.subarray(5, 5 + all.length))).toEqual(reference.symmetric(all));
+    expect(Array.from(out.subarray(5 + all.length))).toEqual([42, 42, 42, 42, 42]);
+    expect(() => preprocessInto(all, 3, 'unit', out, 11)).toThrow(/do not fit an output of/);
+    expect(() => preprocessInto(all, 3, 'unit', out, -1)).toThrow(TypeError);
   });
 });
 

@@ -67,10 +67,13 @@ describe('disk full during extraction', () => {
     execFileSync('mount', ['-o', 'remount,size=32m', mnt]);
     const verify = await runCli(['cache', 'verify', '--cache', cache, '--json']);
     expect(verify.status, verify.stderr).toBe(0);
-    const kept = (await readRawFeatures(cache)).get(fingerprint)!;
+    const stored = await readRawFeatures(cache);
+    const kept = stored.get(fingerprint)!;
     const checked = Number(verify.json['checked']);
     expect(verify.json).toEqual({ checked, corrupt: [], repaired: 0, ok: true });
-    expect(checked).toBe(kept.size);
+    // Each map's pooled vector is written in the same batch: as many of them, all checked.
+    expect(stored.get(`${fingerprint}.gap`)?.size).toBe(kept.size);
+    expect(checked).toBe(2 * kept.size);
     expect(kept.size).toBeGreaterThan(0);
     expect(kept.size).toBeLessThan(fx.total);
     expect(kept.size % batchSize, 'a batch is written whole or not at all').toBe(0);

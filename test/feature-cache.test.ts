@@ -8,7 +8,7 @@ import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rejection } from './helpers/errors.js';
 import { FeatureCache } from '../src/index.js';
-import { encodedByteLength, headerByteLength } from '../src/cache/codec.js';
+import { CACHE_FORMAT_VERSION, encodedByteLength, headerByteLength } from '../src/cache/codec.js';
 import type { CacheHolder, CachedFeatures, FeatureEntry } from '../src/cache/feature-cache.js';
 import { augKey, featureKey, featuresSublevelName, HOLDER_FILE, NO_AUG, shortFingerprint } from '../src/cache/keys.js';
 
@@ -145,7 +145,22 @@ describe('open / close', () => {
     expect(holder).toMatchObject({ pid: process.pid, command: 'splitfit cache-features --model m', readOnly: false });
     const sidecar = JSON.parse(await fsp.readFile(path.join(dir, HOLDER_FILE), 'utf8')) as CacheHolder;
     expect(sidecar).toMatchObject({ pid: process.pid, command: 'splitfit cache-features --model m' });
-    expect((await cache.getMeta<{ version: number }>('format'))?.version).toBe(1);
+    expect((await cache.getMeta<{ version: number }>('format'))?.version).toBe(CACHE_FORMAT_VERSION);
+  });
+
+  it('an older format\'s cache is upgraded on a writable open (its entries still read); a read-only open leaves it', async () => {
+    let cache = await openCache();
+    await cache.putFeatures(FP, entries(3), 'float32');
+    await cache.close();
+    const db = new Level<string, string>(dir);
+    await db.sublevel<string, unknown>('meta', { valueEncoding: 'json' }).put('format', { version: 1, createdAt: '2026-01-01T00:00:00.000Z' });
+    await db.close();
+    cache = await openCache({ readOnly: true });
+    expect(await cache.getMeta('format')).toEqual({ version: 1, createdAt: '2026-01-01T00:00:00.000Z' });
+    await cache.close();
+    cache = await openCache();
+    expect(await cache.getMeta('format')).toEqual({ version: CACHE_FORMAT_VERSION, createdAt: '2026-01-01T00:00:00.000Z' });
+    expect((await cache.getFeatures(FP, sampleId(2)))?.data).toEqual(features(2));
   });
 
   it('createIfMissing: false on an empty directory is SPLITFIT_IO naming the directory', async () => {
@@ -436,7 +451,7 @@ describe('corruption', () => {
     await cache.putFeatures(FP, entries(5), 'float32');
     await cache.close();
     await tamper(FP, key, (v) => {
-      new DataView(v.buffer, v.byteOffset).setUint16(4, 2, true);
+      new DataView(v.buffer, v.byteOffset).setUint16(4, CACHE_FORMAT_VERSION + 1, true);
       return v;
     });
     await cache.open();

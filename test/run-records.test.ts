@@ -224,9 +224,12 @@ describe('retireRun', () => {
       { ...run(FP_A, '/x', { augment: 'flip:h', generation: 2 }), runId: runIdOf(FP_A, '/x'), role: 'training' },
       { ...run(FP_A, '/y'), runId: runIdOf(FP_A, '/y'), role: 'data' },
     ]);
-    expect([...refs.keys()]).toEqual([FP_A]);
+    // The un-augmented run's samples also reference the pooled namespace its maps are read through.
+    expect([...refs.keys()]).toEqual([FP_A, `${FP_A}.gap`]);
     expect([...refs.get(FP_A)!.samples].sort()).toEqual(['x-s1', 'x-s2', 'y-s1', 'y-s2']);
     expect(refs.get(FP_A)!.committed).toEqual([{ aug: 'flip:h', generation: 2 }, { generation: 0 }]);
+    expect([...refs.get(`${FP_A}.gap`)!.samples].sort()).toEqual(['y-s1', 'y-s2']);
+    expect(refs.get(`${FP_A}.gap`)!.committed).toEqual([{ generation: 0 }]);
   });
 });
 

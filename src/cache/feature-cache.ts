@@ -314,32 +314,45 @@ export class FeatureCache {
    * @throws TypeError on a malformed entry (bad id, shape not matching the data, …).
    */
   async putFeatures(fingerprint: string, entries: readonly FeatureEntry[], dtype: FeatureDType): Promise<void> {
-    assertFingerprint(fingerprint);
-    if (!FEATURE_DTYPES.includes(dtype)) {
-      throw new TypeError(`dtype must be one of ${FEATURE_DTYPES.join(', ')}, received ${String(dtype)}`);
-    }
-    if (!Array.isArray(entries)) throw new TypeError(`feature entries must be an array, received ${typeof entries}`);
-    const ops: { key: string; value: Uint8Array }[] = [];
+    await this.putFeatureSets([{ fingerprint, entries, dtype }]);
+  }
+
+  /**
+   * {@link putFeatures} for entries of several namespaces at once — e.g. maps and their pooled
+   * vectors (`cache/pooled.ts`) — in one atomic batch, registrations included.
+   */
+  async putFeatureSets(sets: readonly { fingerprint: string; entries: readonly FeatureEntry[]; dtype: FeatureDType }[]): Promise<void> {
+    if (!Array.isArray(sets)) throw new TypeError(`feature sets must be an array, received ${typeof sets}`);
+    const ops: { fingerprint: string; key: string; value: Uint8Array }[] = [];
     const newAugs = new Map<string, string>();
-    for (const e of entries) {
-      const { aug, generation, view } = resolveSelector(e);
-      const key = featureKey({ augKey: aug, generation, sampleId: e.sampleId, view });
-      if (aug !== NO_AUG && e.aug !== undefined && !this.#augSpecs.has(aug)) newAugs.set(aug, e.aug);
-      ops.push({ key, value: encodeFeatures(e.data, e.shape, dtype) });
+    for (const { fingerprint, entries, dtype } of sets) {
+      assertFingerprint(fingerprint);
+      if (!FEATURE_DTYPES.includes(dtype)) {
+        throw new TypeError(`dtype must be one of ${FEATURE_DTYPES.join(', ')}, received ${String(dtype)}`);
+      }
+      if (!Array.isArray(entries)) throw new TypeError(`feature entries must be an array, received ${typeof entries}`);
+      for (const e of entries) {
+        const { aug, generation, view } = resolveSelector(e);
+        const key = featureKey({ augKey: aug, generation, sampleId: e.sampleId, view });
+        if (aug !== NO_AUG && e.aug !== undefined && !this.#augSpecs.has(aug)) newAugs.set(aug, e.aug);
+        ops.push({ fingerprint, key, value: encodeFeatures(e.data, e.shape, dtype) });
+      }
     }
     const { db } = await this.#writable('putFeatures');
     if (ops.length === 0) return;
-    const sub = this.#features(fingerprint);
+    const named = [...new Set(ops.map((op) => op.fingerprint))];
+    const subs = new Map(named.map((f) => [f, this.#features(f)]));
 
     const write = async (registry: boolean): Promise<void> => {
       const batch = db.batch();
-      for (const op of ops) batch.put<string, Uint8Array>(op.key, op.value, { sublevel: sub });
+      for (const op of ops) batch.put<string, Uint8Array>(op.key, op.value, { sublevel: subs.get(op.fingerprint)! });
       let fingerprints: string[] | undefined;
       let augs: Record<string, string> | undefined;
       if (registry) {
         const meta = this.#meta!;
-        if (!this.#fingerprints.has(fingerprint)) {
-          fingerprints = [...this.#fingerprints, fingerprint].sort();
+        const unregistered = named.filter((f) => !this.#fingerprints.has(f));
+        if (unregistered.length > 0) {
+          fingerprints = [...this.#fingerprints, ...unregistered].sort();
           batch.put<string, unknown>(META_KEYS.fingerprints, fingerprints, { sublevel: meta });
         }
         const added = [...newAugs].filter(([hash]) => !this.#augSpecs.has(hash));
@@ -356,7 +369,7 @@ export class FeatureCache {
       if (augs) this.#augSpecs = new Map(Object.entries(augs));
     };
 
-    const needsRegistry = !this.#fingerprints.has(fingerprint) || newAugs.size > 0;
+    const needsRegistry = named.some((f) => !this.#fingerprints.has(f)) || newAugs.size > 0;
     // Registry updates read-modify-write two meta keys: serialize them.
     if (needsRegistry) await this.#withRegistryLock(() => write(true));
     else await write(false);
@@ -782,7 +795,9 @@ export class FeatureCache {
       readOnly: this.#options.readOnly,
     };
     await meta.batch([
-      { type: 'put', key: META_KEYS.format, value: format ?? { version: CACHE_FORMAT_VERSION, createdAt: holder.startedAt } },
+      // An older format's cache is upgraded in place: its values stay readable, and the record tells an
+      // older splitfit (which cannot read the values this one writes) to refuse the cache.
+      { type: 'put', key: META_KEYS.format, value: format !== undefined && format.version >= CACHE_FORMAT_VERSION ? format : { version: CACHE_FORMAT_VERSION, createdAt: format?.createdAt ?? holder.startedAt } },
       { type: 'put', key: META_KEYS.holder, value: holder },
     ]);
   }

@@ -164,24 +164,37 @@ function resize(src: Uint8Array | Uint8ClampedArray, w: number, h: number, c: nu
   const ty = taps(h, outH);
   const stride = outW * c;
   const out = new Uint8Array(outH * stride);
+  // Vertically, a sum starts from its first product (0 + x is x exactly, so this is the same
+  // arithmetic as accumulating from 0); one and two taps — every upscale — without a row buffer.
   const acc = new Float64Array(stride);
   for (let j = 0; j < outH; j++) {
     const base = j * ty.width;
-    const y0 = ty.first[j]!;
     const n = ty.count[j]!;
-    acc.fill(0);
-    for (let k = 0; k < n; k++) {
-      const wk = ty.weights[base + k]!;
-      const row = (y0 + k) * stride;
-      for (let p = 0; p < stride; p++) acc[p] = acc[p]! + wk * mid[row + p]!;
-    }
     const at = j * stride;
-    for (let p = 0; p < stride; p++) {
-      const v = acc[p]!;
-      out[at + p] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+    const row0 = ty.first[j]! * stride;
+    const w0 = ty.weights[base]!;
+    if (n === 1) {
+      for (let p = 0; p < stride; p++) out[at + p] = toByte(w0 * mid[row0 + p]!);
+    } else if (n === 2) {
+      const w1 = ty.weights[base + 1]!;
+      const row1 = row0 + stride;
+      for (let p = 0; p < stride; p++) out[at + p] = toByte(w0 * mid[row0 + p]! + w1 * mid[row1 + p]!);
+    } else {
+      for (let p = 0; p < stride; p++) acc[p] = w0 * mid[row0 + p]!;
+      for (let k = 1; k < n; k++) {
+        const wk = ty.weights[base + k]!;
+        const row = row0 + k * stride;
+        for (let p = 0; p < stride; p++) acc[p] = acc[p]! + wk * mid[row + p]!;
+      }
+      for (let p = 0; p < stride; p++) out[at + p] = toByte(acc[p]!);
     }
   }
   return out;
+}
+
+/** The one rounding of the pipeline: clamp to [0, 255], then round half up. */
+function toByte(v: number): number {
+  return v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
 }
 
 function checkTarget(target: PixelTarget): void {

@@ -47,39 +47,52 @@ export function parsePreprocess(name: string): PreprocessPreset {
  * @param channels Channels per pixel in `pixels` (1 or 3).
  */
 export function preprocess(pixels: Uint8Array, channels: 1 | 3, preset: PreprocessPreset): Float32Array {
+  const out = new Float32Array(pixels.length);
+  preprocessInto(pixels, channels, preset, out, 0);
+  return out;
+}
+
+/**
+ * {@link preprocess} written into `out` from element `offset` on: a batch buffer, with no array
+ * per image and no copy. (Plain arithmetic: a lookup table per channel measured slower.)
+ */
+export function preprocessInto(pixels: Uint8Array, channels: 1 | 3, preset: PreprocessPreset, out: Float32Array, offset: number): void {
   if (channels !== 1 && channels !== 3) throw new TypeError(`channels must be 1 or 3, got ${String(channels)}`);
   if (pixels.length % channels !== 0) {
     throw new TypeError(`pixel buffer length ${pixels.length} is not a multiple of ${channels} channels`);
   }
-  const out = new Float32Array(pixels.length);
+  if (!Number.isInteger(offset) || offset < 0 || offset + pixels.length > out.length) {
+    throw new TypeError(`preprocessInto: ${pixels.length} values from offset ${offset} do not fit an output of ${out.length}`);
+  }
+  const n = pixels.length;
   switch (preset) {
     case 'unit':
-      for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! / 255;
-      return out;
+      for (let i = 0; i < n; i++) out[offset + i] = pixels[i]! / 255;
+      return;
     case 'symmetric':
-      for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! / 127.5 - 1;
-      return out;
+      for (let i = 0; i < n; i++) out[offset + i] = pixels[i]! / 127.5 - 1;
+      return;
     case 'caffe': {
       if (channels !== 3) {
         throw new SplitfitError('SPLITFIT_USAGE', 'preprocessing "caffe" needs 3-channel (RGB) input; use unit or symmetric for grayscale');
       }
       const [b, g, r] = CAFFE_BGR_MEANS;
-      for (let i = 0; i < pixels.length; i += 3) {
-        out[i] = pixels[i + 2]! - b;
-        out[i + 1] = pixels[i + 1]! - g;
-        out[i + 2] = pixels[i]! - r;
+      for (let i = 0; i < n; i += 3) {
+        out[offset + i] = pixels[i + 2]! - b;
+        out[offset + i + 1] = pixels[i + 1]! - g;
+        out[offset + i + 2] = pixels[i]! - r;
       }
-      return out;
+      return;
     }
     case 'torch': {
       if (channels !== 3) {
         throw new SplitfitError('SPLITFIT_USAGE', 'preprocessing "torch" needs 3-channel (RGB) input (per-channel ImageNet mean/std); use unit or symmetric for grayscale');
       }
-      for (let i = 0; i < pixels.length; i++) {
+      for (let i = 0; i < n; i++) {
         const c = i % 3;
-        out[i] = (pixels[i]! / 255 - TORCH_MEAN[c]!) / TORCH_STD[c]!;
+        out[offset + i] = (pixels[i]! / 255 - TORCH_MEAN[c]!) / TORCH_STD[c]!;
       }
-      return out;
+      return;
     }
     default:
       throw new TypeError(`unknown preprocessing preset ${JSON.stringify(preset)}; call parsePreprocess first`);

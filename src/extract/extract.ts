@@ -4,11 +4,12 @@ import type { FeatureDType } from '../cache/codec.js';
 import { FeatureCache } from '../cache/feature-cache.js';
 import { type AugmentSpec, augmentPixels, canonicalAugmentSpec, parseAugmentSpec } from '../data/augment.js';
 import { decodeImage } from '../data/decode.js';
-import { preprocess } from '../data/preprocess.js';
+import { preprocessInto } from '../data/preprocess.js';
 import { openDataSource } from '../data/sources.js';
 import type { DataSource, Sample, Task } from '../data/types.js';
 import { isSplitfitError, SplitfitError, throwIfAborted } from '../errors.js';
 import { MAX_INDEX } from '../cache/keys.js';
+import { pooledNamespace, poolRows } from '../cache/pooled.js';
 import { checkNonNegativeInt, checkPositiveInt } from '../options.js';
 import { warnIfSlowBackend } from '../backend/resolve.js';
 import { Batcher } from './batcher.js';
@@ -200,9 +201,13 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
   interface Item {
     sample: Sample;
     view: number;
-    pixels: Float32Array;
+    /** The model's input pixels (uint8), preprocessed straight into the batch buffer by `forward`. */
+    pixels: Uint8Array;
   }
   let extracted = 0;
+  // Un-augmented [h, w, c] maps get their pooled namespace written with them: a `gap`-first head
+  // (the default) then reads 1/(h·w) of the bytes from its first run on (`cache/pooled.ts`).
+  const pooledFingerprint = p.featureShape.length === 3 && plan.aug === undefined ? pooledNamespace(p.fingerprint) : undefined;
   const runBatch = async (items: Item[]): Promise<void> => {
     const features = forward(p, items.map((i) => i.pixels));
     const per = p.featureShape.reduce((a, b) => a * b, 1);
@@ -216,7 +221,9 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
       entries.push({ sampleId: item.sample.id, view: item.view, ...selector, data, shape: p.featureShape });
     });
     await markOnce();
-    await cache.putFeatures(p.fingerprint, entries, p.dtype);
+    // Maps and their pooled vectors in one atomic batch (see `pooledEntries`).
+    const pooled = pooledFingerprint === undefined ? [] : [{ fingerprint: pooledFingerprint, entries: pooledEntries(entries), dtype: 'float32' as const }];
+    await cache.putFeatureSets([{ fingerprint: p.fingerprint, entries, dtype: p.dtype }, ...pooled]);
     extracted += items.length;
     options.onProgress?.({ type: 'extract', done: extracted, total: toExtract, generation: plan.generation });
   };
@@ -240,7 +247,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
           const viewPixels = plain
             ? pixels
             : augmentPixels(pixels, height, width, p.channels, plan.spec!, { seed: plan.seed, generation: plan.generation, sampleId: sample.id, view });
-          batcher.push({ sample, view, pixels: preprocess(viewPixels, p.channels, p.preset) });
+          batcher.push({ sample, view, pixels: viewPixels });
         }
       } catch (err) {
         try {
@@ -326,12 +333,17 @@ function abortReason(signal: AbortSignal): unknown {
   return undefined;
 }
 
-/** One inference-mode forward pass of the base over a batch of preprocessed images. */
-function forward(p: PreparedBase, images: Float32Array[]): Float32Array {
+/** The pooled vector of each map entry, under the same key (the value the lazy path makes, `poolRows`). */
+function pooledEntries(entries: readonly { sampleId: string; view: number; generation: number; data: Float32Array; shape: number[] }[]): { sampleId: string; view: number; generation: number; data: Float32Array; shape: number[] }[] {
+  return entries.map((e) => ({ sampleId: e.sampleId, view: e.view, generation: e.generation, data: poolRows(e.data, e.shape), shape: [e.shape[2]!] }));
+}
+
+/** One inference-mode forward pass of the base over a batch of images (input pixels, preprocessed here). */
+function forward(p: PreparedBase, images: Uint8Array[]): Float32Array {
   const [h, w] = p.inputSize;
   const per = h * w * p.channels;
   const flat = new Float32Array(images.length * per);
-  images.forEach((img, i) => flat.set(img, i * per));
+  images.forEach((img, i) => preprocessInto(img, p.channels, p.preset, flat, i * per));
   // Read the features outside tf.tidy: tidy walks its return value looking for tensors, and for
   // a typed array that is a for…in over every element (~0.3 s per batch of 32 × 7×7×1280 floats).
   const y = tf.tidy(() => p.run(tf.tensor4d(flat, [images.length, h, w, p.channels])));

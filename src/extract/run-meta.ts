@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import type { FeatureDType } from '../cache/codec.js';
 import type { FeatureCache } from '../cache/feature-cache.js';
 import { matchFingerprint, shortFingerprint } from '../cache/keys.js';
+import { pooledNamespace } from '../cache/pooled.js';
 import type { EntrySelector, FingerprintReferences, MetaOperation, SampleEntry } from '../cache/types.js';
 import { SplitfitError } from '../errors.js';
 import type { Task } from '../data/types.js';
@@ -340,8 +341,15 @@ export function runReferences(runs: readonly RunMeta[], extracting: readonly Ext
     refs.committed.push({ ...(augment === undefined ? {} : { aug: augment }), generation });
     out.set(fingerprint, refs);
   };
-  for (const r of runs) add(r.fingerprint, r.samples.map((s) => s.id), r.augment, r.generation ?? 0);
-  for (const m of extracting) add(m.fingerprint, m.samples, m.augment, m.generation);
+  // An un-augmented run's maps are read through their pooled namespace too (`cache/pooled.ts`):
+  // the same samples reference its entries, or gc would drop them as orphans.
+  const addWithPooled = (fingerprint: string, ids: readonly string[], augment: string | undefined, generation: number): void => {
+    add(fingerprint, ids, augment, generation);
+    const pooled = augment === undefined ? pooledNamespace(fingerprint) : undefined;
+    if (pooled !== undefined) add(pooled, ids, undefined, generation);
+  };
+  for (const r of runs) addWithPooled(r.fingerprint, r.samples.map((s) => s.id), r.augment, r.generation ?? 0);
+  for (const m of extracting) addWithPooled(m.fingerprint, m.samples, m.augment, m.generation);
   return out;
 }
 

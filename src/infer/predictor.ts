@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import PQueue from 'p-queue';
 import { decodeImage } from '../data/decode.js';
-import { parsePreprocess, preprocess, type PreprocessPreset } from '../data/preprocess.js';
+import { parsePreprocess, preprocessInto, type PreprocessPreset } from '../data/preprocess.js';
 import type { Sample } from '../data/types.js';
 import { SplitfitError, throwIfAborted } from '../errors.js';
 import { bundledModel, isBundledModel } from '../model/bundled.js';
@@ -74,7 +74,7 @@ export async function loadImages(samples: readonly Sample[], p: Predictor, concu
     samples.map((s, i) =>
       queue.add(async () => {
         const pixels = await decodeImage(await s.load(), { height: h, width: w, channels: p.channels }, s.source);
-        out.set(preprocess(pixels, p.channels, p.preset), i * per);
+        preprocessInto(pixels, p.channels, p.preset, out, i * per);
       }),
     ),
   );

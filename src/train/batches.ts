@@ -1,5 +1,6 @@
 import type { FeatureCache } from '../cache/feature-cache.js';
-import { type EntrySelector, type FeatureSet, featureSize, gatherRows, gatherTargets, poolRows, pooledStoreOf, readPooledInto, targetsOf } from './feature-set.js';
+import { poolRows } from '../cache/pooled.js';
+import { type EntrySelector, type FeatureSet, featureSize, gatherRows, gatherTargets, pooledStoreOf, readPooledInto, targetsOf } from './feature-set.js';
 import { epochSeed, hashSeed, rng, shuffled } from '../random.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { SplitfitError } from '../errors.js';

@@ -2,7 +2,7 @@ import type { FeatureCache } from '../cache/feature-cache.js';
 import type { EntrySelector } from '../cache/types.js';
 import { shortFingerprint } from '../cache/keys.js';
 import { isSplitfitError, SplitfitError } from '../errors.js';
-import { pooledNamespace } from '../cache/pooled.js';
+import { pooledNamespace, poolRows } from '../cache/pooled.js';
 import type { FeatureRow, RowsSelector } from '../cache/types.js';
 
 export type { EntrySelector } from '../cache/types.js';
@@ -200,31 +200,6 @@ export function gatherRows(set: FeatureSet, rows: readonly number[], views?: rea
     const at = r * set.views + (views?.[i] ?? 0);
     out.set(set.x.subarray(at * per, (at + 1) * per), i * per);
   });
-  return out;
-}
-
-/**
- * Global average pooling of rows of [h, w, c] maps (row-major, as cached) into [c] vectors. It is what
- * a head's leading `gap` layer computes, done once instead of on every training step: pooling is
- * linear and has no weights, so a head trained on pooled rows gets the same gradients. Sums are
- * taken in float64, so the result is within float32 rounding of tfjs's own mean.
- */
-export function poolRows(x: Float32Array, featureShape: readonly number[]): Float32Array {
-  if (featureShape.length !== 3) throw new TypeError(`poolRows needs [h, w, c] features, got [${featureShape.join(', ')}]`);
-  const [h, w, c] = featureShape as [number, number, number];
-  const per = h * w * c;
-  const rows = x.length / per;
-  const out = new Float32Array(rows * c);
-  const acc = new Float64Array(c);
-  for (let r = 0; r < rows; r++) {
-    acc.fill(0);
-    const base = r * per;
-    for (let p = 0; p < h * w; p++) {
-      const at = base + p * c;
-      for (let j = 0; j < c; j++) acc[j]! += x[at + j]!;
-    }
-    for (let j = 0; j < c; j++) out[r * c + j] = acc[j]! / (h * w);
-  }
   return out;
 }
 
