@@ -1,19 +1,20 @@
 /**
  * Extraction benchmark: how fast the frozen base runs, side by side.
  *
- *   npm run bench:extraction [-- --quick] [--backends tensorflow,wasm,cpu] [--batch 32] [--batches N]
+ *   npm run bench:extraction [-- --quick] [--model mobilenet_v2|inception_v3] [--backends tensorflow,wasm,cpu] [--batch 32] [--batches N]
  *                            [--images N] [--rounds N] [--python /tmp/tfpy/bin/python | --no-python]
  *                            [--no-rss] [--json]
  *
- * Per available backend, on the bundled MobileNetV2 cut at `out_relu` (224×224×3 → 7×7×1280):
+ * Per available backend, on the bundled MobileNetV2 cut at `out_relu` (224×224×3 → 7×7×1280), or
+ * with `--model inception_v3` on the bundled InceptionV3 cut at `mixed10` (299×299×3 → 8×8×2048):
  *   - `predict`       the plain base, `base.predict(x)` (tfjs-layers, op by op)
  *   - `compiled-ops`  `compileBase(base, {graph: false})`: BN folded, fused ops, op by op
  *   - `compiled`      `compileBase(base)`: on tensorflow one native TF graph per batch; at batch 32
  *                     and at the batch extraction picks by default (`suggestBatchSize`)
  *   - `extract`       splitfit's whole `extractFeatures` on real PNGs (Twemoji 64×64, decoded and
- *                     resized to 224×224 by the shared pixel pipeline, preprocessed, cache writes to LevelDB included),
+ *                     resized to the input size by the shared pixel pipeline, preprocessed, cache writes to LevelDB included),
  *                     compiled at both batch sizes, and plain at batch 32
- * then the same MobileNetV2 in Python TensorFlow (bench/python/mobilenet_predict.py) when a Python
+ * then the same network in Python TensorFlow (bench/python/mobilenet_predict.py) when a Python
  * with tensorflow is found, and the peak RSS of `trainHead` on 1k / 10k / 50k synthetic cached
  * 1280-d samples, streamed and in memory.
  *
@@ -49,15 +50,18 @@ import { findPython, runPythonJson } from './python-peer.js';
 import { intFlag } from './args.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const MODEL = 'mobilenet_v2';
-const BOUNDARY = 'out_relu';
-/** The 1280-d vector boundary of the bundled MobileNetV2 (after its 7×7 average pool). */
+/** The bundled backbones this bench runs (`--model`), each with the cut extraction uses and its Keras peer. */
+const BACKBONES = {
+  mobilenet_v2: { boundary: 'out_relu', size: 224, keras: 'MobileNetV2' },
+  inception_v3: { boundary: 'mixed10', size: 299, keras: 'InceptionV3' },
+} as const;
+/** The 1280-d vector boundary of the bundled MobileNetV2 (after its 7×7 average pool), for the RSS rows. */
 const VECTOR_BOUNDARY = 'flatten_1';
-const SIZE = 224;
 
 const { values: argv } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    model: { type: 'string', default: 'mobilenet_v2' },
     backends: { type: 'string', default: 'tensorflow,wasm,cpu' },
     batch: { type: 'string' },
     batches: { type: 'string' },
@@ -85,6 +89,10 @@ const { values: argv } = parseArgs({
 });
 
 const int = intFlag;
+
+if (!Object.hasOwn(BACKBONES, argv.model)) throw new Error(`--model must be one of ${Object.keys(BACKBONES).join(', ')}, got ${argv.model}`);
+const MODEL = argv.model as keyof typeof BACKBONES;
+const { boundary: BOUNDARY, size: SIZE, keras: KERAS_ARCH } = BACKBONES[MODEL];
 
 const quick = argv.quick === true;
 const log = (msg: string): void => {
@@ -190,7 +198,7 @@ async function child(args: string[]): Promise<Record<string, unknown> & { others
   const me0 = cpuSeconds();
   const t0 = performance.now();
   const r = await new Promise<Record<string, unknown>>((res, rej) => {
-    const p = spawn(process.execPath, [...process.execArgv, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [...process.execArgv, script, '--model', MODEL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -271,6 +279,10 @@ async function python(bin: string, batch: number, batches: number): Promise<{ pr
   const b0 = await busySeconds();
   const t0 = performance.now();
   const r = await runPythonJson<{ tensorflow: string; keras: string; imagesPerSecond: { predict: number; tf_function: number }; cpuSeconds: number }>(bin, script, [
+    '--arch',
+    KERAS_ARCH,
+    '--size',
+    String(SIZE),
     '--batch',
     String(batch),
     '--batches',
@@ -535,12 +547,13 @@ async function main(): Promise<void> {
         }
       }
     }
-    const rss = argv['no-rss'] ? [] : await benchRss(work);
+    // The RSS rows are about train-head on 1280-d vectors (MobileNetV2's), whatever the backbone.
+    const rss = argv['no-rss'] || MODEL !== 'mobilenet_v2' ? [] : await benchRss(work);
 
     // Tables: best round (least disturbed by other jobs) and median over rounds.
     const best = (m: Measure): number | undefined => (m.rounds.length ? Math.max(...m.rounds) : undefined);
     const out: string[] = [];
-    out.push(`MobileNetV2 α1.0 224×224×3 → out_relu 7×7×1280, images/s: best of ${rounds} round(s) (median of rounds); tfjs ${tf.version.tfjs}`);
+    out.push(`${KERAS_ARCH} ${SIZE}×${SIZE}×3 → ${BOUNDARY}, images/s: best of ${rounds} round(s) (median of rounds); tfjs ${tf.version.tfjs}`);
     out.push('| backend | what | batch | images/s | median | others’ load (cores) | notes |');
     out.push('|---|---|---:|---:|---:|---:|---|');
     for (const { m } of plan) {

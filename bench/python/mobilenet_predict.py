@@ -1,7 +1,9 @@
-"""Peer measurement for bench/extraction.ts: MobileNetV2 (alpha 1.0, 224x224x3, no top, random
-weights — throughput does not depend on the values) in Python TensorFlow on the same machine.
+"""Peer measurement for bench/extraction.ts: MobileNetV2 (alpha 1.0, 224x224x3, no top) or
+InceptionV3 (299x299x3, no top), random weights — throughput does not depend on the values — in
+Python TensorFlow on the same machine.
 
-    python bench/python/mobilenet_predict.py [--batch 32] [--batches 8] [--warmup 2] [--json]
+    python bench/python/mobilenet_predict.py [--arch MobileNetV2|InceptionV3] [--size 224]
+                                             [--batch 32] [--batches 8] [--warmup 2] [--json]
 
 Times `model.predict(x, batch_size=B)` and a `tf.function(jit_compile=False)` call of the model in
 inference mode on one batch of B images, and prints images/s for each (median of the timed batches).
@@ -33,6 +35,8 @@ def timed(fn, warmup, batches):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", choices=["MobileNetV2", "InceptionV3"], default="MobileNetV2")
+    ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--batches", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
@@ -40,8 +44,9 @@ def main():
     args = ap.parse_args()
     wall0 = time.perf_counter()
 
-    model = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(224, 224, 3))
-    x = np.random.default_rng(0).random((args.batch, 224, 224, 3), dtype=np.float32)
+    arch = getattr(keras.applications, args.arch)
+    model = arch(weights=None, include_top=False, input_shape=(args.size, args.size, 3))
+    x = np.random.default_rng(0).random((args.batch, args.size, args.size, 3), dtype=np.float32)
     xt = tf.constant(x)
 
     fn = tf.function(lambda t: model(t, training=False))
@@ -54,6 +59,8 @@ def main():
     out = {
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "arch": args.arch,
+        "size": args.size,
         "batch": args.batch,
         "batches": args.batches,
         "imagesPerSecond": results,
