@@ -64,7 +64,16 @@ function worstRel(batched: readonly number[], seq: readonly number[]): number {
   return Math.max(0, ...seq.map((s, e) => Math.abs(batched[e]! - s) / Math.max(Math.abs(s), 1e-6)));
 }
 
-/** Per-epoch losses and metrics agree within this relative bound (float rounding of batched vs plain matMul). */
+/** max over the epochs of |batched − sequential|. */
+function worstAbs(batched: readonly number[], seq: readonly number[]): number {
+  expect(batched).toHaveLength(seq.length);
+  return Math.max(0, ...seq.map((s, e) => Math.abs(batched[e]! - s)));
+}
+
+/**
+ * Per-epoch losses agree within this relative bound, accuracies within it absolutely. Float rounding
+ * (a matMul over R·out columns, reductions over [R, n]) measured ≤ 2e-7 relative on these sets.
+ */
 const TOLERANCE = 1e-4;
 
 const source = residualToyModel();
@@ -105,7 +114,9 @@ describe('fitInLockstep: each copy is its sequential trial', () => {
         const b = again[i]!;
         if ('diverged' in s || b.diverged !== undefined) throw new Error(`lr ${lr} diverged: ${JSON.stringify(s)} / ${JSON.stringify(b)}`);
         const h = s.history;
-        for (const key of ['loss', 'acc', 'valLoss', 'valAcc'] as const) expect(worstRel(b.history[key]!, h[key]!), `${key} at lr ${lr}`).toBeLessThanOrEqual(TOLERANCE);
+        for (const key of ['loss', 'valLoss'] as const) expect(worstRel(b.history[key]!, h[key]!), `${key} at lr ${lr}`).toBeLessThanOrEqual(TOLERANCE);
+        // Accuracy (R² for regress) may be near 0: compared absolutely.
+        for (const key of ['acc', 'valAcc'] as const) expect(worstAbs(b.history[key]!, h[key]!), `${key} at lr ${lr}`).toBeLessThanOrEqual(TOLERANCE);
         expect(b.bestEpoch).toBe(h.bestEpoch ?? h.loss.length);
         expect(b.history.bestEpoch).toBe(h.bestEpoch);
         expect(b.valLoss).toBe(b.history.valLoss![b.bestEpoch - 1]);

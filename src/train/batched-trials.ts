@@ -123,16 +123,17 @@ const BETA2 = 0.999;
 /**
  * Trains one copy of `head` per learning rate in lockstep and scores each on `val` after every
  * epoch, with `fit.earlyStopping` applied per copy (its best epoch's weights kept). A copy whose
- * loss turns NaN/Inf is recorded as diverged and frozen while the others go on. Returns undefined,
- * having trained nothing, when the head or the options cannot be batched (see
- * {@link lockstepUnsupported}). Throws what `fitEpochs` throws for an abort or a bad batch.
+ * loss turns NaN/Inf is recorded as diverged and leaves the computation at once while the others
+ * go on; so does a copy that early stopping ends (its kept weights are taken out first), so the
+ * work per step shrinks with the copies still training. Returns undefined, having trained nothing,
+ * when the head or the options cannot be batched (see {@link lockstepUnsupported}). Throws what
+ * `fitEpochs` throws for an abort or a bad batch.
  */
 export async function fitInLockstep(input: LockstepInput): Promise<LockstepCopy[] | undefined> {
   const { head, train, val, k, fit } = input;
   const rates = [...input.learningRates];
   if (lockstepUnsupported(head, fit) !== undefined || rates.length === 0) return undefined;
   const stages = stagesOf(head) as Stage[];
-  const R = rates.length;
   const template = stages.flatMap((s) => (s.kind === 'dense' ? [s.kernel, ...(s.bias ? [s.bias] : [])] : []));
   const seed = fit.seed ?? 0;
   const task = fit.task ?? 'classify';
@@ -142,78 +143,101 @@ export async function fitInLockstep(input: LockstepInput): Promise<LockstepCopy[
   const trainer = new LockstepAdam(template, rates, sampleShape);
   const xVal = tf.tensor(val.x, [val.ids.length, ...sampleShape]);
   const copies = rates.map((learningRate) => new CopyState(learningRate));
-  try {
-    const source = memoryBatches(train, fit.batchSize, seed);
-    for (let epoch = 0; epoch < fit.epochs && copies.some((c) => c.active); epoch++) {
-      throwIfAborted(fit.signal);
-      const t0 = performance.now();
-      const lossSum = new Float64Array(R);
-      const correct = new Float64Array(R);
-      let n = 0;
-      const viewsRead: number[] = [];
-      let step = 0;
-      for await (const batch of source.batches(epoch)) {
-        const stepSeed = (epochSeed(seed, epoch) ^ Math.imul(++step, 0x9e3779b1)) >>> 0;
-        const r = withSeededRandom(stepSeed, () => trainer.step(stages, batch, k, fit));
-        const size = batch.labels.length;
-        copies.forEach((c, i) => {
-          if (!c.active) return;
-          if (!Number.isFinite(r[i]!)) {
-            c.diverge(`training diverged in epoch ${epoch + 1}: the loss is ${r[i]} (learningRate ${c.learningRate}, optimizer ${fit.optimizer}); nothing was written — use a smaller learningRate`);
-            return;
-          }
-          lossSum[i]! += r[i]! * size;
-          correct[i]! += r[R + i]!;
-        });
-        trainer.setActive(copies.map((c) => c.active));
-        n += size;
-        for (const v of batch.views) viewsRead[v] = (viewsRead[v] ?? 0) + 1;
-        throwIfAborted(fit.signal);
-      }
-      await yieldToEventLoop();
-      const out = trainer.predict(stages, xVal);
-      const per = val.ids.length * k;
-      const improved = copies.map((c, i) => {
-        if (!c.active) return false;
-        let m;
-        try {
-          m = metricsOfOutputs(out.subarray(i * per, (i + 1) * per), val, k, fit);
-        } catch (err) {
-          if (!(isSplitfitError(err) && err.code === 'SPLITFIT_NUMERIC')) throw err;
-          c.diverge(err.message);
-          return false;
-        }
-        c.record({ loss: lossSum[i]! / n, acc: correct[i]! / n, valLoss: m.loss, valAcc: m.accuracy, valAuc: m.auc, seconds: 0, viewsRead: Array.from(viewsRead, (v) => v ?? 0) });
-        return fit.earlyStopping ? c.track(fit.earlyStopping) : false;
-      });
-      const seconds = (performance.now() - t0) / 1000;
-      for (const c of copies) if (c.history.seconds.length < c.history.loss.length) c.history.seconds.push(seconds);
-      if (improved.some(Boolean)) trainer.keepBest(improved);
-      trainer.setActive(copies.map((c) => c.active));
-    }
+  const results: (LockstepCopy | undefined)[] = rates.map(() => undefined);
+  /** The copy (index into `rates`) at each position of the computation. */
+  let slots = rates.map((_, i) => i);
+  /** Records the copies at `positions` (diverged, or done: their kept weights checked and taken) and drops them from the computation. */
+  const finish = (positions: readonly number[]): void => {
+    if (positions.length === 0) return;
     const kept = fit.earlyStopping ? trainer.best : trainer.weights;
-    const finite = trainer.finite(kept);
-    return copies.map((c, i): LockstepCopy => {
-      if (c.divergedMessage !== undefined) return { learningRate: c.learningRate, diverged: c.divergedMessage };
-      const bad = finite.findIndex((f) => !f[i]);
-      if (bad >= 0) {
-        return {
-          learningRate: c.learningRate,
-          diverged: `training diverged: weight ${template[bad]!.name} holds NaN or Infinity (learningRate ${c.learningRate}); nothing was written — use a smaller learningRate`,
-        };
+    const finite = positions.some((p) => copies[slots[p]!]!.divergedMessage === undefined) ? trainer.finite(kept) : [];
+    for (const p of positions) {
+      const c = copies[slots[p]!]!;
+      const bad = c.divergedMessage === undefined ? finite.findIndex((f) => !f[p]) : -1;
+      if (c.divergedMessage !== undefined || bad >= 0) {
+        const diverged = c.divergedMessage ?? `training diverged: weight ${template[bad]!.name} holds NaN or Infinity (learningRate ${c.learningRate}); nothing was written — use a smaller learningRate`;
+        results[slots[p]!] = { learningRate: c.learningRate, diverged };
+        continue;
       }
       const bestEpoch = fit.earlyStopping ? c.bestEpoch : c.history.loss.length;
       if (fit.earlyStopping) c.history.bestEpoch = bestEpoch;
-      return {
+      results[slots[p]!] = {
         learningRate: c.learningRate,
         history: c.history,
         bestEpoch,
         valAcc: c.history.valAcc![bestEpoch - 1]!,
         valLoss: c.history.valLoss![bestEpoch - 1]!,
-        ...(input.keepWeights ? { weights: kept.map((w) => tf.tidy(() => tf.squeeze(tf.slice(w, i, 1), [0]))) } : {}),
+        ...(input.keepWeights ? { weights: trainer.copyOf(kept, p) } : {}),
       };
-    });
+    }
+    const keep = slots.map((_, p) => !positions.includes(p));
+    slots = slots.filter((_, p) => keep[p]);
+    if (slots.length > 0) trainer.retain(keep);
+  };
+  let returned = false;
+  try {
+    const source = memoryBatches(train, fit.batchSize, seed);
+    for (let epoch = 0; epoch < fit.epochs && slots.length > 0; epoch++) {
+      throwIfAborted(fit.signal);
+      const t0 = performance.now();
+      const lossSum = new Float64Array(rates.length);
+      const correct = new Float64Array(rates.length);
+      let n = 0;
+      const viewsRead: number[] = [];
+      let step = 0;
+      for await (const batch of source.batches(epoch)) {
+        const stepSeed = (epochSeed(seed, epoch) ^ Math.imul(++step, 0x9e3779b1)) >>> 0;
+        n += batch.labels.length;
+        for (const v of batch.views) viewsRead[v] = (viewsRead[v] ?? 0) + 1;
+        const r = withSeededRandom(stepSeed, () => trainer.step(stages, batch, k, fit));
+        const width = slots.length;
+        const diverged: number[] = [];
+        slots.forEach((i, p) => {
+          const c = copies[i]!;
+          if (!Number.isFinite(r[p]!)) {
+            c.diverge(`training diverged in epoch ${epoch + 1}: the loss is ${r[p]} (learningRate ${c.learningRate}, optimizer ${fit.optimizer}); nothing was written — use a smaller learningRate`);
+            diverged.push(p);
+            return;
+          }
+          lossSum[i]! += r[p]! * batch.labels.length;
+          correct[i]! += r[width + p]!;
+        });
+        // A diverged copy leaves at once: its NaN never meets another copy's numbers.
+        finish(diverged);
+        if (slots.length === 0) break;
+        throwIfAborted(fit.signal);
+      }
+      await yieldToEventLoop();
+      if (slots.length === 0) break;
+      const out = trainer.predict(stages, xVal);
+      const per = val.ids.length * k;
+      const seconds = (performance.now() - t0) / 1000;
+      const done: number[] = [];
+      const improved = slots.map((i, p) => {
+        const c = copies[i]!;
+        let m;
+        try {
+          m = metricsOfOutputs(out.subarray(p * per, (p + 1) * per), val, k, fit);
+        } catch (err) {
+          if (!(isSplitfitError(err) && err.code === 'SPLITFIT_NUMERIC')) throw err;
+          c.diverge(err.message);
+          done.push(p);
+          return false;
+        }
+        c.record({ loss: lossSum[i]! / n, acc: correct[i]! / n, valLoss: m.loss, valAcc: m.accuracy, valAuc: m.auc, seconds, viewsRead: Array.from(viewsRead, (v) => v ?? 0) });
+        const better = fit.earlyStopping ? c.track(fit.earlyStopping) : false;
+        if (!c.active) done.push(p);
+        return better;
+      });
+      if (improved.some(Boolean)) trainer.keepBest(improved);
+      finish(done);
+    }
+    finish(slots.map((_, p) => p));
+    returned = true;
+    return results.map((r) => r!);
   } finally {
+    // Weights taken out for a result that is never returned (an abort, an error) are released here.
+    if (!returned) for (const r of results) if (r?.diverged === undefined) tf.dispose(r?.weights ?? []);
     xVal.dispose();
     trainer.dispose();
   }
@@ -251,6 +275,7 @@ class CopyState {
     const h = this.history;
     h.loss.push(log.loss);
     h.acc.push(log.acc);
+    h.seconds.push(log.seconds);
     h.viewsRead.push(log.viewsRead);
     h.learningRates.push(this.learningRate);
     h.valLoss!.push(log.valLoss);
@@ -275,56 +300,116 @@ class CopyState {
 }
 
 /**
- * R copies' weights stacked on a leading axis, trained by Adam with one learning rate per copy.
- * The update is tfjs's `AdamOptimizer.applyGradients`, op for op, with the scalar `-learningRate`
+ * R copies' weights stacked on a copy axis, trained by Adam with one learning rate per copy. The
+ * update is tfjs's `AdamOptimizer.applyGradients`, op for op, with the scalar `-learningRate`
  * replaced by a per-copy tensor, so one copy steps exactly as `tf.train.adam(lr)` would.
+ *
+ * Layout: the first kernel is `[in, R, out]`, so that the input all copies share multiplies every
+ * copy's kernel in one plain `[n, in] × [in, R·out]` matMul (each copy's columns then round as that
+ * copy's own `[n, in] × [in, out]` would — a batched matMul rounds a copy by its position in the batch,
+ * which a chaotic run amplifies into other early-stopping epochs); later kernels are `[R, in, out]`
+ * (batched matMul), biases `[R, out]`. Activations run as `[n, R, units]`.
  */
 class LockstepAdam {
-  readonly weights: tf.Variable[];
+  weights: tf.Variable[];
   best: tf.Variable[];
-  private readonly m: tf.Variable[];
-  private readonly v: tf.Variable[];
+  private m: tf.Variable[];
+  private v: tf.Variable[];
   private readonly accBeta1: tf.Variable;
   private readonly accBeta2: tf.Variable;
-  private readonly negLr: tf.Tensor[];
+  private negLr: tf.Tensor[];
   private readonly epsilon = tf.backend().epsilon();
-  /** Per weight, a [R, 1, …] boolean mask of the copies still updated; undefined while all are. */
-  private active: tf.Tensor[] | undefined;
-  private activeKey = '';
+  /** Per weight, the axis its copies are stacked on. */
+  private readonly copyAxis: number[];
+  /** Per weight, whether it is a kernel (weight decay's `/kernel$/` rule). */
+  private readonly isKernel: boolean[];
+  /** How many copies are in the computation. */
+  private R: number;
 
   constructor(
     template: readonly tf.LayerVariable[],
-    rates: readonly number[],
+    private rates: readonly number[],
     /** One sample's shape as the head's input takes it. */
     private readonly sampleShape: readonly number[],
   ) {
     const R = rates.length;
-    const broadcast = (rank: number): number[] => [R, ...new Array<number>(rank).fill(1)];
-    this.weights = template.map((w) => tf.tidy(() => tf.variable(tf.tile(tf.expandDims(w.read(), 0), broadcast(w.shape.length)))));
+    this.R = R;
+    this.isKernel = template.map((w) => /kernel$/.test(w.originalName));
+    this.copyAxis = template.map((_, i) => (i === 0 ? 1 : 0));
+    this.weights = template.map((w, i) =>
+      tf.tidy(() => {
+        const axis = this.copyAxis[i]!;
+        const reps = new Array<number>(w.shape.length + 1).fill(1);
+        reps[axis] = R;
+        return tf.variable(tf.tile(tf.expandDims(w.read(), axis), reps));
+      }),
+    );
     // tf.variable keeps its initial tensor alive beside it: made in a tidy, that tensor is released.
     this.best = this.weights.map((w) => tf.tidy(() => tf.variable(w.clone(), false)));
     this.m = this.weights.map((w) => tf.tidy(() => tf.variable(tf.zerosLike(w), false)));
     this.v = this.weights.map((w) => tf.tidy(() => tf.variable(tf.zerosLike(w), false)));
     this.accBeta1 = tf.tidy(() => tf.variable(tf.scalar(BETA1), false));
     this.accBeta2 = tf.tidy(() => tf.variable(tf.scalar(BETA2), false));
-    this.negLr = template.map((w) => tf.tensor(rates.map((r) => -r), broadcast(w.shape.length)));
+    this.negLr = this.weights.map((_, i) => this.perCopy(i, rates.map((r) => -r), 'float32'));
   }
 
-  /** Forward of every copy on `x` ([n, …] shared by all, or [R, n, …]), in training mode or not. */
-  private forward(stages: readonly Stage[], x: tf.Tensor, weights: readonly tf.Tensor[], training: boolean): tf.Tensor {
+  /**
+   * Keeps only the copies where `keep` is true (in order): their weights, Adam moments and best
+   * snapshots, gathered along the copy axis. Adam's step count is shared, so it stays.
+   */
+  retain(keep: readonly boolean[]): void {
+    const positions = keep.flatMap((k, p) => (k ? [p] : []));
+    const gather = (vars: tf.Variable[], trainable: boolean): tf.Variable[] =>
+      vars.map((w, i) => {
+        const kept = tf.tidy(() => tf.variable(tf.gather(w, positions, this.copyAxis[i]), trainable));
+        w.dispose();
+        return kept;
+      });
+    this.weights = gather(this.weights, true);
+    this.best = gather(this.best, false);
+    this.m = gather(this.m, false);
+    this.v = gather(this.v, false);
+    this.rates = positions.map((p) => this.rates[p]!);
+    this.R = positions.length;
+    tf.dispose(this.negLr);
+    this.negLr = this.weights.map((_, i) => this.perCopy(i, this.rates.map((r) => -r), 'float32'));
+  }
+
+  /** A tensor of one value per copy, shaped to broadcast against weight `i` (R on its copy axis, 1 elsewhere). */
+  private perCopy(i: number, values: readonly number[] | readonly boolean[], dtype: 'float32' | 'bool'): tf.Tensor {
+    const shape = new Array<number>(this.weights[i]!.rank).fill(1);
+    shape[this.copyAxis[i]!] = this.R;
+    return dtype === 'bool' ? tf.tensor(values as boolean[], shape, 'bool') : tf.tensor(values as number[], shape, 'float32');
+  }
+
+  /** The axes of weight `i` other than its copy axis (reducing over them gives one value per copy). */
+  private otherAxes(i: number): number[] {
+    return Array.from({ length: this.weights[i]!.rank }, (_, a) => a).filter((a) => a !== this.copyAxis[i]);
+  }
+
+  /** Forward of every copy on the shared input `x` ([n, …]): [n, R, k], in training mode or not. */
+  private forward(stages: readonly Stage[], x: tf.Tensor, training: boolean): tf.Tensor {
+    const R = this.R;
+    const n = x.shape[0]!;
     let h = x;
+    let shared = true;
     let w = 0;
     for (const s of stages) {
-      if (s.kind === 'flatten') h = tf.reshape(h, [h.shape[0]!, -1]);
+      if (s.kind === 'flatten') h = tf.reshape(h, [n, -1]);
       else if (s.kind === 'dropout') {
-        // The sequential step draws a [n, units] mask per dropout layer from the seeded Math.random;
-        // noise shape [1, n, units] draws the same values once and shares them by all copies.
-        if (training && s.rate > 0 && s.rate < 1) h = tf.dropout(h, s.rate, h.rank === 2 ? h.shape : [1, ...h.shape.slice(1)], s.seed);
+        // The sequential step draws an [n, units] mask per dropout layer from the seeded Math.random;
+        // noise shape [n, 1, units] draws the same values, shared by all copies.
+        if (training && s.rate > 0 && s.rate < 1) h = tf.dropout(h, s.rate, shared ? h.shape : [n, 1, h.shape[2]!], s.seed);
       } else {
-        const kernel = weights[w++]!;
-        // A shared [n, in] input multiplies every copy's kernel: broadcast over the copies' axis.
-        h = tf.matMul(h.rank === 2 ? tf.expandDims(h, 0) : h, kernel);
-        if (s.bias) h = tf.add(h, tf.expandDims(weights[w++]!, 1));
+        const kernel = this.weights[w++]!;
+        if (shared) {
+          const [inputs, , units] = kernel.shape as [number, number, number];
+          h = tf.reshape(tf.matMul(h, tf.reshape(kernel, [inputs, R * units])), [n, R, units]);
+          shared = false;
+        } else {
+          h = tf.transpose(tf.matMul(tf.transpose(h, [1, 0, 2]), kernel), [1, 0, 2]);
+        }
+        if (s.bias) h = tf.add(h, this.weights[w++]!);
         h = s.activation(h);
       }
     }
@@ -333,7 +418,7 @@ class LockstepAdam {
 
   /** Inference-mode outputs of every copy on `x`, [R, n, k] row-major. */
   predict(stages: readonly Stage[], x: tf.Tensor): Float32Array {
-    return tf.tidy(() => this.forward(stages, x, this.weights, false).dataSync() as Float32Array);
+    return tf.tidy(() => tf.transpose(this.forward(stages, x, false), [1, 0, 2]).dataSync() as Float32Array);
   }
 
   /**
@@ -348,25 +433,25 @@ class LockstepAdam {
       const x = tf.tensor(batch.x, [n, ...this.sampleShape]);
       const labels = tf.tensor1d(batch.labels, 'int32');
       let y: tf.Tensor;
-      if (task !== 'classify') y = tf.tensor2d(batch.targets!, [n, k]);
+      if (task !== 'classify') y = tf.tensor3d(batch.targets!, [n, 1, k]);
       else {
-        const onehot = tf.oneHot(labels, k).toFloat();
+        const onehot = tf.reshape(tf.oneHot(labels, k).toFloat(), [n, 1, k]);
         y = labelSmoothing > 0 ? tf.add(tf.mul(onehot, 1 - labelSmoothing), labelSmoothing / k) : onehot;
       }
       let perCopy: tf.Tensor1D | undefined;
       let predicted: tf.Tensor | undefined;
       const { grads } = tf.variableGrads(() => {
-        const p = this.forward(stages, x, this.weights, true);
+        const p = this.forward(stages, x, true);
         predicted = tf.keep(p);
-        let losses: tf.Tensor1D;
-        if (task === 'classify') {
-          const perSample = tf.neg(tf.sum(tf.mul(y, tf.log(tf.clipByValue(p, 1e-7, 1 - 1e-7))), -1));
-          losses = classWeights ? tf.div(tf.sum(tf.mul(perSample, tf.gather(tf.tensor1d([...classWeights]), labels)), -1), n) : tf.mean(perSample, -1);
-        } else {
-          losses = tf.mean(perSampleTaskLoss(p, y, { task, regressionLoss: fit.regressionLoss, positiveWeights: fit.positiveWeights }), -1);
-        }
-        const kernels = this.weights.filter((_, i) => this.isKernel[i]);
-        if (weightDecay > 0 && kernels.length > 0) losses = tf.add(losses, tf.mul(weightDecay, tf.addN(kernels.map((w) => tf.sum(tf.square(w), [1, 2])))));
+        // Per sample and copy, then [R, n]: each copy's mean runs over its own row, as trainStep's does.
+        const perSample =
+          task === 'classify'
+            ? tf.neg(tf.sum(tf.mul(y, tf.log(tf.clipByValue(p, 1e-7, 1 - 1e-7))), -1))
+            : perSampleTaskLoss(p, y, { task, regressionLoss: fit.regressionLoss, positiveWeights: fit.positiveWeights });
+        const rows = tf.transpose(perSample);
+        let losses: tf.Tensor1D = classWeights && task === 'classify' ? tf.div(tf.sum(tf.mul(rows, tf.gather(tf.tensor1d([...classWeights]), labels)), -1), n) : tf.mean(rows, -1);
+        const kernels = this.weights.flatMap((w, i) => (this.isKernel[i] ? [tf.sum(tf.square(w), this.otherAxes(i))] : []));
+        if (weightDecay > 0 && kernels.length > 0) losses = tf.add(losses, tf.mul(weightDecay, tf.addN(kernels)));
         perCopy = tf.keep(losses);
         return tf.sum(losses);
       }, this.weights);
@@ -374,10 +459,10 @@ class LockstepAdam {
       const p = predicted!;
       const correct =
         task === 'classify'
-          ? tf.sum(tf.equal(tf.argMax(p, -1), labels).toFloat(), -1)
+          ? tf.sum(tf.equal(tf.argMax(p, -1), tf.reshape(labels, [n, 1])).toFloat(), 0)
           : task === 'multilabel'
-            ? tf.sum(tf.mean(tf.equal(tf.greaterEqual(p, 0.5), tf.equal(y, 1)).toFloat(), -1), -1)
-            : tf.sum(tf.sub(1, tf.mean(tf.square(tf.sub(p, y)), -1)), -1);
+            ? tf.sum(tf.mean(tf.equal(tf.greaterEqual(p, 0.5), tf.equal(y, 1)).toFloat(), -1), 0)
+            : tf.sum(tf.sub(1, tf.mean(tf.square(tf.sub(p, y)), -1)), 0);
       const out = tf.concat([perCopy!, correct]).dataSync() as Float32Array;
       p.dispose();
       perCopy!.dispose();
@@ -385,12 +470,7 @@ class LockstepAdam {
     });
   }
 
-  /** Which stacked weights are kernels (weight decay's `/kernel$/` rule): in stage order, a kernel then its bias. */
-  private get isKernel(): boolean[] {
-    return this.weights.map((w) => w.rank === 3);
-  }
-
-  /** `AdamOptimizer.applyGradients`, op for op, with a per-copy step size and frozen copies left as they are. */
+  /** `AdamOptimizer.applyGradients`, op for op, with a per-copy step size. */
   private apply(gradients: readonly tf.Tensor[]): void {
     tf.tidy(() => {
       const oneMinusAccBeta1 = tf.sub(1, this.accBeta1);
@@ -403,40 +483,29 @@ class LockstepAdam {
         const biasCorrectedSecondMoment = tf.div(newSecondMoment, oneMinusAccBeta2);
         this.m[i]!.assign(newFirstMoment);
         this.v[i]!.assign(newSecondMoment);
-        const newValue = tf.add(tf.mul(tf.div(biasCorrectedFirstMoment, tf.add(tf.sqrt(biasCorrectedSecondMoment), this.epsilon)), this.negLr[i]!), value);
-        // A stopped or diverged copy keeps its weights: its NaN (or its overfitting) stays its own.
-        value.assign(this.active ? tf.where(this.active[i]!, newValue, value) : newValue);
+        value.assign(tf.add(tf.mul(tf.div(biasCorrectedFirstMoment, tf.add(tf.sqrt(biasCorrectedSecondMoment), this.epsilon)), this.negLr[i]!), value));
       });
       this.accBeta1.assign(tf.mul(this.accBeta1, BETA1));
       this.accBeta2.assign(tf.mul(this.accBeta2, BETA2));
     });
   }
 
-  /** Freezes the copies that are not `active` (from the next step on). */
-  setActive(active: readonly boolean[]): void {
-    const key = active.map((a) => (a ? 1 : 0)).join('');
-    if (key === this.activeKey) return;
-    this.activeKey = key;
-    for (const t of this.active ?? []) t.dispose();
-    this.active = active.every(Boolean) ? undefined : this.weights.map((w) => tf.tensor(active, [active.length, ...new Array<number>(w.rank - 1).fill(1)], 'bool'));
-  }
-
   /** Copies the weights of the `improved` copies into `best` (the early-stopping snapshot). */
   keepBest(improved: readonly boolean[]): void {
-    tf.tidy(() => {
-      this.weights.forEach((w, i) => {
-        const mask = tf.tensor(improved, [improved.length, ...new Array<number>(w.rank - 1).fill(1)], 'bool');
-        this.best[i]!.assign(tf.where(mask, w, this.best[i]!));
-      });
-    });
+    tf.tidy(() => this.weights.forEach((w, i) => this.best[i]!.assign(tf.where(this.perCopy(i, improved, 'bool'), w, this.best[i]!))));
   }
 
   /** Per weight, per copy: whether every value is finite. */
   finite(weights: readonly tf.Tensor[]): boolean[][] {
-    return weights.map((w) => tf.tidy(() => Array.from(tf.all(tf.reshape(tf.isFinite(w), [w.shape[0]!, -1]), 1).dataSync(), (f) => f === 1)));
+    return weights.map((w, i) => tf.tidy(() => Array.from(tf.all(tf.isFinite(w), this.otherAxes(i)).dataSync(), (f) => f === 1)));
+  }
+
+  /** Copy `c`'s slice of each of `weights`, in the head's own shapes. */
+  copyOf(weights: readonly tf.Tensor[], c: number): tf.Tensor[] {
+    return weights.map((w, i) => tf.tidy(() => tf.squeeze(tf.gather(w, [c], this.copyAxis[i]), [this.copyAxis[i]!])));
   }
 
   dispose(): void {
-    tf.dispose([...this.weights, ...this.best, ...this.m, ...this.v, this.accBeta1, this.accBeta2, ...this.negLr, ...(this.active ?? [])]);
+    tf.dispose([...this.weights, ...this.best, ...this.m, ...this.v, this.accBeta1, this.accBeta2, ...this.negLr]);
   }
 }
