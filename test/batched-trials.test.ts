@@ -84,7 +84,8 @@ const RATES = [1e-3, 3e-3, 1e-2, 3e-2];
 describe('fitInLockstep: each copy is its sequential trial', () => {
   const cases: { name: string; spec: string; shape: number[]; task?: Task; fit?: Partial<LockstepOptions>; pooled?: boolean }[] = [
     { name: 'gap,dense:N:softmax on pooled maps, with label smoothing, weight decay and class weights', spec: 'gap,dense:N:softmax', shape: [2, 2, 12], pooled: true, fit: { labelSmoothing: 0.1, weightDecay: 1e-3, classWeights: [1, 2, 0.5, 1], epochs: 100 } },
-    { name: 'dense:16:relu,dropout:0.5,dense:N:softmax (the same dropout masks)', spec: 'dense:16:relu,dropout:0.5,dense:N:softmax', shape: [24] },
+    { name: 'gap,dense:16:relu,dropout:0.5,dense:N:softmax on pooled maps (the same dropout masks)', spec: 'gap,dense:16:relu,dropout:0.5,dense:N:softmax', shape: [2, 2, 24], pooled: true },
+    { name: 'dense:16:relu,dropout:0.5,dense:N:softmax on vectors', spec: 'dense:16:relu,dropout:0.5,dense:N:softmax', shape: [24] },
     { name: 'flatten,dense:N:softmax on maps', spec: 'flatten,dense:N:softmax', shape: [2, 2, 6] },
     { name: 'multilabel dense:N:sigmoid with positive weights', spec: 'dense:N:sigmoid', shape: [20], task: 'multilabel', fit: { positiveWeights: [1, 1.5, 2, 1] } },
     { name: 'regress dense:N:linear with the huber loss, no early stopping', spec: 'dense:N:linear', shape: [20], task: 'regress', fit: { regressionLoss: 'huber', earlyStopping: undefined, epochs: 12 } },

@@ -20,6 +20,8 @@ import { buildTrainable, type HeadContext, type HeadPlan, runTrial, type Trainin
  * (cheap) epochs, so large data sets, whose one fifth is already a few hundred samples, use one.
  * Loss, not accuracy: on a hold-out of a few dozen samples accuracy moves in steps of several points
  * and picks overfitted lengths (measured in bench/heads.ts), the loss is smooth.
+ * A hold-out's learning rates train in lockstep, as one computation (`train/batched-trials.ts`),
+ * when the head and optimizer allow it (Dense/Dropout heads, Adam, constant rate); else one by one.
  */
 export const AUTO = {
   /** Tried for Adam and RMSProp; ×10 for SGD and Adagrad, which take larger steps. */

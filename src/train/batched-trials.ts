@@ -9,12 +9,13 @@ import { withSeededRandom } from './step.js';
 
 /**
  * Trials in lockstep (issue #13): R copies of one small head, each with its own learning rate,
- * trained as one computation — weights stacked `[R, in, out]`, forward by batched `matMul`, the
- * loss the sum of each copy's own loss (so each copy's gradient is its own), Adam with a per-copy
- * learning rate. A head this small costs per-op overhead, not arithmetic, so R trials cost about
- * one. Each copy sees what the sequential trial (`job/head-trainer.runTrial` → `fitEpochs`) sees:
- * the same initial weights, the same batches in the same order, the same dropout masks, the same
- * validation metrics and early-stopping rule; its numbers agree to float rounding.
+ * trained as one computation — weights stacked on a copy axis, the shared input multiplying every
+ * copy's first kernel in one matMul (later layers by batched matMul), the loss the sum of each
+ * copy's own loss (so each copy's gradient is its own), Adam with a per-copy learning rate. A head
+ * this small spends a step mostly on fixed per-op costs, so R copies in one step cost far less than
+ * R steps (bench/auto-sweep.ts). Each copy sees what the sequential trial (`job/head-trainer.runTrial`
+ * → `fitEpochs`) sees: the same initial weights, the same batches in the same order, the same dropout
+ * masks, the same validation metrics and early-stopping rule; its numbers agree to float rounding.
  *
  * Only what can be batched faithfully is: a chain of Dense layers (any activation), optional
  * Dropout between them, optionally a leading Flatten; Adam; a constant learning rate. Anything else
@@ -63,7 +64,8 @@ export interface LockstepInput {
 export function lockstepUnsupported(head: tf.LayersModel, fit: Pick<FitOptions, 'optimizer' | 'lrSchedule'>): string | undefined {
   if (fit.optimizer !== 'adam') return `optimizer ${fit.optimizer} (only adam is batched)`;
   if (fit.lrSchedule !== undefined && fit.lrSchedule !== 'constant') return `lrSchedule ${fit.lrSchedule} (only constant is batched)`;
-  return typeof stagesOf(head) === 'string' ? (stagesOf(head) as string) : undefined;
+  const stages = stagesOf(head);
+  return typeof stages === 'string' ? stages : undefined;
 }
 
 /**
@@ -77,6 +79,8 @@ function stagesOf(head: tf.LayersModel): Stage[] | string {
   if (input?.getClassName() !== 'InputLayer' || layers.length === 0) return 'the head does not start with its input';
   const stages: Stage[] = [];
   let previous = input;
+  // Dense layers take vectors: the input is one, or a leading Flatten makes it one.
+  let isVector = head.inputs[0]!.shape.length === 2;
   for (const layer of layers) {
     const inbound = layer.inboundNodes;
     if (inbound.length !== 1 || inbound[0]!.inboundLayers.length !== 1 || inbound[0]!.inboundLayers[0] !== previous) return `layer ${layer.name} is not a plain chain link`;
@@ -86,6 +90,7 @@ function stagesOf(head: tf.LayersModel): Stage[] | string {
       case 'Flatten':
         if (stages.length > 0) return `layer ${layer.name}: Flatten is batched only right after the input`;
         stages.push({ kind: 'flatten' });
+        isVector = true;
         break;
       case 'Dropout':
         if (config['noiseShape'] != null) return `layer ${layer.name} has a noise shape`;
@@ -94,6 +99,7 @@ function stagesOf(head: tf.LayersModel): Stage[] | string {
       case 'Dense': {
         const extras = ['kernelRegularizer', 'biasRegularizer', 'activityRegularizer', 'kernelConstraint', 'biasConstraint'].filter((key) => config[key] != null);
         if (extras.length > 0) return `layer ${layer.name} has ${extras.join(', ')}`;
+        if (!isVector) return `layer ${layer.name}: a Dense layer on a feature map is not batched`;
         const [kernel, bias, ...rest] = layer.trainableWeights;
         const useBias = config['useBias'] !== false;
         if (kernel === undefined || rest.length > 0 || (bias === undefined) === useBias || kernel.shape.length !== 2) return `layer ${layer.name} has unexpected weights`;
