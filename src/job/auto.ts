@@ -1,9 +1,11 @@
 import { SplitfitError } from '../errors.js';
 import { firstView, subsetFeatureSet } from '../train/feature-set.js';
+import { fitInLockstep, type LockstepOptions } from '../train/batched-trials.js';
+import type { FeatureSet } from '../train/feature-set.js';
 import type { FitOptions } from '../train/fit.js';
 import type { OptimizerName } from '../train/step.js';
 import { foldRows, stratifiedFolds } from './folds.js';
-import { type HeadContext, type HeadPlan, runTrial, type TrainingSets } from './head-trainer.js';
+import { buildTrainable, type HeadContext, type HeadPlan, runTrial, type TrainingSets } from './head-trainer.js';
 
 /**
  * Automatic learning rate and length. Epochs on cached features are almost free, so instead of a
@@ -18,6 +20,8 @@ import { type HeadContext, type HeadPlan, runTrial, type TrainingSets } from './
  * (cheap) epochs, so large data sets, whose one fifth is already a few hundred samples, use one.
  * Loss, not accuracy: on a hold-out of a few dozen samples accuracy moves in steps of several points
  * and picks overfitted lengths (measured in bench/heads.ts), the loss is smooth.
+ * A hold-out's learning rates train in lockstep, as one computation (`train/batched-trials.ts`),
+ * when the head and optimizer allow it (Dense/Dropout heads, Adam, constant rate); else one by one.
  */
 export const AUTO = {
   /** Tried for Adam and RMSProp; ×10 for SGD and Adagrad, which take larger steps. */
@@ -57,6 +61,8 @@ export interface AutoChoice {
   /** How many hold-outs each learning rate was scored on (0 for the fallback). */
   holdouts: number;
   trials: AutoTrial[];
+  /** Present when the learning rates were trained in lockstep, all of a hold-out's at once (`train/batched-trials.ts`); absent when they ran one by one. */
+  batched?: true;
 }
 
 export interface AutoInput {
@@ -90,34 +96,80 @@ export async function chooseAutomatically(a: AutoInput): Promise<AutoChoice> {
   });
   const scale = a.optimizer === 'sgd' || a.optimizer === 'adagrad' ? 10 : 1;
   const rates = a.learningRate !== undefined ? [a.learningRate] : (a.learningRates ?? AUTO.learningRates.map((r) => r * scale));
-  const trials: AutoTrial[] = [];
-  for (const learningRate of rates) {
-    const fit: FitOptions = {
-      ...a.fit,
-      optimizer: a.optimizer,
-      learningRate,
-      // A given `epochs` is what the final fit runs: score the trial there, not at an earlier best
-      // (capped, so that `epochs: 100000` does not make every trial as long as the final fit).
-      epochs: Math.min(a.epochs ?? AUTO.maxEpochs, AUTO.maxEpochs),
-      ...(a.epochs === undefined ? { earlyStopping: { patience: AUTO.patience, monitor: 'loss' as const } } : {}),
-    };
-    let trial: AutoTrial;
-    try {
-      const runs = [];
-      for (const split of splits) runs.push(await runTrial(a.ctx, a.plan, split.train, split.val, a.seed, fit));
-      const mean = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / xs.length;
-      const bests = runs.map((r) => r.bestEpoch).sort((x, y) => x - y);
-      trial = { learningRate, epochs: bests[Math.floor(bests.length / 2)]!, valAcc: mean(runs.map((r) => r.valAcc)), valLoss: mean(runs.map((r) => r.valLoss)) };
-    } catch (err) {
-      if (!(err instanceof SplitfitError && err.code === 'SPLITFIT_NUMERIC')) throw err;
-      trial = { learningRate, diverged: err.message };
+  const fit: LockstepOptions = {
+    ...a.fit,
+    optimizer: a.optimizer,
+    // A given `epochs` is what the final fit runs: score the trial there, not at an earlier best
+    // (capped, so that `epochs: 100000` does not make every trial as long as the final fit).
+    epochs: Math.min(a.epochs ?? AUTO.maxEpochs, AUTO.maxEpochs),
+    ...(a.epochs === undefined ? { earlyStopping: { patience: AUTO.patience, monitor: 'loss' as const } } : {}),
+  };
+  const batched = rates.length > 1 ? await sweepInLockstep(a, splits, rates, fit) : undefined;
+  const trials: AutoTrial[] = batched ?? [];
+  if (batched) for (const trial of batched) a.onTrial?.(trial);
+  else {
+    for (const learningRate of rates) {
+      let trial: AutoTrial;
+      try {
+        const runs = [];
+        for (const split of splits) runs.push(await runTrial(a.ctx, a.plan, split.train, split.val, a.seed, { ...fit, learningRate }));
+        trial = trialOf(learningRate, runs);
+      } catch (err) {
+        if (!(err instanceof SplitfitError && err.code === 'SPLITFIT_NUMERIC')) throw err;
+        trial = { learningRate, diverged: err.message };
+      }
+      trials.push(trial);
+      a.onTrial?.(trial);
     }
-    trials.push(trial);
-    a.onTrial?.(trial);
   }
   const best = trials.filter((t) => t.diverged === undefined).sort((x, y) => x.valLoss! - y.valLoss! || y.valAcc! - x.valAcc!)[0];
   if (!best) {
     throw new SplitfitError('SPLITFIT_NUMERIC', `every learning rate tried diverged (${rates.join(', ')}); give a smaller \`learningRate\``, { option: 'learningRate' });
   }
-  return { learningRate: best.learningRate, epochs: a.epochs ?? best.epochs!, chosen, method: 'sweep', holdout: splits[0]!.val.ids.length, holdouts: splits.length, trials };
+  return {
+    learningRate: best.learningRate,
+    epochs: a.epochs ?? best.epochs!,
+    chosen,
+    method: 'sweep',
+    holdout: splits[0]!.val.ids.length,
+    holdouts: splits.length,
+    trials,
+    ...(batched ? { batched: true as const } : {}),
+  };
+}
+
+/** A learning rate's score over the hold-outs: mean hold-out loss and accuracy, median best epoch. */
+function trialOf(learningRate: number, runs: readonly { bestEpoch: number; valAcc: number; valLoss: number }[]): AutoTrial {
+  const mean = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / xs.length;
+  const bests = runs.map((r) => r.bestEpoch).sort((x, y) => x - y);
+  return { learningRate, epochs: bests[Math.floor(bests.length / 2)]!, valAcc: mean(runs.map((r) => r.valAcc)), valLoss: mean(runs.map((r) => r.valLoss)) };
+}
+
+/**
+ * The sweep with each hold-out's learning rates trained in lockstep: the trials the sequential loop
+ * gives (to float rounding), in one computation per hold-out. A rate that diverges on a hold-out is
+ * not run on the later ones, as the sequential loop stops at its first divergence. Undefined, having
+ * trained nothing, when the head or the options cannot be batched (then the trials run one by one).
+ */
+async function sweepInLockstep(a: AutoInput, splits: readonly { train: FeatureSet; val: FeatureSet }[], rates: readonly number[], fit: LockstepOptions): Promise<AutoTrial[] | undefined> {
+  const runs = rates.map((): { bestEpoch: number; valAcc: number; valLoss: number }[] => []);
+  const diverged = new Map<number, string>();
+  for (const split of splits) {
+    const alive = rates.flatMap((_, i) => (diverged.has(i) ? [] : [i]));
+    if (alive.length === 0) break;
+    const t = await buildTrainable(a.ctx, a.plan, a.seed);
+    let copies;
+    try {
+      copies = await fitInLockstep({ head: t.trained, train: split.train, val: split.val, k: a.ctx.numClasses, learningRates: alive.map((i) => rates[i]!), fit: { ...fit, seed: a.seed } });
+    } finally {
+      t.dispose();
+    }
+    // Whether a head batches does not depend on the hold-out: only the first one can say no.
+    if (copies === undefined) return undefined;
+    copies.forEach((c, j) => {
+      if (c.diverged !== undefined) diverged.set(alive[j]!, c.diverged);
+      else runs[alive[j]!]!.push(c);
+    });
+  }
+  return rates.map((learningRate, i) => (diverged.has(i) ? { learningRate, diverged: diverged.get(i)! } : trialOf(learningRate, runs[i]!)));
 }

@@ -210,6 +210,17 @@ async function runEpoch(
 }
 
 /**
+ * Whether an epoch's monitored values beat the best so far (the early-stopping rule, also used by
+ * `batched-trials.ts`): lower loss by more than `minDelta`, or with `monitor: 'accuracy'` higher
+ * accuracy by more than `minDelta`, ties broken by the lower loss.
+ */
+export function improves(rule: EarlyStopping, now: { loss: number; acc: number }, best: { loss: number; acc: number } | undefined): boolean {
+  const d = rule.minDelta ?? 0;
+  if (best === undefined) return true;
+  return rule.monitor === 'accuracy' ? now.acc > best.acc + d || (now.acc === best.acc && now.loss < best.loss) : now.loss < best.loss - d;
+}
+
+/**
  * The best epoch so far of a monitored metric and, when given a head, a copy of its weights then
  * (trainable and not: BN statistics are part of what the epoch produced).
  */
@@ -229,12 +240,7 @@ class BestTracker {
   /** Records an epoch; true when it is the new best. */
   update(epoch: number, log: EpochLog): boolean {
     const now = { epoch, loss: log.valLoss ?? log.loss, acc: log.valAcc ?? log.acc };
-    const d = this.rule.minDelta ?? 0;
-    const b = this.best;
-    const better =
-      b === undefined ||
-      (this.rule.monitor === 'accuracy' ? now.acc > b.acc + d || (now.acc === b.acc && now.loss < b.loss) : now.loss < b.loss - d);
-    if (!better) {
+    if (!improves(this.rule, now, this.best)) {
       this.sinceBest++;
       return false;
     }
@@ -281,6 +287,12 @@ export function evaluateHead(head: tf.LayersModel, set: FeatureSet, k: number, b
     const x = tf.tensor(set.x, [n, ...set.featureShape]);
     return (head.predict(x, { batchSize }) as tf.Tensor).dataSync() as Float32Array;
   });
+  return metricsOfOutputs(out, set, k, loss);
+}
+
+/** {@link evaluateHead}'s metrics of a head's inference-mode outputs `out` ([n × k], row-major) on `set`. */
+export function metricsOfOutputs(out: Float32Array, set: FeatureSet, k: number, loss: LossOptions = {}): Metrics {
+  const n = set.ids.length;
   const task = loss.task ?? 'classify';
   if (task === 'classify') return classificationMetrics(out, set.labels, k);
   const targets = targetsOfSet(set);
