@@ -301,6 +301,13 @@ function bitsOf(data: Float32Array): Uint32Array {
   return new Uint32Array(data.buffer, data.byteOffset, data.length);
 }
 
+describe('shortFingerprint', () => {
+  it('is the first 12 characters, and keeps a derived namespace\'s suffix', () => {
+    expect(shortFingerprint('0123456789abcdef'.repeat(4))).toBe('0123456789ab');
+    expect(shortFingerprint(`${'0123456789abcdef'.repeat(4)}.gap`)).toBe('0123456789ab.gap');
+  });
+});
+
 describe('zero-bitmap encoding', () => {
   const n = 7 * 7 * 1280;
 

@@ -223,6 +223,10 @@ describe('the pooled namespace follows its maps', () => {
     const pooled = (stats.json['fingerprints'] as { fingerprint: string; entries: number; committed: { entries: number }[]; orphaned: { entries: number } }[]).find((x) => x.fingerprint === `${fingerprint}.gap`)!;
     expect(pooled.orphaned.entries).toBe(0);
     expect(pooled.committed.reduce((n, g) => n + g.entries, 0)).toBe(pooled.entries);
+    // The human listing tells the pooled namespace from its maps.
+    const human = await runCli(['cache', 'stats', '--cache', cache]);
+    expect(human.stdout).toContain(`  ${fingerprint.slice(0, 12)}.gap  ${pooled.entries} entries`);
+    expect(human.stdout).toContain('(pooled vectors of its maps, written with them)');
   });
 });
 

@@ -106,9 +106,11 @@ export const SHORT_FINGERPRINT_LENGTH = 12;
 /** Fewest characters a fingerprint prefix must have to be taken as one (4 hex = 65,536 values). */
 export const MIN_FINGERPRINT_PREFIX = 4;
 
-/** The short form of a fingerprint in messages and tables: its first 12 characters. */
+/** The short form of a fingerprint in messages and tables: its first 12 characters (and a derived namespace's suffix). */
 export function shortFingerprint(fingerprint: string): string {
-  return fingerprint.slice(0, SHORT_FINGERPRINT_LENGTH);
+  // A derived namespace (`<fingerprint>.gap`, cache/pooled.ts) keeps its suffix, or it would read as its maps.
+  const dot = fingerprint.indexOf('.', SHORT_FINGERPRINT_LENGTH);
+  return fingerprint.slice(0, SHORT_FINGERPRINT_LENGTH) + (dot === -1 ? '' : fingerprint.slice(dot));
 }
 
 /**

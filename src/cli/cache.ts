@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type CorruptEntry, FeatureCache, type FingerprintStats, type GenerationStats } from '../cache/feature-cache.js';
 import { parseFeatureKey, shortFingerprint } from '../cache/keys.js';
+import { isPooledNamespace } from '../cache/pooled.js';
 import { collectGarbage } from '../extract/gc.js';
 import { listExtracting, listRuns, retireRun, type RunList, type RunMeta, runReferences, shortRunId } from '../extract/run-meta.js';
 import { commandLine, type CommonFlags, defineCommand } from './command.js';
@@ -134,7 +135,7 @@ function describeFingerprint(x: FingerprintStats): string {
   const committed = x.committed ?? [];
   const incomplete = x.incomplete ?? [];
   return [
-    `  ${shortFingerprint(x.fingerprint)}  ${x.entries} entries, ${x.views} views, ${x.bytes} bytes`,
+    `  ${shortFingerprint(x.fingerprint)}  ${x.entries} entries, ${x.views} views, ${x.bytes} bytes${isPooledNamespace(x.fingerprint) ? ' (pooled vectors of its maps, written with them)' : ''}`,
     ...committed.map((g) => `    committed ${describeGeneration(g)}`),
     ...incomplete.map((g) => `    incomplete ${describeGeneration(g)} (no run has committed it; train-head deletes or resumes it)`),
     ...(x.superseded ?? []).map((g) => `    superseded ${describeGeneration(g)} (no run reads it; \`splitfit cache gc\` drops it)`),
