@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import type { Task } from '../src/data/types.js';
 import { type AutoInput, type AutoTrial, chooseAutomatically } from '../src/job/auto.js';
+import { searchHeads } from '../src/job/search.js';
 import { buildTrainable, type HeadContext, type HeadPlan, planHead, TrainingSets } from '../src/job/head-trainer.js';
 import { fitInLockstep, type LockstepCopy, type LockstepOptions, lockstepUnsupported } from '../src/train/batched-trials.js';
 import { memoryBatches } from '../src/train/batches.js';
@@ -259,5 +260,98 @@ describe('chooseAutomatically in lockstep', () => {
     } finally {
       t.dispose();
     }
+  });
+});
+
+describe('lockstep with per-copy weight decay, label smoothing and dropout rate (the search)', () => {
+  const LONG: LockstepOptions = { ...EARLY, epochs: 120 };
+  const specs = [
+    { name: 'dropout on the pooled input, before the first Dense', template: 'gap,{d}dense:N:softmax' },
+    { name: 'dropout after a hidden layer', template: 'gap,dense:16:relu,{d}dense:N:softmax' },
+  ];
+  const copies = [
+    { learningRate: 1e-2, weightDecay: 0, labelSmoothing: 0, dropout: 0 },
+    { learningRate: 3e-3, weightDecay: 1e-3, labelSmoothing: 0.1, dropout: 0.2 },
+    { learningRate: 1e-2, weightDecay: 1e-4, labelSmoothing: 0, dropout: 0.5 },
+  ];
+  for (const c of specs) {
+    it(`each copy is its own configuration's sequential trial: ${c.name}`, async () => {
+      const k = 4;
+      const shape = [2, 2, 24];
+      const ctx = ctxOf(shape, k);
+      const specOf = (rate: number): string => c.template.replace('{d}', rate === 0 ? '' : `dropout:${rate},`);
+      const all = clusters(136, shape, k, 3);
+      const train = poolFeatureSet(subsetFeatureSet(all, Array.from({ length: 96 }, (_, i) => i)));
+      const val = poolFeatureSet(subsetFeatureSet(all, Array.from({ length: 40 }, (_, i) => 96 + i)));
+      const t = await buildTrainable(ctx, planHead(specOf(0.5), shape, true), 7);
+      let together: LockstepCopy[];
+      try {
+        together = (await fitInLockstep({
+          head: t.trained,
+          train,
+          val,
+          k,
+          learningRates: copies.map((x) => x.learningRate),
+          weightDecays: copies.map((x) => x.weightDecay),
+          labelSmoothings: copies.map((x) => x.labelSmoothing),
+          dropoutRates: copies.map((x) => x.dropout),
+          fit: { ...LONG, seed: 7 },
+        }))!;
+      } finally {
+        t.dispose();
+      }
+      const epochs: number[] = [];
+      for (const [i, x] of copies.entries()) {
+        const s = await sequential(ctx, planHead(specOf(x.dropout), shape, true), train, val, 7, { ...LONG, weightDecay: x.weightDecay, labelSmoothing: x.labelSmoothing }, x.learningRate);
+        const b = together[i]!;
+        if ('diverged' in s || b.diverged !== undefined) throw new Error(`copy ${i} diverged`);
+        tf.dispose(s.weights);
+        for (const key of ['loss', 'valLoss'] as const) expect(worstRel(b.history[key]!, s.history[key]!), `${key} of copy ${i}`).toBeLessThanOrEqual(TOLERANCE);
+        for (const key of ['acc', 'valAcc'] as const) expect(worstAbs(b.history[key]!, s.history[key]!), `${key} of copy ${i}`).toBeLessThanOrEqual(TOLERANCE);
+        expect(b.bestEpoch, `best epoch of copy ${i}`).toBe(s.history.bestEpoch);
+        epochs.push(s.history.loss.length);
+      }
+      expect(new Set(epochs).size).toBeGreaterThan(1);
+    });
+  }
+
+  it('per-copy values must come one per copy; dropout rates need exactly one Dropout layer', async () => {
+    const ctx = ctxOf([12], 4);
+    const set = clusters(40, [12], 4, 4);
+    const args = { train: set, val: set, k: 4, learningRates: [1e-2, 1e-3], fit: { ...EARLY, seed: 1 } };
+    const plain = await buildTrainable(ctx, planHead('dense:N:softmax', [12], false), 1);
+    try {
+      await expect(fitInLockstep({ ...args, head: plain.trained, weightDecays: [0] })).rejects.toThrow(/weightDecays has 1 values for 2 copies/);
+      expect(await fitInLockstep({ ...args, head: plain.trained, dropoutRates: [0, 0.5] })).toBeUndefined();
+    } finally {
+      plain.dispose();
+    }
+  });
+});
+
+describe('searchHeads: configurations of a head shape in lockstep', () => {
+  it('gives the leaderboard of the one-by-one search (same configurations, fold scores and epochs), with groups of several configurations', async () => {
+    const k = 4;
+    const shape = [2, 2, 24];
+    const ctx = ctxOf(shape, k);
+    const sets = new TrainingSets(clusters(80, shape, k, 9));
+    // Six of the grid's configurations over its three head shapes: some shape has several.
+    const input = { ctx, sets, options: { trials: 6, folds: 2 }, fixed: {}, poolFeatures: true, optimizer: 'adam' as const, batchSize: 16, lrSchedule: 'constant' as const, classWeights: undefined, seed: 2 };
+    const seen: number[] = [];
+    const batched = await searchHeads({ ...input, onTrial: (done) => seen.push(done) });
+    const alone = await searchHeads({ ...input, lockstep: false });
+    expect(seen).toEqual(Array.from({ length: 6 }, (_, i) => i + 1));
+    expect(batched.tried).toBe(6);
+    expect(batched.leaderboard.map((r) => r.config)).toEqual(alone.leaderboard.map((r) => r.config));
+    batched.leaderboard.forEach((r, i) => {
+      const a = alone.leaderboard[i]!;
+      expect(r.epochs, JSON.stringify(r.config)).toBe(a.epochs);
+      expect(worstAbs(r.folds, a.folds), JSON.stringify(r.config)).toBeLessThanOrEqual(TOLERANCE);
+      expect(Math.abs(r.meanLoss - a.meanLoss) / a.meanLoss).toBeLessThanOrEqual(TOLERANCE);
+    });
+    expect(batched.winner).toEqual(alone.winner);
+    // The test is about lockstep: some head shape had several configurations.
+    const shapes = batched.leaderboard.map((r) => r.config.head.split(',').filter((l) => !l.startsWith('dropout:')).join(','));
+    expect(shapes.length).toBeGreaterThan(new Set(shapes).size);
   });
 });

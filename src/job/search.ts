@@ -1,19 +1,22 @@
 import { SplitfitError, throwIfAborted } from '../errors.js';
 import { epochSeed, rng, shuffled } from '../random.js';
 import { featureSize, firstView, subsetFeatureSet } from '../train/feature-set.js';
-import type { FitOptions, LrSchedule } from '../train/fit.js';
+import type { FitOptions, History, LrSchedule } from '../train/fit.js';
 import type { LossOptions, OptimizerName } from '../train/step.js';
 import type { Task } from '../data/types.js';
 import { OUTPUT_ACTIVATION } from '../model/head-spec.js';
 import { foldRows, stratifiedFolds } from './folds.js';
-import { type HeadContext, planHead, runTrial, type TrainingSets } from './head-trainer.js';
+import { buildTrainable, type HeadContext, planHead, runTrial, type TrainingSets } from './head-trainer.js';
+import { fitInLockstep } from '../train/batched-trials.js';
 
 /**
  * `search`: a seeded k-fold search over head configurations on the cached training features only
  * (the base never runs). Each configuration is trained on k − 1 folds and scored on the k-th, k times,
  * with early stopping on the fold loss and the best epoch restored (as the automatic defaults do); the
  * leaderboard ranks by mean fold accuracy at those epochs, ties by the lower mean loss. The winner is then trained on all training data, with its median best epoch, by the
- * ordinary fit — so the printed explicit command reproduces it.
+ * ordinary fit — so the printed explicit command reproduces it. Configurations of one head shape
+ * (dropout aside) train each fold in lockstep (`train/batched-trials.ts`) when the head and the
+ * optimizer allow it, with the numbers their one-by-one trials give, to float rounding.
  */
 export interface SearchOptions {
   /** @default 3 */
@@ -23,7 +26,10 @@ export interface SearchOptions {
    * MobileNetV2 samples, 8 took 111 CPU core·s and 12 took 152 (bench/heads.ts, loaded machine). @default 8
    */
   trials?: number;
-  /** Stop starting new configurations after this many seconds. The result then depends on the machine's speed. @default no limit */
+  /**
+   * Stop starting new configurations after this many seconds (checked before each head shape's
+   * configurations, which train together). The result then depends on the machine's speed. @default no limit
+   */
   seconds?: number;
 }
 
@@ -97,6 +103,8 @@ export interface SearchInput {
   seed: number;
   signal?: AbortSignal | undefined;
   onTrial?: (done: number, total: number, row: LeaderboardRow | undefined) => void;
+  /** Train the configurations of a head shape in lockstep. `false` runs each one by one: the reference the lockstep path is tested and benchmarked against. @default true */
+  lockstep?: boolean;
 }
 
 /** Head shapes of the grid, with `{d}` where a dropout layer goes (left out for rate 0). */
@@ -127,6 +135,34 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+/** A configuration's fold scores, losses and kept epochs, its time, or the divergence that ended it. */
+interface Outcome {
+  accs: number[];
+  losses: number[];
+  epochs: number[];
+  seconds: number;
+  diverged?: string;
+}
+
+/** The rate of a head spec's one `dropout:R` layer, 0 without one. */
+function dropoutRateOf(head: string): number {
+  const m = /(?:^|,)dropout:([\d.]+)(?:,|$)/.exec(head);
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * The configurations (indices into `order`) grouped by head shape with the dropout layer left out,
+ * each group in the order of its first member, members in the seeded order: a group trains in lockstep.
+ */
+function lockstepGroups(order: readonly SearchConfig[]): number[][] {
+  const groups = new Map<string, number[]>();
+  order.forEach((c, i) => {
+    const shape = c.head.split(',').filter((layer) => !layer.startsWith('dropout:')).join(',');
+    groups.set(shape, [...(groups.get(shape) ?? []), i]);
+  });
+  return [...groups.values()];
+}
+
 export async function searchHeads(s: SearchInput): Promise<SearchReport> {
   const k = s.options.folds ?? SEARCH.folds;
   const budget = s.options.trials ?? SEARCH.trials;
@@ -142,50 +178,131 @@ export async function searchHeads(s: SearchInput): Promise<SearchReport> {
   const rows: Omit<LeaderboardRow, 'rank'>[] = [];
   const diverged: SearchReport['diverged'] = [];
   let stoppedBy: SearchReport['stoppedBy'] = order.length < budget ? 'grid' : 'trials';
-  for (const [i, config] of order.entries()) {
+  const fitOf = (config: SearchConfig): FitOptions => ({
+    epochs: s.fixed.epochs ?? SEARCH.maxEpochs,
+    batchSize: s.batchSize,
+    optimizer: s.optimizer,
+    learningRate: config.learningRate,
+    weightDecay: config.weightDecay,
+    labelSmoothing: config.labelSmoothing,
+    lrSchedule: s.lrSchedule,
+    classWeights: s.classWeights,
+    ...s.loss,
+    signal: s.signal,
+    ...(s.fixed.epochs === undefined ? { earlyStopping: { patience: SEARCH.patience, monitor: 'loss' as const } } : {}),
+  });
+  /** A trial's fold score: multilabel ranks by the fold's macro AUC at the kept epoch (per-label accuracy at 0.5 moves in coarse steps). */
+  const scoreOf = (t: { history: History; bestEpoch: number; valAcc: number }): number => (task === 'multilabel' ? (t.history.valAuc?.[t.bestEpoch - 1] ?? t.valAcc) : t.valAcc);
+  /** A configuration's k folds, one trial each (the sequential path). */
+  const foldsOneByOne = async (config: SearchConfig): Promise<Omit<Outcome, 'seconds'>> => {
+    const plan = planHead(config.head, s.ctx.featureShape, s.poolFeatures);
+    const all = s.sets.for(plan);
+    const o: Omit<Outcome, 'seconds'> = { accs: [], losses: [], epochs: [] };
+    try {
+      for (let f = 0; f < k; f++) {
+        const r = foldRows(folds, f);
+        const t = await runTrial(s.ctx, plan, subsetFeatureSet(all, r.train), firstView(subsetFeatureSet(all, r.val)), s.seed, fitOf(config));
+        o.accs.push(scoreOf(t));
+        o.losses.push(t.valLoss);
+        o.epochs.push(t.bestEpoch);
+      }
+    } catch (err) {
+      if (!(err instanceof SplitfitError && err.code === 'SPLITFIT_NUMERIC')) throw err;
+      return { ...o, diverged: err.message };
+    }
+    return o;
+  };
+  /**
+   * Configurations of one head shape (they differ in learning rate, weight decay, label smoothing
+   * and dropout rate), each fold's trials trained in lockstep (`train/batched-trials.ts`): the
+   * numbers the sequential trials give, to float rounding. A configuration that diverges in a fold
+   * is not run on the later ones, as the sequential path stops at its first divergence. Undefined,
+   * having trained nothing, when the head or the options cannot be batched.
+   */
+  const foldsInLockstep = async (configs: readonly SearchConfig[]): Promise<Omit<Outcome, 'seconds'>[] | undefined> => {
+    // The head is built from a member with the Dropout layer, if any has one; a member without it
+    // trains with rate 0 (its sequential head has the same Dense initialisers, see head-spec.ts).
+    const rates = configs.map((c) => dropoutRateOf(c.head));
+    const plan = planHead(configs[rates.findIndex((r) => r > 0)]?.head ?? configs[0]!.head, s.ctx.featureShape, s.poolFeatures);
+    const all = s.sets.for(plan);
+    const out = configs.map((): Omit<Outcome, 'seconds'> => ({ accs: [], losses: [], epochs: [] }));
+    for (let f = 0; f < k; f++) {
+      const alive = configs.flatMap((_, j) => (out[j]!.diverged === undefined ? [j] : []));
+      if (alive.length === 0) break;
+      const r = foldRows(folds, f);
+      const t = await buildTrainable(s.ctx, plan, s.seed);
+      let copies;
+      try {
+        copies = await fitInLockstep({
+          head: t.trained,
+          train: subsetFeatureSet(all, r.train),
+          val: firstView(subsetFeatureSet(all, r.val)),
+          k: s.ctx.numClasses,
+          learningRates: alive.map((j) => configs[j]!.learningRate),
+          weightDecays: alive.map((j) => configs[j]!.weightDecay),
+          labelSmoothings: alive.map((j) => configs[j]!.labelSmoothing),
+          ...(rates.some((x) => x > 0) ? { dropoutRates: alive.map((j) => rates[j]!) } : {}),
+          fit: { ...fitOf(configs[0]!), seed: s.seed },
+        });
+      } finally {
+        t.dispose();
+      }
+      // Whether a head batches does not depend on the fold: only the first one can say no.
+      if (copies === undefined) return undefined;
+      copies.forEach((c, m) => {
+        const o = out[alive[m]!]!;
+        if (c.diverged !== undefined) o.diverged = c.diverged;
+        else {
+          o.accs.push(scoreOf(c));
+          o.losses.push(c.valLoss);
+          o.epochs.push(c.bestEpoch);
+        }
+      });
+    }
+    return out;
+  };
+  /** Per configuration (index into `order`): its fold outcomes, or the divergence that ended it; undefined until tried. */
+  const outcomes: (Outcome | undefined)[] = order.map(() => undefined);
+  const rowOf = (i: number, o: Outcome): Omit<LeaderboardRow, 'rank'> => ({
+    config: order[i]!,
+    epochs: Math.max(1, Math.round(median(o.epochs))),
+    mean: mean(o.accs),
+    sd: sd(o.accs),
+    folds: o.accs,
+    meanLoss: mean(o.losses),
+    seconds: o.seconds,
+  });
+  let done = 0;
+  for (const members of lockstepGroups(order)) {
     if (s.options.seconds !== undefined && (performance.now() - started) / 1000 > s.options.seconds) {
       stoppedBy = 'time';
       break;
     }
     throwIfAborted(s.signal);
     const t0 = performance.now();
-    const plan = planHead(config.head, s.ctx.featureShape, s.poolFeatures);
-    const all = s.sets.for(plan);
-    const fit: FitOptions = {
-      epochs: s.fixed.epochs ?? SEARCH.maxEpochs,
-      batchSize: s.batchSize,
-      optimizer: s.optimizer,
-      learningRate: config.learningRate,
-      weightDecay: config.weightDecay,
-      labelSmoothing: config.labelSmoothing,
-      lrSchedule: s.lrSchedule,
-      classWeights: s.classWeights,
-      ...s.loss,
-      signal: s.signal,
-      ...(s.fixed.epochs === undefined ? { earlyStopping: { patience: SEARCH.patience, monitor: 'loss' as const } } : {}),
-    };
-    const accs: number[] = [];
-    const losses: number[] = [];
-    const epochs: number[] = [];
-    try {
-      for (let f = 0; f < k; f++) {
-        const r = foldRows(folds, f);
-        const t = await runTrial(s.ctx, plan, subsetFeatureSet(all, r.train), firstView(subsetFeatureSet(all, r.val)), s.seed, fit);
-        // Multilabel ranks by the fold's macro AUC at the kept epoch (per-label accuracy at 0.5 moves in coarse steps).
-        accs.push(task === 'multilabel' ? (t.history.valAuc?.[t.bestEpoch - 1] ?? t.valAcc) : t.valAcc);
-        losses.push(t.valLoss);
-        epochs.push(t.bestEpoch);
+    const together = members.length > 1 && s.lockstep !== false ? await foldsInLockstep(members.map((i) => order[i]!)) : undefined;
+    if (together !== undefined) {
+      // A lockstep group's time is shared: each member gets an equal part.
+      const seconds = (performance.now() - t0) / 1000 / members.length;
+      members.forEach((i, j) => (outcomes[i] = { ...together[j]!, seconds }));
+    } else {
+      for (const i of members) {
+        const t1 = performance.now();
+        outcomes[i] = { ...(await foldsOneByOne(order[i]!)), seconds: 0 };
+        outcomes[i]!.seconds = (performance.now() - t1) / 1000;
       }
-    } catch (err) {
-      if (!(err instanceof SplitfitError && err.code === 'SPLITFIT_NUMERIC')) throw err;
-      diverged.push({ config, message: err.message });
-      s.onTrial?.(i + 1, order.length, undefined);
-      continue;
     }
-    const row = { config, epochs: Math.max(1, Math.round(median(epochs))), mean: mean(accs), sd: sd(accs), folds: accs, meanLoss: mean(losses), seconds: (performance.now() - t0) / 1000 };
-    rows.push(row);
-    s.onTrial?.(i + 1, order.length, { rank: 0, ...row });
+    for (const i of members) {
+      const o = outcomes[i]!;
+      s.onTrial?.(++done, order.length, o.diverged === undefined ? { rank: 0, ...rowOf(i, o) } : undefined);
+    }
   }
+  // Rows in the seeded order, whatever order the groups ran in.
+  outcomes.forEach((o, i) => {
+    if (o === undefined) return;
+    if (o.diverged !== undefined) diverged.push({ config: order[i]!, message: o.diverged });
+    else rows.push(rowOf(i, o));
+  });
   // Ties keep the seeded trial order: the ranking is a pure function of the fold scores.
   const leaderboard = rows
     .map((r, i) => ({ r, i }))

@@ -8,14 +8,17 @@ import { perSampleTaskLoss } from './losses.js';
 import { withSeededRandom } from './step.js';
 
 /**
- * Trials in lockstep (issue #13): R copies of one small head, each with its own learning rate,
- * trained as one computation — weights stacked on a copy axis, the shared input multiplying every
+ * Trials in lockstep (issue #13): R copies of one small head, each with its own learning rate (and,
+ * for the search's configurations, its own weight decay, label smoothing and dropout rate), trained
+ * as one computation — weights stacked on a copy axis, the shared input multiplying every
  * copy's first kernel in one matMul (later layers by batched matMul), the loss the sum of each
  * copy's own loss (so each copy's gradient is its own), Adam with a per-copy learning rate. A head
  * this small spends a step mostly on fixed per-op costs, so R copies in one step cost far less than
  * R steps (bench/auto-sweep.ts). Each copy sees what the sequential trial (`job/head-trainer.runTrial`
  * → `fitEpochs`) sees: the same initial weights, the same batches in the same order, the same dropout
  * masks, the same validation metrics and early-stopping rule; its numbers agree to float rounding.
+ * With per-copy dropout rates before the first Dense layer, each copy's input differs, so that layer
+ * runs one plain matMul per copy (rounding as the copy's own step would).
  *
  * Only what can be batched faithfully is: a chain of Dense layers (any activation), optional
  * Dropout between them, optionally a leading Flatten; Adam; a constant learning rate. Anything else
@@ -55,6 +58,15 @@ export interface LockstepInput {
   /** Outputs of the head (classes, labels or targets). */
   k: number;
   learningRates: readonly number[];
+  /** Per copy, its weight decay and label smoothing (a search's configurations). @default `fit`'s, for every copy */
+  weightDecays?: readonly number[];
+  labelSmoothings?: readonly number[];
+  /**
+   * Per copy, the rate of the head's one Dropout layer (0: none — the copy trains as the same head
+   * without that layer would, whose Dense initialisers are the same). Needs exactly one Dropout layer.
+   * @default the layer's own rate
+   */
+  dropoutRates?: readonly number[];
   fit: LockstepOptions;
   /** Return each copy's kept weights. @default false */
   keepWeights?: boolean;
@@ -138,8 +150,17 @@ const BETA2 = 0.999;
 export async function fitInLockstep(input: LockstepInput): Promise<LockstepCopy[] | undefined> {
   const { head, train, val, k, fit } = input;
   const rates = [...input.learningRates];
+  for (const [name, values] of [['weightDecays', input.weightDecays], ['labelSmoothings', input.labelSmoothings], ['dropoutRates', input.dropoutRates]] as const) {
+    if (values !== undefined && values.length !== rates.length) throw new TypeError(`fitInLockstep: ${name} has ${values.length} values for ${rates.length} copies`);
+  }
+  const hyper: CopyHyper[] = rates.map((_, i) => ({
+    weightDecay: input.weightDecays?.[i] ?? fit.weightDecay ?? 0,
+    labelSmoothing: input.labelSmoothings?.[i] ?? fit.labelSmoothing ?? 0,
+    ...(input.dropoutRates === undefined ? {} : { dropoutRate: input.dropoutRates[i]! }),
+  }));
   if (lockstepUnsupported(head, fit) !== undefined || rates.length === 0) return undefined;
   const stages = stagesOf(head) as Stage[];
+  if (input.dropoutRates !== undefined && stages.filter((st) => st.kind === 'dropout').length !== 1) return undefined;
   const template = stages.flatMap((s) => (s.kind === 'dense' ? [s.kernel, ...(s.bias ? [s.bias] : [])] : []));
   const seed = fit.seed ?? 0;
   const task = fit.task ?? 'classify';
@@ -195,7 +216,7 @@ export async function fitInLockstep(input: LockstepInput): Promise<LockstepCopy[
         const stepSeed = (epochSeed(seed, epoch) ^ Math.imul(++step, 0x9e3779b1)) >>> 0;
         n += batch.labels.length;
         for (const v of batch.views) viewsRead[v] = (viewsRead[v] ?? 0) + 1;
-        const r = withSeededRandom(stepSeed, () => trainer.step(stages, batch, k, fit));
+        const r = withSeededRandom(stepSeed, () => trainer.step(stages, batch, k, fit, slots.map((i) => hyper[i]!)));
         const width = slots.length;
         const diverged: number[] = [];
         slots.forEach((i, p) => {
@@ -247,6 +268,13 @@ export async function fitInLockstep(input: LockstepInput): Promise<LockstepCopy[
     xVal.dispose();
     trainer.dispose();
   }
+}
+
+/** A copy's own weight decay, label smoothing and (with `dropoutRates`) dropout rate. */
+interface CopyHyper {
+  weightDecay: number;
+  labelSmoothing: number;
+  dropoutRate?: number;
 }
 
 /** One copy's records: its history as `fitEpochs` keeps it, whether it still trains, its best epoch. */
@@ -393,24 +421,47 @@ class LockstepAdam {
     return Array.from({ length: this.weights[i]!.rank }, (_, a) => a).filter((a) => a !== this.copyAxis[i]);
   }
 
-  /** Forward of every copy on the shared input `x` ([n, …]): [n, R, k], in training mode or not. */
-  private forward(stages: readonly Stage[], x: tf.Tensor, training: boolean): tf.Tensor {
+  /**
+   * Forward of every copy on the shared input `x` ([n, …]): [n, R, k], in training mode or not.
+   * `dropoutRates` (one per copy, for the head's one Dropout layer) replace the layer's own rate; a
+   * copy's 0 is no dropout at all, as its sequential head has no Dropout layer.
+   */
+  private forward(stages: readonly Stage[], x: tf.Tensor, training: boolean, dropoutRates?: readonly number[]): tf.Tensor {
     const R = this.R;
     const n = x.shape[0]!;
     let h = x;
     let shared = true;
+    /** Per copy, its own input to the first Dense layer (a per-copy dropout before it), else undefined. */
+    let inputs: tf.Tensor[] | undefined;
     let w = 0;
     for (const s of stages) {
       if (s.kind === 'flatten') h = tf.reshape(h, [n, -1]);
       else if (s.kind === 'dropout') {
-        // The sequential step draws an [n, units] mask per dropout layer from the seeded Math.random;
-        // noise shape [n, 1, units] draws the same values, shared by all copies.
-        if (training && s.rate > 0 && s.rate < 1) h = tf.dropout(h, s.rate, shared ? h.shape : [n, 1, h.shape[2]!], s.seed);
+        if (!training) continue;
+        if (dropoutRates === undefined || dropoutRates.every((r) => r === dropoutRates[0])) {
+          // The sequential step draws an [n, units] mask per dropout layer from the seeded Math.random;
+          // noise shape [n, 1, units] draws the same values, shared by all copies.
+          const rate = dropoutRates?.[0] ?? s.rate;
+          if (rate > 0 && rate < 1) h = tf.dropout(h, rate, shared ? h.shape : [n, 1, h.shape[2]!], s.seed);
+          continue;
+        }
+        // Rates differ: tf.dropout's own arithmetic (floor(u + keep) / keep) on the same draws, per copy.
+        const u = tf.randomUniform(shared ? h.shape : [n, 1, h.shape[2]!], 0, 1, 'float32', s.seed);
+        const multiplier = (rate: number): tf.Tensor => tf.div(tf.floor(tf.add(u, 1 - rate)), 1 - rate);
+        if (shared) inputs = dropoutRates.map((rate) => (rate > 0 ? tf.mul(h, multiplier(rate)) : h));
+        else {
+          const kept = tf.stack(dropoutRates.map((rate) => (rate > 0 ? tf.reshape(multiplier(rate), [n, h.shape[2]!]) : tf.onesLike(tf.reshape(u, [n, h.shape[2]!])))), 1);
+          h = tf.mul(h, kept);
+        }
       } else {
         const kernel = this.weights[w++]!;
         if (shared) {
-          const [inputs, , units] = kernel.shape as [number, number, number];
-          h = tf.reshape(tf.matMul(h, tf.reshape(kernel, [inputs, R * units])), [n, R, units]);
+          const [width, , units] = kernel.shape as [number, number, number];
+          h =
+            inputs === undefined
+              ? tf.reshape(tf.matMul(h, tf.reshape(kernel, [width, R * units])), [n, R, units])
+              : // Each copy's own input times its own kernel: one plain matMul per copy, rounding as its sequential step.
+                tf.stack(inputs.map((xr, r) => tf.matMul(xr, tf.reshape(tf.slice(kernel, [0, r, 0], [width, 1, units]), [width, units]))), 1);
           shared = false;
         } else {
           h = tf.transpose(tf.matMul(tf.transpose(h, [1, 0, 2]), kernel), [1, 0, 2]);
@@ -431,10 +482,15 @@ class LockstepAdam {
    * One step of every copy on a batch: the summed loss's gradients, then Adam. Returns the copies'
    * batch losses (loss plus penalty, as `trainStep` reports it) followed by their correct counts.
    */
-  step(stages: readonly Stage[], batch: { x: Float32Array; labels: number[]; targets?: Float32Array }, k: number, fit: LockstepOptions): Float32Array {
+  step(stages: readonly Stage[], batch: { x: Float32Array; labels: number[]; targets?: Float32Array }, k: number, fit: LockstepOptions, hyper: readonly CopyHyper[]): Float32Array {
     const n = batch.labels.length;
     const task = fit.task ?? 'classify';
-    const { classWeights, weightDecay = 0, labelSmoothing = 0 } = fit;
+    const { classWeights } = fit;
+    // One value for all copies stays a scalar (the sequential step's very ops); differing values
+    // become a tensor with one value per copy (a copy's 0 then adds exactly nothing).
+    const same = (xs: readonly number[]): boolean => xs.every((x) => x === xs[0]);
+    const smoothings = hyper.map((h) => h.labelSmoothing);
+    const decays = hyper.map((h) => h.weightDecay);
     return tf.tidy(() => {
       const x = tf.tensor(batch.x, [n, ...this.sampleShape]);
       const labels = tf.tensor1d(batch.labels, 'int32');
@@ -442,12 +498,17 @@ class LockstepAdam {
       if (task !== 'classify') y = tf.tensor3d(batch.targets!, [n, 1, k]);
       else {
         const onehot = tf.reshape(tf.oneHot(labels, k).toFloat(), [n, 1, k]);
-        y = labelSmoothing > 0 ? tf.add(tf.mul(onehot, 1 - labelSmoothing), labelSmoothing / k) : onehot;
+        if (same(smoothings)) {
+          const ls = smoothings[0]!;
+          y = ls > 0 ? tf.add(tf.mul(onehot, 1 - ls), ls / k) : onehot;
+        } else {
+          y = tf.add(tf.mul(onehot, tf.tensor3d(smoothings.map((ls) => 1 - ls), [1, this.R, 1])), tf.tensor3d(smoothings.map((ls) => ls / k), [1, this.R, 1]));
+        }
       }
       let perCopy: tf.Tensor1D | undefined;
       let predicted: tf.Tensor | undefined;
       const { grads } = tf.variableGrads(() => {
-        const p = this.forward(stages, x, true);
+        const p = this.forward(stages, x, true, hyper.every((c) => c.dropoutRate === undefined) ? undefined : hyper.map((c) => c.dropoutRate ?? 0));
         predicted = tf.keep(p);
         // Per sample and copy, then [R, n]: each copy's mean runs over its own row, as trainStep's does.
         const perSample =
@@ -457,7 +518,9 @@ class LockstepAdam {
         const rows = tf.transpose(perSample);
         let losses: tf.Tensor1D = classWeights && task === 'classify' ? tf.div(tf.sum(tf.mul(rows, tf.gather(tf.tensor1d([...classWeights]), labels)), -1), n) : tf.mean(rows, -1);
         const kernels = this.weights.flatMap((w, i) => (this.isKernel[i] ? [tf.sum(tf.square(w), this.otherAxes(i))] : []));
-        if (weightDecay > 0 && kernels.length > 0) losses = tf.add(losses, tf.mul(weightDecay, tf.addN(kernels)));
+        if (kernels.length > 0 && decays.some((d) => d > 0)) {
+          losses = tf.add(losses, tf.mul(same(decays) ? decays[0]! : tf.tensor1d(decays), tf.addN(kernels)));
+        }
         perCopy = tf.keep(losses);
         return tf.sum(losses);
       }, this.weights);
