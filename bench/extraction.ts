@@ -28,6 +28,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -176,9 +177,17 @@ async function emojiManifest(dir: string, n: number): Promise<string> {
   const imgDir = join(root, 'img', 'twitter', '64');
   const files = (await readdir(imgDir)).filter((f) => f.endsWith('.png')).sort();
   if (files.length < n) throw new Error(`only ${files.length} Twemoji PNGs, asked for ${n}`);
-  // Every k-th file, so the sample covers the whole set; two dummy labels (labels don't matter here).
+  // Every k-th file, so the sample covers the whole set; two dummy labels (labels don't matter here),
+  // taken from the bytes: some Twemoji files are byte-identical, and one image with two labels is
+  // SPLITFIT_DATA_CONFLICT.
   const step = Math.floor(files.length / n);
-  const rows = Array.from({ length: n }, (_, i) => `${join(imgDir, files[i * step]!)},${i % 2 ? 'odd' : 'even'}`);
+  const rows = await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const file = join(imgDir, files[i * step]!);
+      const parity = createHash('sha256').update(await readFile(file)).digest()[0]! % 2;
+      return `${file},${parity ? 'odd' : 'even'}`;
+    }),
+  );
   await mkdir(dir, { recursive: true });
   const file = join(dir, `emoji-${n}.csv`);
   await writeFile(file, `path,label\n${rows.join('\n')}\n`);
