@@ -25,7 +25,7 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { resolveBackend } from '../src/backend/resolve.js';
 import { FeatureCache } from '../src/cache/feature-cache.js';
-import { pooledNamespace, poolRows } from '../src/cache/pooled.js';
+import { pooledEntries, pooledNamespace } from '../src/cache/pooled.js';
 import { decodeImage } from '../src/data/decode.js';
 import { preprocessInto } from '../src/data/preprocess.js';
 import { extractFeatures } from '../src/extract/extract.js';
@@ -125,10 +125,9 @@ async function pipeline(ctx: Pipeline, pixelsOf: (i: number) => Promise<Uint8Arr
       if (cache === undefined) continue;
       await pending;
       const entries = images.map((_, j) => ({ sampleId: `s${String(start + j).padStart(6, '0')}`, view: 0, generation: 0, data: features.subarray(j * featurePer, (j + 1) * featurePer), shape: p.featureShape }));
-      const vectors = entries.map((e) => ({ ...e, data: poolRows(e.data, e.shape), shape: [e.shape[2]!] }));
       pending = cache.putFeatureSets([
         { fingerprint: p.fingerprint, entries, dtype: p.dtype },
-        { fingerprint: pooled, entries: vectors, dtype: 'float32' },
+        { fingerprint: pooled, entries: pooledEntries(entries), dtype: 'float32' },
       ]);
     }
     await pending;

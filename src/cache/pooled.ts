@@ -16,6 +16,7 @@
  * generations are re-extracted under reused numbers, so they are pooled per batch instead.
  */
 import { assertFingerprint } from './keys.js';
+import type { FeatureEntry } from './types.js';
 
 /** Suffix of a pooled namespace's fingerprint. */
 export const POOLED_SUFFIX = '.gap';
@@ -59,4 +60,9 @@ export function poolRows(x: Float32Array, featureShape: readonly number[]): Floa
     for (let j = 0; j < c; j++) out[r * c + j] = acc[j]! / (h * w);
   }
   return out;
+}
+
+/** Each [h, w, c] map entry's pooled vector, under the same key: the entries of the pooled namespace. */
+export function pooledEntries(entries: readonly FeatureEntry[]): FeatureEntry[] {
+  return entries.map((e) => ({ ...e, data: poolRows(e.data, e.shape), shape: [e.shape[2]!] }));
 }

@@ -9,7 +9,7 @@ import { openDataSource } from '../data/sources.js';
 import type { DataSource, Sample, Task } from '../data/types.js';
 import { isSplitfitError, SplitfitError, throwIfAborted } from '../errors.js';
 import { MAX_INDEX } from '../cache/keys.js';
-import { pooledNamespace, poolRows } from '../cache/pooled.js';
+import { pooledEntries, pooledNamespace } from '../cache/pooled.js';
 import { checkNonNegativeInt, checkPositiveInt } from '../options.js';
 import { warnIfSlowBackend } from '../backend/resolve.js';
 import { Batcher } from './batcher.js';
@@ -221,7 +221,7 @@ async function extractInto(cache: FeatureCache, p: PreparedBase, source: DataSou
       entries.push({ sampleId: item.sample.id, view: item.view, ...selector, data, shape: p.featureShape });
     });
     await markOnce();
-    // Maps and their pooled vectors in one atomic batch (see `pooledEntries`).
+    // Maps and their pooled vectors in one atomic batch (`cache/pooled.ts`).
     const pooled = pooledFingerprint === undefined ? [] : [{ fingerprint: pooledFingerprint, entries: pooledEntries(entries), dtype: 'float32' as const }];
     await cache.putFeatureSets([{ fingerprint: p.fingerprint, entries, dtype: p.dtype }, ...pooled]);
     extracted += items.length;
@@ -331,11 +331,6 @@ function abortReason(signal: AbortSignal): unknown {
     return err;
   }
   return undefined;
-}
-
-/** The pooled vector of each map entry, under the same key (the value the lazy path makes, `poolRows`). */
-function pooledEntries(entries: readonly { sampleId: string; view: number; generation: number; data: Float32Array; shape: number[] }[]): { sampleId: string; view: number; generation: number; data: Float32Array; shape: number[] }[] {
-  return entries.map((e) => ({ sampleId: e.sampleId, view: e.view, generation: e.generation, data: poolRows(e.data, e.shape), shape: [e.shape[2]!] }));
 }
 
 /** One inference-mode forward pass of the base over a batch of images (input pixels, preprocessed here). */

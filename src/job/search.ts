@@ -4,7 +4,7 @@ import { featureSize, firstView, subsetFeatureSet } from '../train/feature-set.j
 import type { FitOptions, History, LrSchedule } from '../train/fit.js';
 import type { LossOptions, OptimizerName } from '../train/step.js';
 import type { Task } from '../data/types.js';
-import { OUTPUT_ACTIVATION } from '../model/head-spec.js';
+import { OUTPUT_ACTIVATION, parseHeadSpec } from '../model/head-spec.js';
 import { foldRows, stratifiedFolds } from './folds.js';
 import { buildTrainable, type HeadContext, planHead, runTrial, type TrainingSets } from './head-trainer.js';
 import { fitInLockstep } from '../train/batched-trials.js';
@@ -144,20 +144,20 @@ interface Outcome {
   diverged?: string;
 }
 
-/** The rate of a head spec's one `dropout:R` layer, 0 without one. */
+/** The rate of a head spec's (first) dropout layer, 0 without one. */
 function dropoutRateOf(head: string): number {
-  const m = /(?:^|,)dropout:([\d.]+)(?:,|$)/.exec(head);
-  return m ? Number(m[1]) : 0;
+  const op = parseHeadSpec(head).find((o) => o.kind === 'dropout');
+  return op?.kind === 'dropout' ? op.rate : 0;
 }
 
 /**
- * The configurations (indices into `order`) grouped by head shape with the dropout layer left out,
+ * The configurations (indices into `order`) grouped by head shape with the dropout layers left out,
  * each group in the order of its first member, members in the seeded order: a group trains in lockstep.
  */
 function lockstepGroups(order: readonly SearchConfig[]): number[][] {
   const groups = new Map<string, number[]>();
   order.forEach((c, i) => {
-    const shape = c.head.split(',').filter((layer) => !layer.startsWith('dropout:')).join(',');
+    const shape = JSON.stringify(parseHeadSpec(c.head).filter((o) => o.kind !== 'dropout'));
     groups.set(shape, [...(groups.get(shape) ?? []), i]);
   });
   return [...groups.values()];
@@ -241,7 +241,8 @@ export async function searchHeads(s: SearchInput): Promise<SearchReport> {
           learningRates: alive.map((j) => configs[j]!.learningRate),
           weightDecays: alive.map((j) => configs[j]!.weightDecay),
           labelSmoothings: alive.map((j) => configs[j]!.labelSmoothing),
-          ...(rates.some((x) => x > 0) ? { dropoutRates: alive.map((j) => rates[j]!) } : {}),
+          // Members of one spec share its dropout layers; only specs that differ need per-copy rates.
+          ...(new Set(configs.map((c) => c.head)).size > 1 ? { dropoutRates: alive.map((j) => rates[j]!) } : {}),
           fit: { ...fitOf(configs[0]!), seed: s.seed },
         });
       } finally {
