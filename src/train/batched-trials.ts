@@ -5,6 +5,7 @@ import { memoryBatches } from './batches.js';
 import type { FeatureSet } from './feature-set.js';
 import { type FitOptions, type History, improves, metricsOfOutputs } from './fit.js';
 import { perSampleTaskLoss } from './losses.js';
+import { softmaxBatchScores, softmaxTargets } from './softmax-dense.js';
 import { withSeededRandom } from './step.js';
 
 /**
@@ -29,7 +30,7 @@ import { withSeededRandom } from './step.js';
 type Stage =
   | { kind: 'flatten' }
   | { kind: 'dropout'; rate: number; seed: number | undefined }
-  | { kind: 'dense'; kernel: tf.LayerVariable; bias: tf.LayerVariable | undefined; activation: (x: tf.Tensor) => tf.Tensor };
+  | { kind: 'dense'; kernel: tf.LayerVariable; bias: tf.LayerVariable | undefined; activation: (x: tf.Tensor) => tf.Tensor; softmax: boolean };
 
 /** What `fitInLockstep` needs beyond the learning rates: a fit's options without its single learning rate or callbacks. */
 export type LockstepOptions = Omit<FitOptions, 'learningRate' | 'onEpoch' | 'onGeneration'>;
@@ -118,7 +119,7 @@ function stagesOf(head: tf.LayersModel): Stage[] | string {
         // tfjs keeps a Dense layer's activation private; applying that very object is what makes the
         // batched forward the layer's own function (softmax on the last axis, elementwise otherwise).
         const fn = (layer as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor } }).activation;
-        stages.push({ kind: 'dense', kernel, bias, activation: fn ? (x) => fn.apply(x) : (x) => x });
+        stages.push({ kind: 'dense', kernel, bias, activation: fn ? (x) => fn.apply(x) : (x) => x, softmax: config['activation'] === 'softmax' });
         break;
       }
       default:
@@ -333,6 +334,23 @@ class CopyState {
   }
 }
 
+/** tf.dropout's own arithmetic on uniform draws `u`: `floor(u + keep) / keep`, the kept inputs scaled up. */
+const keepMultiplier = (u: tf.Tensor, rate: number): tf.Tensor => tf.div(tf.floor(tf.add(u, 1 - rate)), 1 - rate);
+
+/**
+ * A Dropout stage on the input every copy shares ([n, units], before the first Dense layer), in
+ * training mode: one tensor when the copies drop alike (the sequential step's own `tf.dropout` draws),
+ * else one input per copy, each its own rate on the same draws (a rate of 0: the input untouched).
+ */
+function dropInput(h: tf.Tensor, s: Extract<Stage, { kind: 'dropout' }>, dropoutRates: readonly number[] | undefined): tf.Tensor | tf.Tensor[] {
+  if (dropoutRates === undefined || dropoutRates.every((r) => r === dropoutRates[0])) {
+    const rate = dropoutRates?.[0] ?? s.rate;
+    return rate > 0 && rate < 1 ? tf.dropout(h, rate, h.shape, s.seed) : h;
+  }
+  const u = tf.randomUniform(h.shape, 0, 1, 'float32', s.seed);
+  return dropoutRates.map((rate) => (rate > 0 ? tf.mul(h, keepMultiplier(u, rate)) : h));
+}
+
 /**
  * R copies' weights stacked on a copy axis, trained by Adam with one learning rate per copy. The
  * update is tfjs's `AdamOptimizer.applyGradients`, op for op, with the scalar `-learningRate`
@@ -438,21 +456,21 @@ class LockstepAdam {
       if (s.kind === 'flatten') h = tf.reshape(h, [n, -1]);
       else if (s.kind === 'dropout') {
         if (!training) continue;
+        if (shared) {
+          const dropped = dropInput(h, s, dropoutRates);
+          if (Array.isArray(dropped)) inputs = dropped;
+          else h = dropped;
+          continue;
+        }
         if (dropoutRates === undefined || dropoutRates.every((r) => r === dropoutRates[0])) {
           // The sequential step draws an [n, units] mask per dropout layer from the seeded Math.random;
           // noise shape [n, 1, units] draws the same values, shared by all copies.
           const rate = dropoutRates?.[0] ?? s.rate;
-          if (rate > 0 && rate < 1) h = tf.dropout(h, rate, shared ? h.shape : [n, 1, h.shape[2]!], s.seed);
+          if (rate > 0 && rate < 1) h = tf.dropout(h, rate, [n, 1, h.shape[2]!], s.seed);
           continue;
         }
-        // Rates differ: tf.dropout's own arithmetic (floor(u + keep) / keep) on the same draws, per copy.
-        const u = tf.randomUniform(shared ? h.shape : [n, 1, h.shape[2]!], 0, 1, 'float32', s.seed);
-        const multiplier = (rate: number): tf.Tensor => tf.div(tf.floor(tf.add(u, 1 - rate)), 1 - rate);
-        if (shared) inputs = dropoutRates.map((rate) => (rate > 0 ? tf.mul(h, multiplier(rate)) : h));
-        else {
-          const kept = tf.stack(dropoutRates.map((rate) => (rate > 0 ? tf.reshape(multiplier(rate), [n, h.shape[2]!]) : tf.onesLike(tf.reshape(u, [n, h.shape[2]!])))), 1);
-          h = tf.mul(h, kept);
-        }
+        const u = tf.randomUniform([n, 1, h.shape[2]!], 0, 1, 'float32', s.seed);
+        h = tf.mul(h, tf.stack(dropoutRates.map((rate) => (rate > 0 ? tf.reshape(keepMultiplier(u, rate), [n, h.shape[2]!]) : tf.onesLike(tf.reshape(u, [n, h.shape[2]!])))), 1));
       } else {
         const kernel = this.weights[w++]!;
         if (shared) {
@@ -491,6 +509,12 @@ class LockstepAdam {
     const same = (xs: readonly number[]): boolean => xs.every((x) => x === xs[0]);
     const smoothings = hyper.map((h) => h.labelSmoothing);
     const decays = hyper.map((h) => h.weightDecay);
+    const [only, ...others] = stages.filter((s) => s.kind === 'dense');
+    if (task === 'classify' && others.length === 0 && only?.kind === 'dense' && only.softmax && stages.at(-1) === only) {
+      const dropout = stages.find((s) => s.kind === 'dropout');
+      const rates = hyper.every((c) => c.dropoutRate === undefined) ? undefined : hyper.map((c) => c.dropoutRate ?? 0);
+      return this.closedFormStep(batch, k, fit, smoothings, decays, (x) => (dropout ? dropInput(x, dropout, rates) : x));
+    }
     return tf.tidy(() => {
       const x = tf.tensor(batch.x, [n, ...this.sampleShape]);
       const labels = tf.tensor1d(batch.labels, 'int32');
@@ -537,6 +561,51 @@ class LockstepAdam {
       perCopy!.dispose();
       return out;
     });
+  }
+
+  /**
+   * {@link step} of a head that is one softmax Dense layer (after an optional Flatten): the
+   * closed-form gradient `trainStep` uses (`softmax-dense.ts`), every copy's logits from one matMul
+   * and every copy's kernel gradient from one more.
+   */
+  private closedFormStep(
+    batch: { x: Float32Array; labels: number[] },
+    k: number,
+    fit: LockstepOptions,
+    smoothings: readonly number[],
+    decays: readonly number[],
+    /** The Dense layer's input in training mode: shared by every copy, or one per copy (per-copy dropout rates). */
+    inputOf: (x: tf.Tensor2D) => tf.Tensor | tf.Tensor[],
+  ): Float32Array {
+    const n = batch.labels.length;
+    const R = this.R;
+    const { targets, rowWeights, copies } = softmaxTargets(batch.labels, k, smoothings, fit.classWeights);
+    const decayed = decays.some((d) => d > 0);
+    const scores = tf.tidy(() => {
+      const [kernel, bias] = this.weights as [tf.Variable, tf.Variable | undefined];
+      const width = kernel.shape[0]!;
+      const x = inputOf(tf.tensor2d(batch.x, [n, width]));
+      // Each copy's own input times its own kernel slice when the inputs differ (rounding as its sequential step).
+      const kernelOf = (r: number): tf.Tensor => tf.reshape(tf.slice(kernel, [0, r, 0], [width, 1, k]), [width, k]);
+      const z = Array.isArray(x) ? tf.stack(x.map((xr, r) => tf.matMul(xr, kernelOf(r))), 1) : tf.reshape(tf.matMul(x, tf.reshape(kernel, [width, R * k])), [n, R, k]);
+      const p = tf.softmax(bias ? tf.add(z, bias) : z);
+      const g = tf.sub(tf.mul(p, tf.tensor3d(rowWeights, [n, 1, 1])), tf.tensor3d(targets, [n, copies, k]));
+      const penalty = decayed ? tf.sum(tf.square(kernel), [0, 2]) : undefined;
+      const kernelGrad = Array.isArray(x)
+        ? tf.stack(x.map((xr, r) => tf.matMul(xr, tf.reshape(tf.slice(g, [0, r, 0], [n, 1, k]), [n, k]), true, false)), 1)
+        : tf.reshape(tf.matMul(x, tf.reshape(g, [n, R * k]), true, false), [width, R, k]);
+      const twice = decays.every((d) => d === decays[0]) ? 2 * decays[0]! : tf.tensor3d(decays.map((d) => 2 * d), [1, R, 1]);
+      this.apply([penalty ? tf.add(kernelGrad, tf.mul(kernel, twice)) : kernelGrad, ...(bias ? [tf.sum(g, 0)] : [])]);
+      return { p: p.dataSync() as Float32Array, penalty: penalty?.dataSync() as Float32Array | undefined };
+    });
+    const perCopySmoothing = copies === 1 ? new Array<number>(R).fill(smoothings[0]!) : smoothings;
+    const { losses, correct } = softmaxBatchScores(scores.p, batch.labels, k, perCopySmoothing, fit.classWeights);
+    const out = new Float32Array(2 * R);
+    for (let r = 0; r < R; r++) {
+      out[r] = losses[r]! + (scores.penalty ? decays[r]! * scores.penalty[r]! : 0);
+      out[R + r] = correct[r]!;
+    }
+    return out;
   }
 
   /** `AdamOptimizer.applyGradients`, op for op, with a per-copy step size. */

@@ -3,6 +3,7 @@ import { rng } from '../random.js';
 import type { Task } from '../data/types.js';
 import type { Batch } from './batches.js';
 import { perSampleTaskLoss, type RegressionLoss, taskScore } from './losses.js';
+import { type SoftmaxDense, softmaxBatchScores, softmaxDenseOf, softmaxTargets } from './softmax-dense.js';
 
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'adagrad'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
@@ -103,6 +104,8 @@ export function trainStep(head: tf.LayersModel, optimizer: tf.Optimizer, batch: 
       return { loss: cost.dataSync()[0]!, correct };
     });
   }
+  const dense = softmaxDenseOf(head);
+  if (dense) return closedFormStep(dense, optimizer, batch, k, loss);
   return tf.tidy(() => {
     const x = tf.tensor(batch.x, [n, ...(head.inputs[0]!.shape.slice(1) as number[])]);
     const labels = tf.tensor1d(batch.labels, 'int32');
@@ -124,5 +127,31 @@ export function trainStep(head: tf.LayersModel, optimizer: tf.Optimizer, batch: 
     const correct = tf.sum(tf.equal(predicted!, labels).toInt()).dataSync()[0]!;
     predicted!.dispose();
     return { loss: cost.dataSync()[0]!, correct };
+  });
+}
+
+/** {@link trainStep} of a one-layer softmax head: the closed-form gradient, applied by the same optimizer. */
+function closedFormStep(dense: SoftmaxDense, optimizer: tf.Optimizer, batch: Batch, k: number, loss: LossOptions): { loss: number; correct: number } {
+  const n = batch.labels.length;
+  const { classWeights, weightDecay = 0, labelSmoothing = 0 } = loss;
+  const { targets, rowWeights } = softmaxTargets(batch.labels, k, [labelSmoothing], classWeights);
+  return tf.tidy(() => {
+    const kernel = dense.kernel.read() as tf.Variable;
+    const bias = dense.bias?.read() as tf.Variable | undefined;
+    const input = tf.tensor2d(batch.x, [n, kernel.shape[0]!]);
+    // The layer's own training-mode call: the same draws from the seeded Math.random as the head's forward.
+    const x = dense.dropout ? (dense.dropout.apply(input, { training: true }) as tf.Tensor2D) : input;
+    const z = tf.matMul(x, kernel);
+    const p = tf.softmax(bias ? tf.add(z, bias) : z);
+    const g = tf.sub(tf.mul(p, tf.tensor2d(rowWeights, [n, 1])), tf.tensor2d(targets, [n, k]));
+    // The penalty `weightDecay · Σ w²` of the weights the step starts from, as the tape's loss has it.
+    const penalty = weightDecay > 0 ? tf.sum(tf.square(kernel)) : undefined;
+    const kernelGrad = tf.matMul(x, g, true, false);
+    optimizer.applyGradients({
+      [kernel.name]: penalty ? tf.add(kernelGrad, tf.mul(kernel, 2 * weightDecay)) : kernelGrad,
+      ...(bias ? { [bias.name]: tf.sum(g, 0) } : {}),
+    });
+    const scores = softmaxBatchScores(p.dataSync() as Float32Array, batch.labels, k, [labelSmoothing], classWeights);
+    return { loss: scores.losses[0]! + (penalty ? weightDecay * penalty.dataSync()[0]! : 0), correct: scores.correct[0]! };
   });
 }
