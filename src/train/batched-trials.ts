@@ -598,8 +598,7 @@ class LockstepAdam {
       this.apply([penalty ? tf.add(kernelGrad, tf.mul(kernel, twice)) : kernelGrad, ...(bias ? [tf.sum(g, 0)] : [])]);
       return { p: p.dataSync() as Float32Array, penalty: penalty?.dataSync() as Float32Array | undefined };
     });
-    const perCopySmoothing = copies === 1 ? new Array<number>(R).fill(smoothings[0]!) : smoothings;
-    const { losses, correct } = softmaxBatchScores(scores.p, batch.labels, k, perCopySmoothing, fit.classWeights);
+    const { losses, correct } = softmaxBatchScores(scores.p, batch.labels, k, smoothings, fit.classWeights);
     const out = new Float32Array(2 * R);
     for (let r = 0; r < R; r++) {
       out[r] = losses[r]! + (scores.penalty ? decays[r]! * scores.penalty[r]! : 0);

@@ -91,6 +91,18 @@ async function corruptOneEntry(cacheDir: string): Promise<void> {
   }
 }
 
+/** Writes the cache's format record back to `version` (its creation time kept), as an older splitfit left it. */
+async function setFormatVersion(cacheDir: string, version: number): Promise<void> {
+  const db = new Level<string, string>(cacheDir, { createIfMissing: false });
+  await db.open();
+  try {
+    const meta = db.sublevel<string, { version: number; createdAt: string }>('meta', { valueEncoding: 'json' });
+    await meta.put('format', { ...(await meta.get('format'))!, version });
+  } finally {
+    await db.close();
+  }
+}
+
 /** Deletes every entry of the cache's pooled namespaces (`<fingerprint>.gap`), leaving them registered. */
 async function emptyPooledNamespaces(cacheDir: string): Promise<void> {
   const db = new Level<string, string>(cacheDir, { createIfMissing: false });
@@ -109,6 +121,19 @@ export const SCENARIOS: readonly Scenario[] = [
     id: 'cache-features',
     writesOut: false,
     prepare: async () => undefined,
+    args: (ctx) => cacheFeatures(ctx),
+  },
+  {
+    // The first writable open of an older cache upgrades its format record, in the header batch:
+    // after a kill the record is the old one or the new one, and a rerun finishes the upgrade.
+    name: 'cache-features (upgrades a format-1 cache)',
+    id: 'cache-features-upgrade',
+    writesOut: false,
+    prepare: async (ctx) => {
+      // Other entries already there (the validation images, not made the current run).
+      await cli(cacheFeatures({ ...ctx, fixture: { ...ctx.fixture, data: ctx.fixture.validation } }, ['--record', 'data']));
+      await setFormatVersion(ctx.cache, 1);
+    },
     args: (ctx) => cacheFeatures(ctx),
   },
   {
