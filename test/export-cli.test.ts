@@ -196,14 +196,14 @@ describe('splitfit export: the output folder', () => {
   it('replaces an earlier export in one step, and removes the siblings a killed export left', async () => {
     const out = join(root, 'replace');
     expect((await exportCli([folded, '--out', out, '--quantize', 'uint8'])).status).toBe(0);
-    const stale = join(root, '.replace.splitfit-export-999999999');
+    const stale = join(root, '.replace.splitfit-new-999999999');
     await mkdir(join(stale, 'half'), { recursive: true });
     const r = await exportCli([folded, '--out', out, '--quantize', 'float16']);
     expect(r.status, r.stderr).toBe(0);
     const json = JSON.parse(await readFile(join(out, 'model.json'), 'utf8')) as tf.io.ModelJSON;
     expect(json.weightsManifest[0]!.weights[0]!.quantization?.dtype).toBe('float16');
     await expect(stat(stale)).rejects.toMatchObject({ code: 'ENOENT' });
-    expect((await readdir(root)).filter((n) => n.includes('splitfit-export'))).toEqual([]);
+    expect((await readdir(root)).filter((n) => n.includes('.splitfit-new-'))).toEqual([]);
   });
 
   it('refuses --out = the folder exported, a file as --out, and a folder with neither splitfit.json nor metadata', async () => {

@@ -99,6 +99,31 @@ describe('output folder commits (one step, verified by readers)', () => {
     await expect(recoverFolder(dir)).rejects.toMatchObject({ code: 'SPLITFIT_IO', message: expect.stringMatching(/another splitfit process/) });
   });
 
+  it('a new folder appears whole, by one rename of a hidden sibling: a failure while staging it leaves no folder and no sibling', async () => {
+    const parent = join(dir, '..');
+    await expect(commitFiles(dir, new Map([...files('a'), ['../escape', 'x']]))).rejects.toThrow(TypeError);
+    expect(await readdir(parent)).toEqual([]);
+    await commitFiles(dir, files('a'));
+    expect(await readdir(parent)).toEqual(['out']);
+    expect(await listing(dir)).toEqual([COMMIT_FILE, 'head/model.json', 'model.json', 'weights.bin'].sort());
+    // An empty folder (made by the user beforehand) is replaced the same way.
+    const empty = join(parent, 'empty');
+    await mkdir(empty);
+    await commitFiles(empty, files('b'));
+    expect(await verifyFolder(empty)).toMatchObject({ files: expect.arrayContaining([expect.objectContaining({ path: 'model.json' })]) });
+  });
+
+  it("removes the sibling a killed commit left (its process is gone), not a live process's", async () => {
+    const parent = join(dir, '..');
+    const dead = join(parent, '.out.splitfit-new-999999999');
+    const live = join(parent, `.out.splitfit-new-${process.ppid}`);
+    await mkdir(join(dead, 'head'), { recursive: true });
+    await mkdir(live);
+    await commitFiles(dir, files('a'));
+    expect((await readdir(parent)).sort()).toEqual(['.out.splitfit-new-' + String(process.ppid), 'out']);
+    await rm(live, { recursive: true });
+  });
+
   it('rejects file paths outside the folder (a programmer error)', async () => {
     await expect(commitFiles(dir, new Map([['../escape', 'x']]))).rejects.toThrow(TypeError);
   });

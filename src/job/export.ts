@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
-import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { FEATURE_DTYPES } from '../cache/codec.js';
 import { describeDecode } from '../data/decode.js';
 import { openDataSource } from '../data/sources.js';
@@ -102,7 +102,8 @@ export async function exportModel(options: ExportOptions): Promise<ExportResult>
     try {
       throwIfAborted(o.signal);
       const files = await exportFiles(built.model, folder.dir, manifest, metadata, o, built.baseExport);
-      await commitWhole(out, files);
+      // A new (or empty) `out` is committed whole in a hidden sibling and renamed into place (output/commit.ts).
+      await commitFiles(out, files);
       const written = new Map([...files].map(([p, d]) => [p, typeof d === 'string' ? Buffer.byteLength(d) : d.byteLength]));
       const result: ExportResult = {
         out,
@@ -284,65 +285,3 @@ async function checkExportFolder(out: string): Promise<void> {
   }
 }
 
-const TEMP_MARK = '.splitfit-export-';
-
-/**
- * Makes the export visible in one step. A new (or empty) `out` is committed in a hidden sibling
- * folder, then renamed into place: a kill leaves no `out` (and a sibling the next export removes)
- * or the complete one. An existing folder is replaced by the ordinary one-step commit
- * (`output/commit.ts`): old or new, whole.
- */
-async function commitWhole(out: string, files: ReadonlyMap<string, string | Uint8Array>): Promise<void> {
-  const parent = dirname(out);
-  const prefix = `.${basename(out)}${TEMP_MARK}`;
-  await removeStaleTemps(parent, prefix);
-  const entries = await readdir(out).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw new SplitfitError('SPLITFIT_IO', `cannot read ${out}: ${message(err)}`, { cause: err });
-  });
-  if (entries !== undefined && entries.length > 0) {
-    await commitFiles(out, files);
-    return;
-  }
-  const temp = join(parent, `${prefix}${process.pid}`);
-  try {
-    await rm(temp, { recursive: true, force: true });
-    await commitFiles(temp, files);
-    // rename(2) replaces an empty folder in one step.
-    await rename(temp, out);
-    await syncFolder(parent);
-  } catch (err) {
-    await rm(temp, { recursive: true, force: true }).catch(() => undefined);
-    if (err instanceof SplitfitError) throw err;
-    throw new SplitfitError('SPLITFIT_IO', `cannot write ${out}: ${message(err)}`, { cause: err });
-  }
-}
-
-/** Removes siblings left by exports a kill interrupted (their process is gone). */
-async function removeStaleTemps(parent: string, prefix: string): Promise<void> {
-  const names = await readdir(parent).catch(() => [] as string[]);
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length));
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) continue;
-    await rm(join(parent, name), { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function syncFolder(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

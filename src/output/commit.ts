@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { SplitfitError } from '../errors.js';
 import { message, writeDurable } from '../model/io.js';
 
@@ -41,8 +41,54 @@ export interface CommitOptions {
   keep?: readonly string[];
 }
 
-/** Replaces the folder's splitfit files by `files` in one step (see above). Creates the folder if needed. */
+/** What marks a hidden sibling a new folder is committed in: `.<name>.splitfit-new-<pid>`. */
+const NEW_MARK = '.splitfit-new-';
+
+/**
+ * Replaces the folder's splitfit files by `files` in one step (see above). A folder that does not
+ * exist yet, or is empty, is committed whole in a hidden sibling (`.<name>.splitfit-new-<pid>`) that
+ * is then renamed into place (`rename(2)` also replaces an empty folder): a kill leaves no folder (and
+ * a sibling the next commit beside it removes) or the complete one, never an empty-looking folder.
+ */
 export async function commitFiles(dir: string, files: ReadonlyMap<string, string | Uint8Array>, options: CommitOptions = {}): Promise<CommitRecord> {
+  const entries = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw new SplitfitError('SPLITFIT_IO', `cannot read output folder ${dir}: ${message(err)}`, { cause: err });
+  });
+  const target = resolve(dir);
+  const parent = dirname(target);
+  const prefix = `.${basename(target)}${NEW_MARK}`;
+  await removeStaleSiblings(parent, prefix);
+  if (entries !== undefined && entries.length > 0) return commitInPlace(dir, files, options);
+  await io(`create ${parent}`, () => mkdir(parent, { recursive: true }));
+  const temp = join(parent, `${prefix}${process.pid}`);
+  try {
+    await io(`prepare ${temp}`, () => rm(temp, { recursive: true, force: true }));
+    const record = await commitInPlace(temp, files, options);
+    await io(`commit ${dir}`, async () => {
+      await rename(temp, target);
+      await syncDir(parent);
+    });
+    return record;
+  } catch (err) {
+    await rm(temp, { recursive: true, force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Removes the siblings of commits a kill interrupted (their process is gone). */
+async function removeStaleSiblings(parent: string, prefix: string): Promise<void> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) continue;
+    await io(`remove the unfinished ${join(parent, name)}`, () => rm(join(parent, name), { recursive: true, force: true }));
+  }
+}
+
+/** {@link commitFiles} into a folder that is (or is created) in place. */
+async function commitInPlace(dir: string, files: ReadonlyMap<string, string | Uint8Array>, options: CommitOptions): Promise<CommitRecord> {
   await io(`create output folder ${dir}`, () => mkdir(dir, { recursive: true }));
   await recoverFolder(dir);
   const previous = await readRecord(dir);
@@ -164,13 +210,16 @@ function checkRecord(record: CommitRecord, file: string): CommitRecord {
 async function assertNotOwnedByLiveProcess(staging: string, dir: string): Promise<void> {
   const pid = Number(await readFile(join(staging, OWNER), 'utf8').catch(() => ''));
   if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return;
-  let alive = true;
+  if (isAlive(pid)) throw new SplitfitError('SPLITFIT_IO', `another splitfit process (pid ${pid}) is writing ${dir}; wait for it or choose another folder`);
+}
+
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
+    return true;
   } catch (err) {
-    alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-  if (alive) throw new SplitfitError('SPLITFIT_IO', `another splitfit process (pid ${pid}) is writing ${dir}; wait for it or choose another folder`);
 }
 
 function isRelative(path: string): boolean {

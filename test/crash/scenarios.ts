@@ -144,6 +144,14 @@ export const SCENARIOS: readonly Scenario[] = [
     args: (ctx) => trainHead(ctx, ['--epochs', '2']),
   },
   {
+    // A new --out: after a kill it must be absent or the whole folder (committed in a hidden sibling, renamed into place).
+    name: 'train-head into a new --out',
+    id: 'train-head-new-out',
+    writesOut: true,
+    prepare: async (ctx) => void (await cli(cacheFeatures(ctx))),
+    args: (ctx) => trainHead(ctx, ['--epochs', '2']),
+  },
+  {
     name: 'train-head --validation-data',
     id: 'train-head-validation',
     writesOut: true,
