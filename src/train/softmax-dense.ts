@@ -3,9 +3,9 @@ import type * as tf from '@tensorflow/tfjs';
 /**
  * The closed-form gradient of a softmax Dense head (issue #13 timing). For cross-entropy on
  * `softmax(x·W + b)` the gradient with respect to the logits is `w_i · (p − y)` per sample (`w_i` its
- * weight in the batch mean, `y` its possibly smoothed target, which sums to 1), so a step is a few
- * matMuls instead of the tape's ~60 kernels through log, clip and softmax: a step of the default head
- * (1280 → 10, batch 32) took 2.1 ms through the tape, 0.96 ms in closed form, dispatch-bound either way.
+ * weight in the batch mean, `y` its possibly smoothed target, which sums to 1), so a step of the
+ * default head (1280 → 10, batch 32, Adam) is 39 eager kernels instead of the tape's 99 through log,
+ * clip and softmax: 0.95 ms instead of 2.1, dispatch-bound either way.
  * The one difference from the tape is where the tape's `clipByValue(p, 1e-7, 1 − 1e-7)` clips: its
  * gradient is zero there, so a sample predicted with p < 1e-7 on its own class stops being learned
  * from; the closed form is the unclipped gradient, the one Keras trains a softmax output with (it
