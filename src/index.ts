@@ -41,7 +41,7 @@ export { OUTPUT_FILES, readOutputFolder } from './output/folder.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './infer/evaluate.js';
 export { compareModes, type CompareModesOptions, type CompareModesResult } from './train/compare-modes.js';
 export { classificationMetrics, type Metrics, rocAuc } from './train/metrics.js';
-export { loadPredictor, type Predictor, predictSamples } from './infer/predictor.js';
+export { COMPILE_MIN_SAMPLES, loadPredictor, type Predictor, predictSamples, type PredictSamplesOptions } from './infer/predictor.js';
 export { predict, type Prediction, type PredictOptions } from './infer/predict.js';
 export {
   type ClassificationResult,

@@ -5,6 +5,7 @@ import { parsePreprocess, preprocessInto, type PreprocessPreset } from '../data/
 import type { Sample } from '../data/types.js';
 import { SplitfitError, throwIfAborted } from '../errors.js';
 import { bundledModel, isBundledModel } from '../model/bundled.js';
+import { type CompiledBase, compileBase } from '../model/compile/index.js';
 import { loadModel } from '../model/io.js';
 import { METADATA_KEY, type ModelMetadata, readModelMetadata } from '../model/metadata.js';
 import { readOutputFolder } from '../output/folder.js';
@@ -81,20 +82,39 @@ export async function loadImages(samples: readonly Sample[], p: Predictor, concu
   return out;
 }
 
+/**
+ * From this many images on, {@link predictSamples} runs a compiled copy of the model on native
+ * TensorFlow (`compileBase`: the whole stitched model as one graph, its outputs equal to `predict`'s
+ * within float32 rounding — 9e-8 on a MobileNetV2 model). Compiling costs 0.4–1.3 s for MobileNetV2
+ * and saves about 14 ms per 224² image (10.6 against 24.6 ms, measured under load), so fewer images
+ * run through `predict`.
+ */
+export const COMPILE_MIN_SAMPLES = 128;
+
+export interface PredictSamplesOptions {
+  /** Run a compiled copy of the model for {@link COMPILE_MIN_SAMPLES} images or more on native TensorFlow. @default true */
+  compiled?: boolean;
+}
+
 /** Softmax outputs for samples, `batchSize` images at a time, in inference mode; `signal` stops between batches. */
-export async function predictSamples(p: Predictor, samples: readonly Sample[], batchSize = 32, signal?: AbortSignal): Promise<{ probs: Float32Array; k: number }> {
+export async function predictSamples(p: Predictor, samples: readonly Sample[], batchSize = 32, signal?: AbortSignal, options: PredictSamplesOptions = {}): Promise<{ probs: Float32Array; k: number }> {
   const chunks: Float32Array[] = [];
   let k = 0;
-  for (let i = 0; i < samples.length; i += batchSize) {
-    throwIfAborted(signal);
-    const part = samples.slice(i, i + batchSize);
-    const pixels = await loadImages(part, p);
-    const probs = tf.tidy(() => {
-      const y = p.model.predict(tf.tensor4d(pixels, [part.length, p.inputSize[0], p.inputSize[1], p.channels])) as tf.Tensor;
-      k = y.shape.at(-1)!;
-      return y.dataSync() as Float32Array;
-    });
-    chunks.push(probs);
+  const forward = forwardOf(p.model, samples.length, options.compiled ?? true);
+  try {
+    for (let i = 0; i < samples.length; i += batchSize) {
+      throwIfAborted(signal);
+      const part = samples.slice(i, i + batchSize);
+      const pixels = await loadImages(part, p);
+      const probs = tf.tidy(() => {
+        const y = forward.run(tf.tensor4d(pixels, [part.length, p.inputSize[0], p.inputSize[1], p.channels]));
+        k = y.shape.at(-1)!;
+        return y.dataSync() as Float32Array;
+      });
+      chunks.push(probs);
+    }
+  } finally {
+    forward.dispose();
   }
   const all = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
   let offset = 0;
@@ -103,4 +123,23 @@ export async function predictSamples(p: Predictor, samples: readonly Sample[], b
     offset += c.length;
   }
   return { probs: all, k };
+}
+
+/** The model's inference-mode forward pass for a job of `n` images: a compiled graph when it pays (see {@link COMPILE_MIN_SAMPLES}), else `predict`. */
+function forwardOf(model: tf.LayersModel, n: number, compiled: boolean): { run(x: tf.Tensor4D): tf.Tensor; dispose(): void } {
+  const plain = { run: (x: tf.Tensor4D) => model.predict(x) as tf.Tensor, dispose: () => undefined };
+  if (!compiled || n < COMPILE_MIN_SAMPLES || tf.getBackend() !== 'tensorflow') return plain;
+  let c: CompiledBase;
+  try {
+    c = compileBase(model);
+  } catch {
+    // A structure the compiler does not know: `predict` computes the same outputs.
+    return plain;
+  }
+  if (c.mode !== 'graph') {
+    // Op by op through tfjs is no faster than `predict`.
+    c.dispose();
+    return plain;
+  }
+  return { run: (x) => c.predict(x), dispose: () => c.dispose() };
 }
