@@ -4,7 +4,7 @@
  * same cached features of one task, same seed. Accuracy does not depend on the machine's load; the
  * wall times printed next to it do (they are measured on whatever else runs). The grid's best cell,
  * picked on the held-out set, is also given cross-fitted (picked on one half, scored on the other),
- * which removes the optimism of taking the maximum of 48 noisy held-out scores.
+ * which removes the optimism of taking the maximum of the cells' noisy held-out scores.
  *
  *   npx tsx bench/heads.ts --task fashion|emoji|aside [--model mobilenet_v2 --boundary out_relu] [--work <dir>]
  *                          [--grid full|small] [--rows old,keras,auto,search,probe,grid] [--json]
@@ -88,6 +88,9 @@ interface Row {
   cpuSeconds: number;
 }
 
+/** A table cell of seconds; NaN (a row that is computed from others, not run) is '—'. */
+const secondsCell = (s: number): string => (Number.isNaN(s) ? '—' : s.toFixed(1));
+
 const cpuSince = (c: NodeJS.CpuUsage): number => {
   const d = process.cpuUsage(c);
   return (d.user + d.system) / 1e6;
@@ -102,7 +105,7 @@ function correctFlags(head: tf.LayersModel, set: FeatureSet): Uint8Array {
 const CROSS_FIT_SPLITS = 200;
 
 /**
- * The best grid cell picked on held-out data is optimistic: the maximum of 48 noisy accuracies. This
+ * The best grid cell picked on held-out data is optimistic: the maximum of the cells' noisy accuracies. This
  * is what picking on held-out data delivers on data it did not pick on: for seeded random halves A/B
  * of the held-out set, the cell best on A scored on B and the cell best on B scored on A, averaged
  * over the splits (ties to the first cell).
@@ -212,7 +215,7 @@ async function main(): Promise<void> {
   if (bestGrid) {
     const seconds = (performance.now() - t0) / 1000;
     rows.push({ name: 'best of the manual grid (held-out picked)', accuracy: bestGrid.accuracy, settings: `${bestGrid.head}, lr ${bestGrid.lr}, ${bestGrid.epochs} epochs (of ${grid.length})`, seconds, cpuSeconds: cpuSince(c0) });
-    rows.push({ name: 'manual grid, cross-fitted (cell picked on one half of the held-out set, scored on the other)', accuracy: crossFitted(grid.map((g) => g.correct)), settings: `mean over ${CROSS_FIT_SPLITS} seeded half splits`, seconds, cpuSeconds: 0 });
+    rows.push({ name: 'manual grid, cross-fitted (cell picked on one half of the held-out set, scored on the other)', accuracy: crossFitted(grid.map((g) => g.correct)), settings: `mean over ${CROSS_FIT_SPLITS} seeded half splits of ${grid.length} cells`, seconds: Number.NaN, cpuSeconds: Number.NaN });
   }
 
   const loads = loadavg();
@@ -221,7 +224,7 @@ async function main(): Promise<void> {
     `one held-out sample is ${(100 / test.samples.length).toFixed(2)} points; the standard error of an accuracy near 0.7 is ${(100 * Math.sqrt((0.7 * 0.3) / test.samples.length)).toFixed(1)} points`,
     '| setting | held-out acc | chosen / used | wall s | CPU core·s |',
     '|---|---:|---|---:|---:|',
-    ...rows.map((r) => `| ${r.name} | ${r.accuracy.toFixed(3)} | ${r.settings} | ${r.seconds.toFixed(1)} | ${r.cpuSeconds.toFixed(1)} |`),
+    ...rows.map((r) => `| ${r.name} | ${r.accuracy.toFixed(3)} | ${r.settings} | ${secondsCell(r.seconds)} | ${secondsCell(r.cpuSeconds)} |`),
     '',
     'grid (held-out accuracy):',
     ...heads.flatMap((h) => [`  ${h}`, ...GRID_LR.map((lr) => `    lr ${lr}: ${GRID_EPOCHS.map((e) => grid.find((g) => g.head === h && g.lr === lr && g.epochs === e)?.accuracy.toFixed(3) ?? '  —  ').join('  ')}`)]),

@@ -88,6 +88,8 @@ describe('fitInLockstep: each copy is its sequential trial', () => {
     { name: 'gap,dense:16:relu,dropout:0.5,dense:N:softmax on pooled maps (the same dropout masks)', spec: 'gap,dense:16:relu,dropout:0.5,dense:N:softmax', shape: [2, 2, 24], pooled: true },
     { name: 'dense:16:relu,dropout:0.5,dense:N:softmax on vectors', spec: 'dense:16:relu,dropout:0.5,dense:N:softmax', shape: [24] },
     { name: 'flatten,dense:N:softmax on maps', spec: 'flatten,dense:N:softmax', shape: [2, 2, 6] },
+    { name: 'dropout:0.2,dense:N:softmax on vectors (the closed form after a Dropout layer)', spec: 'dropout:0.2,dense:N:softmax', shape: [20] },
+    { name: 'dropout:0.2,dropout:0.3,dense:N:softmax on vectors (two masks: the tape, in lockstep as one by one)', spec: 'dropout:0.2,dropout:0.3,dense:N:softmax', shape: [20] },
     { name: 'multilabel dense:N:sigmoid with positive weights', spec: 'dense:N:sigmoid', shape: [20], task: 'multilabel', fit: { positiveWeights: [1, 1.5, 2, 1] } },
     { name: 'regress dense:N:linear with the huber loss, no early stopping', spec: 'dense:N:linear', shape: [20], task: 'regress', fit: { regressionLoss: 'huber', earlyStopping: undefined, epochs: 12 } },
   ];

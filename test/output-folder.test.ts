@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -106,11 +106,18 @@ describe('output folder commits (one step, verified by readers)', () => {
     await commitFiles(dir, files('a'));
     expect(await readdir(parent)).toEqual(['out']);
     expect(await listing(dir)).toEqual([COMMIT_FILE, 'head/model.json', 'model.json', 'weights.bin'].sort());
-    // An empty folder (made by the user beforehand) is replaced the same way.
+    // An existing empty folder (made by the user, maybe a mount point) is committed in place.
     const empty = join(parent, 'empty');
     await mkdir(empty);
     await commitFiles(empty, files('b'));
     expect(await verifyFolder(empty)).toMatchObject({ files: expect.arrayContaining([expect.objectContaining({ path: 'model.json' })]) });
+    // So is a symlink to one (a rename could not replace it: ENOTDIR); the link stays a link.
+    const real = join(parent, 'real');
+    await mkdir(real);
+    await symlink(real, join(parent, 'link'));
+    await commitFiles(join(parent, 'link'), files('c'));
+    expect((await lstat(join(parent, 'link'))).isSymbolicLink()).toBe(true);
+    expect(await readFile(join(real, 'model.json'), 'utf8')).toBe('{"run":"c"}');
   });
 
   it("removes the sibling a killed commit left (its process is gone), not a live process's", async () => {

@@ -102,7 +102,7 @@ export async function exportModel(options: ExportOptions): Promise<ExportResult>
     try {
       throwIfAborted(o.signal);
       const files = await exportFiles(built.model, folder.dir, manifest, metadata, o, built.baseExport);
-      // A new (or empty) `out` is committed whole in a hidden sibling and renamed into place (output/commit.ts).
+      // A new `out` is committed whole in a hidden sibling and renamed into place (output/commit.ts).
       await commitFiles(out, files);
       const written = new Map([...files].map(([p, d]) => [p, typeof d === 'string' ? Buffer.byteLength(d) : d.byteLength]));
       const result: ExportResult = {

@@ -46,44 +46,46 @@ const NEW_MARK = '.splitfit-new-';
 
 /**
  * Replaces the folder's splitfit files by `files` in one step (see above). A folder that does not
- * exist yet, or is empty, is committed whole in a hidden sibling (`.<name>.splitfit-new-<pid>`) that
- * is then renamed into place (`rename(2)` also replaces an empty folder): a kill leaves no folder (and
- * a sibling the next commit beside it removes) or the complete one, never an empty-looking folder.
+ * exist yet is committed whole in a hidden sibling (`.<name>.splitfit-new-<pid>`) that is then renamed
+ * into place: a kill leaves no folder (and a sibling the next commit beside it removes) or the
+ * complete one, never an empty-looking folder. An existing folder — even an empty one, which may be a
+ * mount point or a symlink that a rename could not replace — is committed in place.
  */
 export async function commitFiles(dir: string, files: ReadonlyMap<string, string | Uint8Array>, options: CommitOptions = {}): Promise<CommitRecord> {
-  const entries = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw new SplitfitError('SPLITFIT_IO', `cannot read output folder ${dir}: ${message(err)}`, { cause: err });
-  });
   const target = resolve(dir);
   const parent = dirname(target);
   const prefix = `.${basename(target)}${NEW_MARK}`;
   await removeStaleSiblings(parent, prefix);
-  if (entries !== undefined && entries.length > 0) return commitInPlace(dir, files, options);
+  if (await exists(target)) return commitInPlace(dir, files, options);
   await io(`create ${parent}`, () => mkdir(parent, { recursive: true }));
   const temp = join(parent, `${prefix}${process.pid}`);
   try {
     await io(`prepare ${temp}`, () => rm(temp, { recursive: true, force: true }));
     const record = await commitInPlace(temp, files, options);
-    await io(`commit ${dir}`, async () => {
-      await rename(temp, target);
-      await syncDir(parent);
+    await rename(temp, target).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+      throw new SplitfitError('SPLITFIT_IO', `${dir} appeared while this run was writing it (another process?); nothing of this run was written there — rerun, or choose another folder`, { cause: err });
     });
+    await io(`commit ${dir}`, () => syncDir(parent));
     return record;
   } catch (err) {
     await rm(temp, { recursive: true, force: true }).catch(() => undefined);
-    throw err;
+    if (err instanceof SplitfitError || err instanceof TypeError) throw err;
+    throw new SplitfitError('SPLITFIT_IO', `cannot commit ${dir}: ${message(err)}`, { cause: err });
   }
 }
 
-/** Removes the siblings of commits a kill interrupted (their process is gone). */
+/**
+ * Removes the siblings of new-folder commits a kill interrupted (their process is gone), as far as it
+ * can: one it may not remove (another user's, in a shared folder) is left, never a reason to fail.
+ */
 async function removeStaleSiblings(parent: string, prefix: string): Promise<void> {
   const names = await readdir(parent).catch(() => [] as string[]);
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const pid = Number(name.slice(prefix.length));
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) continue;
-    await io(`remove the unfinished ${join(parent, name)}`, () => rm(join(parent, name), { recursive: true, force: true }));
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || isAlive(pid)) continue;
+    await rm(join(parent, name), { recursive: true, force: true }).catch(() => undefined);
   }
 }
 

@@ -500,7 +500,7 @@ class LockstepAdam {
    * One step of every copy on a batch: the summed loss's gradients, then Adam. Returns the copies'
    * batch losses (loss plus penalty, as `trainStep` reports it) followed by their correct counts.
    */
-  step(stages: readonly Stage[], batch: { x: Float32Array; labels: number[]; targets?: Float32Array }, k: number, fit: LockstepOptions, hyper: readonly CopyHyper[]): Float32Array {
+  step(stages: readonly Stage[], batch: { x: Float32Array; labels: number[]; targets?: Float32Array }, k: number, fit: LockstepOptions, hyper: readonly CopyHyper[]): Float64Array {
     const n = batch.labels.length;
     const task = fit.task ?? 'classify';
     const { classWeights } = fit;
@@ -509,13 +509,15 @@ class LockstepAdam {
     const same = (xs: readonly number[]): boolean => xs.every((x) => x === xs[0]);
     const smoothings = hyper.map((h) => h.labelSmoothing);
     const decays = hyper.map((h) => h.weightDecay);
+    // The closed form's head (softmax-dense.ts): one softmax Dense layer last, at most one Dropout layer before it.
     const [only, ...others] = stages.filter((s) => s.kind === 'dense');
-    if (task === 'classify' && others.length === 0 && only?.kind === 'dense' && only.softmax && stages.at(-1) === only) {
-      const dropout = stages.find((s) => s.kind === 'dropout');
+    const dropouts = stages.filter((s) => s.kind === 'dropout');
+    if (task === 'classify' && others.length === 0 && only?.kind === 'dense' && only.softmax && stages.at(-1) === only && dropouts.length <= 1) {
+      const dropout = dropouts[0];
       const rates = hyper.every((c) => c.dropoutRate === undefined) ? undefined : hyper.map((c) => c.dropoutRate ?? 0);
       return this.closedFormStep(batch, k, fit, smoothings, decays, (x) => (dropout ? dropInput(x, dropout, rates) : x));
     }
-    return tf.tidy(() => {
+    const scores = tf.tidy(() => {
       const x = tf.tensor(batch.x, [n, ...this.sampleShape]);
       const labels = tf.tensor1d(batch.labels, 'int32');
       let y: tf.Tensor;
@@ -561,10 +563,11 @@ class LockstepAdam {
       perCopy!.dispose();
       return out;
     });
+    return Float64Array.from(scores);
   }
 
   /**
-   * {@link step} of a head that is one softmax Dense layer (after an optional Flatten): the
+   * {@link step} of a head that is one softmax Dense layer (after an optional Flatten and Dropout layer): the
    * closed-form gradient `trainStep` uses (`softmax-dense.ts`), every copy's logits from one matMul
    * and every copy's kernel gradient from one more.
    */
@@ -576,12 +579,13 @@ class LockstepAdam {
     decays: readonly number[],
     /** The Dense layer's input in training mode: shared by every copy, or one per copy (per-copy dropout rates). */
     inputOf: (x: tf.Tensor2D) => tf.Tensor | tf.Tensor[],
-  ): Float32Array {
+  ): Float64Array {
     const n = batch.labels.length;
     const R = this.R;
     const { targets, rowWeights, copies } = softmaxTargets(batch.labels, k, smoothings, fit.classWeights);
     const decayed = decays.some((d) => d > 0);
-    const scores = tf.tidy(() => {
+    // The outputs leave the tidy as tensors: a typed array returned from it would be walked element by element.
+    const [probabilities, penalties] = tf.tidy(() => {
       const [kernel, bias] = this.weights as [tf.Variable, tf.Variable | undefined];
       const width = kernel.shape[0]!;
       const x = inputOf(tf.tensor2d(batch.x, [n, width]));
@@ -596,12 +600,14 @@ class LockstepAdam {
         : tf.reshape(tf.matMul(x, tf.reshape(g, [n, R * k]), true, false), [width, R, k]);
       const twice = decays.every((d) => d === decays[0]) ? 2 * decays[0]! : tf.tensor3d(decays.map((d) => 2 * d), [1, R, 1]);
       this.apply([penalty ? tf.add(kernelGrad, tf.mul(kernel, twice)) : kernelGrad, ...(bias ? [tf.sum(g, 0)] : [])]);
-      return { p: p.dataSync() as Float32Array, penalty: penalty?.dataSync() as Float32Array | undefined };
+      return [p, penalty ?? tf.zeros([R])];
     });
-    const { losses, correct } = softmaxBatchScores(scores.p, batch.labels, k, smoothings, fit.classWeights);
-    const out = new Float32Array(2 * R);
+    const penalty = penalties.dataSync();
+    const { losses, correct } = softmaxBatchScores(probabilities.dataSync() as Float32Array, batch.labels, k, smoothings, fit.classWeights);
+    tf.dispose([probabilities, penalties]);
+    const out = new Float64Array(2 * R);
     for (let r = 0; r < R; r++) {
-      out[r] = losses[r]! + (scores.penalty ? decays[r]! * scores.penalty[r]! : 0);
+      out[r] = losses[r]! + decays[r]! * penalty[r]!;
       out[R + r] = correct[r]!;
     }
     return out;

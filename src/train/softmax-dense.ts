@@ -20,6 +20,7 @@ const EPS = 1e-7;
 
 /** The head's one Dense layer, when the head is an input, optionally a Flatten and a Dropout layer, then one softmax Dense layer. */
 export interface SoftmaxDense {
+  layer: tf.layers.Layer;
   kernel: tf.LayerVariable;
   bias: tf.LayerVariable | undefined;
   /** The Dropout layer before it: applied in training mode to the step's input, as the head's own forward does. */
@@ -32,7 +33,7 @@ const cache = new WeakMap<tf.LayersModel, SoftmaxDense | null>();
  * The head's softmax Dense layer when the closed form applies: a single-input chain of an input
  * layer, an optional Flatten, an optional Dropout layer (without a noise shape), and one trainable
  * Dense layer with a softmax activation and no regularizer or constraint (a hidden layer or BN take
- * the tape). Decided once per head.
+ * the tape). The structure is decided once per head; a frozen layer (`trainable` false) takes the tape.
  */
 export function softmaxDenseOf(head: tf.LayersModel): SoftmaxDense | undefined {
   let found = cache.get(head);
@@ -40,7 +41,7 @@ export function softmaxDenseOf(head: tf.LayersModel): SoftmaxDense | undefined {
     found = detect(head) ?? null;
     cache.set(head, found);
   }
-  return found ?? undefined;
+  return found?.layer.trainable ? found : undefined;
 }
 
 function detect(head: tf.LayersModel): SoftmaxDense | undefined {
@@ -55,7 +56,7 @@ function detect(head: tf.LayersModel): SoftmaxDense | undefined {
   const names = layers.map((l) => l.getClassName()).join(',');
   if (input?.getClassName() !== 'InputLayer' || !/^(Flatten,)?(Dropout,)?Dense$/.test(names)) return undefined;
   const dense = layers.at(-1)!;
-  if (head.outputLayers[0] !== dense || !dense.trainable || dense.nonTrainableWeights.length > 0) return undefined;
+  if (head.outputLayers[0] !== dense || dense.nonTrainableWeights.length > 0) return undefined;
   if (!names.startsWith('Flatten') && head.inputs[0]!.shape.length !== 2) return undefined;
   const dropout = layers.find((l) => l.getClassName() === 'Dropout');
   if (dropout && dropout.getConfig()['noiseShape'] != null) return undefined;
@@ -64,7 +65,7 @@ function detect(head: tf.LayersModel): SoftmaxDense | undefined {
   if (['kernelRegularizer', 'biasRegularizer', 'activityRegularizer', 'kernelConstraint', 'biasConstraint'].some((key) => config[key] != null)) return undefined;
   const [kernel, bias, ...rest] = dense.trainableWeights;
   if (kernel === undefined || rest.length > 0 || kernel.shape.length !== 2 || (bias === undefined) !== (config['useBias'] === false)) return undefined;
-  return { kernel, bias, dropout };
+  return { layer: dense, kernel, bias, dropout };
 }
 
 /**

@@ -76,11 +76,13 @@ export function withSeededRandom<T>(seed: number, fn: () => T): T {
  */
 export function trainStep(head: tf.LayersModel, optimizer: tf.Optimizer, batch: Batch, k: number, loss: LossOptions = {}, randomSeed?: number): { loss: number; correct: number } {
   if (randomSeed !== undefined) return withSeededRandom(randomSeed, () => trainStep(head, optimizer, batch, k, loss));
+  const task = loss.task ?? 'classify';
+  const dense = task === 'classify' ? softmaxDenseOf(head) : undefined;
+  if (dense) return closedFormStep(dense, optimizer, batch, k, loss);
   const n = batch.labels.length;
   const vars = head.trainableWeights.map((w) => w.read() as tf.Variable);
   const kernels = head.trainableWeights.filter((w) => /kernel$/.test(w.originalName)).map((w) => w.read());
   const { classWeights, weightDecay = 0, labelSmoothing = 0 } = loss;
-  const task = loss.task ?? 'classify';
   if (task !== 'classify') {
     if (batch.targets === undefined) throw new TypeError(`trainStep: a ${task} batch needs targets`);
     const targetOptions = { task, regressionLoss: loss.regressionLoss, positiveWeights: loss.positiveWeights };
@@ -104,8 +106,6 @@ export function trainStep(head: tf.LayersModel, optimizer: tf.Optimizer, batch: 
       return { loss: cost.dataSync()[0]!, correct };
     });
   }
-  const dense = softmaxDenseOf(head);
-  if (dense) return closedFormStep(dense, optimizer, batch, k, loss);
   return tf.tidy(() => {
     const x = tf.tensor(batch.x, [n, ...(head.inputs[0]!.shape.slice(1) as number[])]);
     const labels = tf.tensor1d(batch.labels, 'int32');
