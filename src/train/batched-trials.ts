@@ -5,8 +5,9 @@ import { memoryBatches } from './batches.js';
 import type { FeatureSet } from './feature-set.js';
 import { type FitOptions, type History, improves, metricsOfOutputs } from './fit.js';
 import { perSampleTaskLoss } from './losses.js';
-import { softmaxBatchScores, softmaxTargets } from './softmax-dense.js';
+import { softmaxBatchScores, softmaxDenseStages, softmaxTargets } from './softmax-dense.js';
 import { withSeededRandom } from './step.js';
+import { dropInput, keepMultiplier, type Stage, stagesOf } from './head-stages.js';
 
 /**
  * Trials in lockstep (issue #13): R copies of one small head, each with its own learning rate (and,
@@ -25,12 +26,6 @@ import { withSeededRandom } from './step.js';
  * Dropout between them, optionally a leading Flatten; Adam; a constant learning rate. Anything else
  * returns `undefined` and the caller runs the trials one by one.
  */
-
-/** One layer of a head that trains in lockstep. */
-type Stage =
-  | { kind: 'flatten' }
-  | { kind: 'dropout'; rate: number; seed: number | undefined }
-  | { kind: 'dense'; kernel: tf.LayerVariable; bias: tf.LayerVariable | undefined; activation: (x: tf.Tensor) => tf.Tensor; softmax: boolean };
 
 /** What `fitInLockstep` needs beyond the learning rates: a fit's options without its single learning rate or callbacks. */
 export type LockstepOptions = Omit<FitOptions, 'learningRate' | 'onEpoch' | 'onGeneration'>;
@@ -79,57 +74,6 @@ export function lockstepUnsupported(head: tf.LayersModel, fit: Pick<FitOptions, 
   if (fit.lrSchedule !== undefined && fit.lrSchedule !== 'constant') return `lrSchedule ${fit.lrSchedule} (only constant is batched)`;
   const stages = stagesOf(head);
   return typeof stages === 'string' ? stages : undefined;
-}
-
-/**
- * The head as stages, or why it cannot be batched. Decided from the built model, not its spec: a
- * single-input chain whose layers are an input, an optional Flatten right after it, then Dense and
- * Dropout layers without regularizers, constraints or a noise shape.
- */
-function stagesOf(head: tf.LayersModel): Stage[] | string {
-  if (head.inputs.length !== 1 || head.outputs.length !== 1) return 'the head has more than one input or output';
-  const [input, ...layers] = head.layers;
-  if (input?.getClassName() !== 'InputLayer' || layers.length === 0) return 'the head does not start with its input';
-  const stages: Stage[] = [];
-  let previous = input;
-  // Dense layers take vectors: the input is one, or a leading Flatten makes it one.
-  let isVector = head.inputs[0]!.shape.length === 2;
-  for (const layer of layers) {
-    const inbound = layer.inboundNodes;
-    if (inbound.length !== 1 || inbound[0]!.inboundLayers.length !== 1 || inbound[0]!.inboundLayers[0] !== previous) return `layer ${layer.name} is not a plain chain link`;
-    if (layer.nonTrainableWeights.length > 0 || !layer.trainable) return `layer ${layer.name} has non-trainable weights`;
-    const config = layer.getConfig();
-    switch (layer.getClassName()) {
-      case 'Flatten':
-        if (stages.length > 0) return `layer ${layer.name}: Flatten is batched only right after the input`;
-        stages.push({ kind: 'flatten' });
-        isVector = true;
-        break;
-      case 'Dropout':
-        if (config['noiseShape'] != null) return `layer ${layer.name} has a noise shape`;
-        stages.push({ kind: 'dropout', rate: config['rate'] as number, seed: (config['seed'] as number | null | undefined) ?? undefined });
-        break;
-      case 'Dense': {
-        const extras = ['kernelRegularizer', 'biasRegularizer', 'activityRegularizer', 'kernelConstraint', 'biasConstraint'].filter((key) => config[key] != null);
-        if (extras.length > 0) return `layer ${layer.name} has ${extras.join(', ')}`;
-        if (!isVector) return `layer ${layer.name}: a Dense layer on a feature map is not batched`;
-        const [kernel, bias, ...rest] = layer.trainableWeights;
-        const useBias = config['useBias'] !== false;
-        if (kernel === undefined || rest.length > 0 || (bias === undefined) === useBias || kernel.shape.length !== 2) return `layer ${layer.name} has unexpected weights`;
-        // tfjs keeps a Dense layer's activation private; applying that very object is what makes the
-        // batched forward the layer's own function (softmax on the last axis, elementwise otherwise).
-        const fn = (layer as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor } }).activation;
-        stages.push({ kind: 'dense', kernel, bias, activation: fn ? (x) => fn.apply(x) : (x) => x, softmax: config['activation'] === 'softmax' });
-        break;
-      }
-      default:
-        return `layer ${layer.name} is a ${layer.getClassName()} (only Dense, Dropout and a leading Flatten are batched)`;
-    }
-    previous = layer;
-  }
-  if (head.outputLayers[0] !== previous) return 'the head’s output is not its last layer';
-  if (!stages.some((s) => s.kind === 'dense')) return 'the head has no Dense layer';
-  return stages;
 }
 
 /** Lets a signal handler (the CLI's SIGINT) run during in-memory training, as `fitEpochs` does once an epoch. */
@@ -334,23 +278,6 @@ class CopyState {
   }
 }
 
-/** tf.dropout's own arithmetic on uniform draws `u`: `floor(u + keep) / keep`, the kept inputs scaled up. */
-const keepMultiplier = (u: tf.Tensor, rate: number): tf.Tensor => tf.div(tf.floor(tf.add(u, 1 - rate)), 1 - rate);
-
-/**
- * A Dropout stage on the input every copy shares ([n, units], before the first Dense layer), in
- * training mode: one tensor when the copies drop alike (the sequential step's own `tf.dropout` draws),
- * else one input per copy, each its own rate on the same draws (a rate of 0: the input untouched).
- */
-function dropInput(h: tf.Tensor, s: Extract<Stage, { kind: 'dropout' }>, dropoutRates: readonly number[] | undefined): tf.Tensor | tf.Tensor[] {
-  if (dropoutRates === undefined || dropoutRates.every((r) => r === dropoutRates[0])) {
-    const rate = dropoutRates?.[0] ?? s.rate;
-    return rate > 0 && rate < 1 ? tf.dropout(h, rate, h.shape, s.seed) : h;
-  }
-  const u = tf.randomUniform(h.shape, 0, 1, 'float32', s.seed);
-  return dropoutRates.map((rate) => (rate > 0 ? tf.mul(h, keepMultiplier(u, rate)) : h));
-}
-
 /**
  * R copies' weights stacked on a copy axis, trained by Adam with one learning rate per copy. The
  * update is tfjs's `AdamOptimizer.applyGradients`, op for op, with the scalar `-learningRate`
@@ -509,11 +436,9 @@ class LockstepAdam {
     const same = (xs: readonly number[]): boolean => xs.every((x) => x === xs[0]);
     const smoothings = hyper.map((h) => h.labelSmoothing);
     const decays = hyper.map((h) => h.weightDecay);
-    // The closed form's head (softmax-dense.ts): one softmax Dense layer last, at most one Dropout layer before it.
-    const [only, ...others] = stages.filter((s) => s.kind === 'dense');
-    const dropouts = stages.filter((s) => s.kind === 'dropout');
-    if (task === 'classify' && others.length === 0 && only?.kind === 'dense' && only.softmax && stages.at(-1) === only && dropouts.length <= 1) {
-      const dropout = dropouts[0];
+    const closedForm = task === 'classify' ? softmaxDenseStages(stages) : undefined;
+    if (closedForm) {
+      const dropout = closedForm.dropout;
       const rates = hyper.every((c) => c.dropoutRate === undefined) ? undefined : hyper.map((c) => c.dropoutRate ?? 0);
       return this.closedFormStep(batch, k, fit, smoothings, decays, (x) => (dropout ? dropInput(x, dropout, rates) : x));
     }

@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
+import { type Stage, stagesOf } from './head-stages.js';
 
 /**
  * The closed-form gradient of a softmax Dense head (issue #13 timing). For cross-entropy on
@@ -18,54 +19,37 @@ import type * as tf from '@tensorflow/tfjs';
 /** Cross-entropy's clip on probabilities, as in `trainStep` (the reported loss uses it). */
 const EPS = 1e-7;
 
-/** The head's one Dense layer, when the head is an input, optionally a Flatten and a Dropout layer, then one softmax Dense layer. */
+/** The stages of a head the closed form trains: one softmax Dense layer, last, after at most a Flatten and one Dropout layer. */
 export interface SoftmaxDense {
-  layer: tf.layers.Layer;
-  kernel: tf.LayerVariable;
-  bias: tf.LayerVariable | undefined;
-  /** The Dropout layer before it: applied in training mode to the step's input, as the head's own forward does. */
-  dropout: tf.layers.Layer | undefined;
+  dense: Extract<Stage, { kind: 'dense' }>;
+  dropout: Extract<Stage, { kind: 'dropout' }> | undefined;
+}
+
+/** {@link SoftmaxDense} of a head's stages, or undefined when the closed form does not apply (a hidden layer, another output, two Dropout layers…). */
+export function softmaxDenseStages(stages: readonly Stage[]): SoftmaxDense | undefined {
+  const dense = stages.filter((s) => s.kind === 'dense');
+  const dropouts = stages.filter((s) => s.kind === 'dropout');
+  const last = stages.at(-1);
+  if (dense.length !== 1 || last?.kind !== 'dense' || !last.softmax || dropouts.length > 1) return undefined;
+  return { dense: last, dropout: dropouts[0] };
 }
 
 const cache = new WeakMap<tf.LayersModel, SoftmaxDense | null>();
 
 /**
- * The head's softmax Dense layer when the closed form applies: a single-input chain of an input
- * layer, an optional Flatten, an optional Dropout layer (without a noise shape), and one trainable
- * Dense layer with a softmax activation and no regularizer or constraint (a hidden layer or BN take
- * the tape). The structure is decided once per head; a frozen layer (`trainable` false) takes the tape.
+ * The closed form's stages of a built head (`head-stages.stagesOf`, the reading the lockstep trials
+ * use), decided once per head: an input, an optional Flatten, an optional Dropout layer, one trainable
+ * softmax Dense layer without regularizer or constraint. A layer frozen since takes the tape.
  */
 export function softmaxDenseOf(head: tf.LayersModel): SoftmaxDense | undefined {
   let found = cache.get(head);
   if (found === undefined) {
-    found = detect(head) ?? null;
+    const stages = stagesOf(head);
+    found = (typeof stages === 'string' ? undefined : softmaxDenseStages(stages)) ?? null;
     cache.set(head, found);
   }
-  return found?.layer.trainable ? found : undefined;
-}
-
-function detect(head: tf.LayersModel): SoftmaxDense | undefined {
-  if (head.inputs.length !== 1 || head.outputs.length !== 1) return undefined;
-  const [input, ...layers] = head.layers;
-  let previous = input;
-  for (const layer of layers) {
-    const inbound = layer.inboundNodes;
-    if (inbound.length !== 1 || inbound[0]!.inboundLayers.length !== 1 || inbound[0]!.inboundLayers[0] !== previous) return undefined;
-    previous = layer;
-  }
-  const names = layers.map((l) => l.getClassName()).join(',');
-  if (input?.getClassName() !== 'InputLayer' || !/^(Flatten,)?(Dropout,)?Dense$/.test(names)) return undefined;
-  const dense = layers.at(-1)!;
-  if (head.outputLayers[0] !== dense || dense.nonTrainableWeights.length > 0) return undefined;
-  if (!names.startsWith('Flatten') && head.inputs[0]!.shape.length !== 2) return undefined;
-  const dropout = layers.find((l) => l.getClassName() === 'Dropout');
-  if (dropout && dropout.getConfig()['noiseShape'] != null) return undefined;
-  const config = dense.getConfig();
-  if (config['activation'] !== 'softmax') return undefined;
-  if (['kernelRegularizer', 'biasRegularizer', 'activityRegularizer', 'kernelConstraint', 'biasConstraint'].some((key) => config[key] != null)) return undefined;
-  const [kernel, bias, ...rest] = dense.trainableWeights;
-  if (kernel === undefined || rest.length > 0 || kernel.shape.length !== 2 || (bias === undefined) !== (config['useBias'] === false)) return undefined;
-  return { layer: dense, kernel, bias, dropout };
+  // The structure is fixed once built; whether the layer trains is not (a frozen layer takes the tape).
+  return found && head.trainableWeights.includes(found.dense.kernel) ? found : undefined;
 }
 
 /**

@@ -3,6 +3,7 @@ import { rng } from '../random.js';
 import type { Task } from '../data/types.js';
 import type { Batch } from './batches.js';
 import { perSampleTaskLoss, type RegressionLoss, taskScore } from './losses.js';
+import { dropInput } from './head-stages.js';
 import { type SoftmaxDense, softmaxBatchScores, softmaxDenseOf, softmaxTargets } from './softmax-dense.js';
 
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'adagrad'] as const;
@@ -136,11 +137,11 @@ function closedFormStep(dense: SoftmaxDense, optimizer: tf.Optimizer, batch: Bat
   const { classWeights, weightDecay = 0, labelSmoothing = 0 } = loss;
   const { targets, rowWeights } = softmaxTargets(batch.labels, k, [labelSmoothing], classWeights);
   return tf.tidy(() => {
-    const kernel = dense.kernel.read() as tf.Variable;
-    const bias = dense.bias?.read() as tf.Variable | undefined;
+    const kernel = dense.dense.kernel.read() as tf.Variable;
+    const bias = dense.dense.bias?.read() as tf.Variable | undefined;
     const input = tf.tensor2d(batch.x, [n, kernel.shape[0]!]);
-    // The layer's own training-mode call: the same draws from the seeded Math.random as the head's forward.
-    const x = dense.dropout ? (dense.dropout.apply(input, { training: true }) as tf.Tensor2D) : input;
+    // The Dropout layer's own draws from the seeded Math.random (what the head's forward would draw).
+    const x = dense.dropout ? (dropInput(input, dense.dropout, undefined) as tf.Tensor2D) : input;
     const z = tf.matMul(x, kernel);
     const p = tf.softmax(bias ? tf.add(z, bias) : z);
     const g = tf.sub(tf.mul(p, tf.tensor2d(rowWeights, [n, 1])), tf.tensor2d(targets, [n, k]));
